@@ -1,0 +1,65 @@
+# DeepModel-Caffe. `make help` lists the targets. The README's two commands: `make train`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# run inside the venv: its bin first on PATH (the `caffe` command), quiet Caffe logging
+RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" GLOG_minloglevel=$${GLOG_minloglevel:-1}
+
+NYU_ROOT ?=
+ICVL_ROOT ?=
+RESULTS ?= results
+
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit docs clean
+
+help: ## list the targets
+	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT, RESULTS=$(RESULTS)"
+
+setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
+
+venv: $(VENV)/.requirements.stamp ## .venv with the pinned Python requirements
+
+$(VENV)/.requirements.stamp: requirements.txt
+	@test -x $(PY) || { echo "[venv] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "[venv] installing requirements.txt"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python layers
+	@bash scripts/setup_caffe.sh
+
+test: caffe ## run all tests
+	@$(RUN) $(PY) -m pytest -q
+
+lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once)
+	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)")
+
+lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT
+	@test -n "$(ICVL_ROOT)" || { echo "error: give the ICVL folder: make lmdb-icvl ICVL_ROOT=/path/to/icvl" >&2; exit 2; }
+	@$(RUN) $(PY) -m data_prep.make_lmdb icvl --root "$(ICVL_ROOT)"
+
+nets: caffe ## regenerate prototxt/ from tools/make_nets.py
+	@$(RUN) $(PY) tools/make_nets.py
+
+train: caffe lmdb-nyu ## the main job: data, train the paper's net, evaluate, plot (results/)
+	@$(RUN) $(PY) tools/train.py --results $(RESULTS)
+
+table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs/table1.md
+	@$(RUN) $(PY) tools/table1.py --results $(RESULTS)/table1
+
+demo: caffe ## run a trained net on the five real NYU crops -> $(RESULTS)/demo
+	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
+
+bench: caffe ## speed figures: model layer, training iteration, deploy net, data pipeline
+	@$(RUN) $(PY) tools/bench.py
+
+fit: caffe ## fit the hand model to the 8252 NYU test labels -> $(RESULTS)/fit
+	@$(RUN) $(PY) tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt --out $(RESULTS)/fit/fits.npz
+
+docs: caffe ## regenerate the figures of docs/
+	@$(RUN) $(PY) tools/draw_rest_pose.py --out docs/img/rest_pose.png
+
+clean: ## remove results and generated data (keeps .venv and the Caffe cache)
+	rm -rf $(RESULTS) data/lmdb data/synthetic

@@ -1,0 +1,52 @@
+"""Shared test fixtures: where ../shared is, a fresh temporary folder per test."""
+import os
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """``../shared/data`` beside the project; tests that need it fail loudly if it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: clone the project next to shared/")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def project_root():
+    return ROOT
+
+
+@pytest.fixture(autouse=True)
+def _quiet_glog(monkeypatch):
+    # Caffe logs every net it builds; keep test output readable.
+    monkeypatch.setenv("GLOG_minloglevel", os.environ.get("GLOG_minloglevel", "2"))
+
+
+@pytest.fixture
+def make_net(tmp_path):
+    """Build a real ``caffe.Net`` from prototxt text: ``make_net(text, phase="TEST", weights=None)``.
+
+    The text is written to a temporary file (Caffe reads nets from files); ``force_backward``
+    is the caller's to set in the text.
+    """
+    import caffe
+
+    caffe.set_mode_cpu()
+    counter = {"n": 0}
+
+    def build(text, phase="TEST", weights=None):
+        counter["n"] += 1
+        path = tmp_path / f"net{counter['n']}.prototxt"
+        path.write_text(text)
+        ph = caffe.TRAIN if phase == "TRAIN" else caffe.TEST
+        if weights:
+            return caffe.Net(str(path), str(weights), ph)
+        return caffe.Net(str(path), ph)
+
+    return build
