@@ -1,0 +1,304 @@
+"""Loading a trained net and reading the evaluation LMDBs, with bad input caught before Caffe.
+
+Caffe aborts the whole process (glog CHECK) on many kinds of bad input: a weights file whose
+blobs do not fit the model, an unknown layer type, a bottom that nothing produces. The checks
+here read the files themselves first (``caffe_pb2.NetParameter``) and raise
+:class:`data_prep.cli.InputError` with a one-line message naming the file, layer and blob.
+"""
+import importlib
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "python_layers"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+# Caffe logs every net it builds at INFO level; a tool's stderr stays for its own messages.
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from data_prep.cli import InputError  # noqa: E402
+
+
+def import_caffe():
+    """``caffe`` (CPU mode), or an InputError telling how to get it."""
+    try:
+        import caffe
+    except ImportError as err:
+        raise InputError(f"pycaffe cannot be imported ({err}): run `make caffe`") from None
+    caffe.set_mode_cpu()
+    return caffe
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _in_test_phase(layer, caffe_pb2):
+    """Whether a LayerParameter is part of the TEST-phase net (phase rules only)."""
+    test = caffe_pb2.TEST
+    if layer.include:
+        return any((not r.HasField("phase")) or r.phase == test for r in layer.include)
+    return not any(r.HasField("phase") and r.phase == test for r in layer.exclude)
+
+
+def check_model(model):
+    """Parse a net prototxt and check what Caffe would otherwise abort on.
+
+    Checks: the file exists and parses as a NetParameter; every layer type is registered in this
+    Caffe; every bottom of the TEST-phase net is produced by an input or an earlier layer; every
+    Python layer's module and class import. Returns the parsed ``caffe_pb2.NetParameter``.
+    """
+    caffe = import_caffe()
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    model = str(model)
+    if not os.path.isfile(model):
+        raise InputError(f"{model}: no such model prototxt")
+    try:
+        with open(model, "r") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{model}: cannot read the model prototxt ({_one_line(err)})") from None
+    net_param = caffe_pb2.NetParameter()
+    try:
+        text_format.Merge(text, net_param)
+    except text_format.ParseError as err:
+        raise InputError(f"{model}: not a valid net prototxt: {_one_line(err)}") from None
+    if net_param.layers:
+        raise InputError(f"{model}: uses the old V1 'layers' syntax; upgrade it with "
+                         "Caffe's upgrade_net_proto_text")
+    if not net_param.layer:
+        raise InputError(f"{model}: the net has no layers")
+
+    known_types = set(caffe.layer_type_list())
+    available = set(net_param.input)
+    for layer in net_param.layer:
+        if not _in_test_phase(layer, caffe_pb2):
+            continue
+        where = f"{model}: layer '{layer.name}'"
+        if layer.type not in known_types:
+            raise InputError(f"{where} has type '{layer.type}', which this Caffe does not know")
+        for bottom in layer.bottom:
+            if bottom not in available:
+                raise InputError(f"{where} reads blob '{bottom}', which no earlier layer produces")
+        if layer.type == "Python":
+            module = layer.python_param.module
+            try:
+                mod = importlib.import_module(module)
+            except Exception as err:  # any failure while importing a user's layer module
+                raise InputError(f"{where}: cannot import Python layer module '{module}' "
+                                 f"({_one_line(err)})") from None
+            if not hasattr(mod, layer.python_param.layer):
+                raise InputError(f"{where}: module '{module}' has no class "
+                                 f"'{layer.python_param.layer}'")
+        available.update(layer.top)
+    return net_param
+
+
+def _blob_shape(blob):
+    """Shape of a BlobProto: ``shape.dim`` or the legacy (num, channels, height, width)."""
+    if blob.HasField("shape"):
+        return tuple(int(d) for d in blob.shape.dim), False
+    return (int(blob.num), int(blob.channels), int(blob.height), int(blob.width)), True
+
+
+def _legacy(shape):
+    """A shape padded on the left with 1s to 4 axes (Caffe's LegacyShape)."""
+    return (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
+
+
+def check_weights(weights, net, model="the model"):
+    """Check that a .caffemodel fits a built ``caffe.Net`` blob for blob, before Caffe copies it.
+
+    Every layer of ``net`` that has parameters must be in the weights file (matched by name,
+    as Caffe does) with the same number of blobs, the same shapes and complete data.
+    """
+    from caffe.proto import caffe_pb2
+
+    weights = str(weights)
+    if not os.path.isfile(weights):
+        raise InputError(f"{weights}: no such weights file")
+    with open(weights, "rb") as fh:
+        raw = fh.read()
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(raw)
+    except Exception as err:  # protobuf's DecodeError and friends
+        raise InputError(f"{weights}: not a Caffe weights file ({_one_line(err)})") from None
+    source = {}
+    for layer in list(param.layer) + list(param.layers):
+        if layer.blobs:
+            source[layer.name] = layer.blobs
+    if not source:
+        raise InputError(f"{weights}: not a Caffe weights file (no layer with learned blobs)")
+
+    for name, blobs in net.params.items():
+        if name not in source:
+            have = ", ".join(sorted(source)) or "none"
+            raise InputError(f"{weights} has no blobs for layer '{name}' of {model} "
+                             f"(it has layers: {have})")
+        src = source[name]
+        if len(src) != len(blobs):
+            raise InputError(f"{weights}: layer '{name}' has {len(src)} blobs, {model} expects "
+                             f"{len(blobs)}")
+        for j, (sblob, tblob) in enumerate(zip(src, blobs)):
+            target = tuple(int(d) for d in tblob.data.shape)
+            shape, legacy = _blob_shape(sblob)
+            fits = (_legacy(target) == shape) if legacy else (target == shape)
+            if not fits:
+                raise InputError(f"{weights}: layer '{name}' blob {j} has shape {shape}, but "
+                                 f"{model} expects {target}")
+            count = int(np.prod(target))
+            have = max(len(sblob.data), len(sblob.double_data))
+            if have != count:
+                raise InputError(f"{weights}: layer '{name}' blob {j} holds {have} values, "
+                                 f"expected {count} for shape {target}")
+    return param
+
+
+def load_net(model, weights):
+    """Build the TEST-phase net of ``model`` and copy ``weights`` into it, all checked first.
+
+    ``weights`` may be None (random initialisation, for tests). Returns a ``caffe.Net``.
+    """
+    caffe = import_caffe()
+    model = str(model)
+    if weights is not None and not os.path.isfile(str(weights)):
+        raise InputError(f"{weights}: no such weights file")
+    check_model(model)
+    try:
+        net = caffe.Net(model, caffe.TEST)
+    except Exception as err:  # e.g. an exception raised in a Python layer's setup
+        raise InputError(f"{model}: Caffe cannot build the net ({_one_line(err)})") from None
+    if weights is not None:
+        check_weights(weights, net, model)
+        net.copy_from(str(weights))
+    return net
+
+
+def input_blob(net, name, model="the model"):
+    """The name of the net's input blob ``name`` (or its only input when ``name`` is None)."""
+    inputs = list(net.inputs)
+    if name is None:
+        if len(inputs) != 1:
+            raise InputError(f"{model}: has inputs {inputs}; name the image input with --input")
+        return inputs[0]
+    if name not in inputs:
+        raise InputError(f"{model}: has no input blob '{name}' (inputs: {inputs or 'none'}); "
+                         "use a deploy net with an Input layer")
+    return name
+
+
+def output_blob(net, name, width, model="the model", option="--blob"):
+    """Check that the net has a blob ``name`` of shape (N, width); return the name."""
+    if name not in net.blobs:
+        raise InputError(f"{model}: has no blob '{name}' (blobs: {', '.join(net.blobs)}); "
+                         f"choose one with {option}")
+    shape = net.blobs[name].data.shape
+    if len(shape) < 2 or int(np.prod(shape[1:])) != width:
+        raise InputError(f"{model}: blob '{name}' has shape {tuple(shape)}, expected (N, {width})")
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# LMDB of Caffe Datum records (float_data)
+
+def datum_floats(raw):
+    """The ``float_data`` of a serialized ``caffe_pb2.Datum`` -> ``((C, H, W), (C*H*W,) float32)``.
+
+    Caffe's ``float_data`` is an unpacked repeated float: each value is the tag byte 0x35 and 4
+    little-endian bytes, after the small shape fields. Fast path: read that run straight from the
+    bytes (verified by its tag bytes); otherwise decode through protobuf.
+    """
+    from caffe.proto import caffe_pb2
+
+    datum = caffe_pb2.Datum()
+    datum.ParseFromString(raw)
+    shape = (int(datum.channels), int(datum.height), int(datum.width))
+    count = len(datum.float_data)
+    if count == 0:
+        return shape, np.zeros(0, np.float32)
+    buf = np.frombuffer(raw, dtype=np.uint8)
+    for start in (len(raw) - 5 * count, len(raw) - 5 * count - 2):
+        if start < 0:
+            continue
+        run = buf[start:start + 5 * count].reshape(count, 5)
+        if np.all(run[:, 0] == 0x35):
+            return shape, np.ascontiguousarray(run[:, 1:]).view("<f4").reshape(count).astype(
+                np.float32)
+    return shape, np.fromiter(datum.float_data, dtype=np.float32, count=count)
+
+
+class DatumLMDB:
+    """A read-only LMDB of Datum records; ``len``, ``keys()``, ``iter_batches(n)``."""
+
+    def __init__(self, path):
+        import lmdb
+
+        self.path = str(path)
+        if not os.path.isdir(self.path):
+            raise InputError(f"{self.path}: no such LMDB (a folder with data.mdb)")
+        if not os.path.isfile(os.path.join(self.path, "data.mdb")):
+            raise InputError(f"{self.path}: not an LMDB (no data.mdb inside)")
+        try:
+            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
+                                 subdir=True)
+        except lmdb.Error as err:
+            raise InputError(f"{self.path}: cannot open the LMDB ({_one_line(err)})") from None
+        self.entries = int(self.env.stat()["entries"])
+        if self.entries == 0:
+            raise InputError(f"{self.path}: the LMDB is empty (no records)")
+
+    def __len__(self):
+        return self.entries
+
+    def close(self):
+        self.env.close()
+
+    def iter_records(self):
+        """Yield ``(key bytes, (C, H, W), (C*H*W,) float32)`` in key order."""
+        with self.env.begin(buffers=False) as txn:
+            for key, raw in txn.cursor():
+                try:
+                    shape, values = datum_floats(raw)
+                except Exception as err:
+                    raise InputError(f"{self.path}: record {key!r} is not a Caffe Datum "
+                                     f"({_one_line(err)})") from None
+                if values.size == 0 or values.size != int(np.prod(shape)):
+                    raise InputError(f"{self.path}: record {key!r} has {values.size} float "
+                                     f"values for shape {shape}")
+                yield key, shape, values
+
+    def iter_batches(self, batch_size, shape=None):
+        """Yield ``(keys list, (B, C, H, W) float32)``; every record must have ``shape``."""
+        keys, rows = [], []
+        for key, rshape, values in self.iter_records():
+            if shape is None:
+                shape = rshape
+            elif tuple(rshape) != tuple(shape):
+                raise InputError(f"{self.path}: record {key!r} has shape {rshape}, expected "
+                                 f"{tuple(shape)}")
+            keys.append(key)
+            rows.append(values)
+            if len(rows) == batch_size:
+                yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
+                keys, rows = [], []
+        if rows:
+            yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
+
+    def read_all(self):
+        """All records: ``(keys list, (N, C*H*W) float32)`` (for the small label LMDBs)."""
+        keys, rows, shape = [], [], None
+        for key, rshape, values in self.iter_records():
+            if shape is None:
+                shape = rshape
+            elif tuple(rshape) != tuple(shape):
+                raise InputError(f"{self.path}: record {key!r} has shape {rshape}, expected "
+                                 f"{shape}")
+            keys.append(key)
+            rows.append(values)
+        return keys, np.stack(rows)
