@@ -177,3 +177,210 @@ def test_option_errors(project_root, tmp_path):
     assert_one_line_error(run_cli(project_root, "--predictions", tmp_path / "nope.txt",
                                   "--labels", labels, "--num-joints", 2), "nope.txt")
     assert_one_line_error(run_cli(project_root), "--weights")
+
+
+# ---------------------------------------------------------------------------------------------
+# mode 1: a tiny real net on real LMDBs
+
+TINY_NET = """
+name: "tiny"
+layer {{ name: "data" type: "Input" top: "data"
+        input_param {{ shape {{ dim: 1 dim: 1 dim: 8 dim: 8 }} }} }}
+layer {{ name: "fcj" type: "InnerProduct" bottom: "data" top: "joints"
+        inner_product_param {{ num_output: {nj}
+          weight_filler {{ type: "gaussian" std: 0.05 }} bias_filler {{ type: "gaussian" std: 0.2 }} }} }}
+{theta}
+"""
+TINY_THETA = """
+layer { name: "fct" type: "InnerProduct" bottom: "data" top: "theta"
+        inner_product_param { num_output: 26
+          weight_filler { type: "gaussian" std: 0.3 } bias_filler { type: "gaussian" std: 0.3 } } }
+"""
+
+
+def write_datum_lmdb(path, arrays):
+    """A Caffe LMDB of float Datums, keys '%08d': arrays (N, C, H, W)."""
+    import lmdb
+    from caffe.proto import caffe_pb2
+
+    env = lmdb.open(str(path), map_size=1 << 26)
+    with env.begin(write=True) as txn:
+        for i, a in enumerate(np.asarray(arrays, dtype=np.float32)):
+            d = caffe_pb2.Datum(channels=a.shape[0], height=a.shape[1], width=a.shape[2])
+            d.float_data.extend(a.ravel().tolist())
+            txn.put(b"%08d" % i, d.SerializeToString())
+    env.close()
+
+
+def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny", seed=0):
+    """Tiny deploy net + random weights + LMDBs of n records. Returns a dict of paths/arrays."""
+    import caffe
+
+    rng = np.random.default_rng(seed)
+    model = tmp_path / f"{name}.prototxt"
+    model.write_text(TINY_NET.format(nj=nj, theta=TINY_THETA if theta_net else ""))
+    net = caffe.Net(str(model), caffe.TEST)
+    depth = rng.uniform(-1, 1, (n, 1, 8, 8)).astype(np.float32)
+    if theta_net:
+        # theta = 0 (rest pose, inside every limit) except free parameter 10 (id 31, upper limit
+        # 0.053) = 1.5 * the first pixel: the frames with a clearly positive first pixel are out
+        net.params["fct"][0].data[...] = 0
+        net.params["fct"][1].data[...] = 0
+        net.params["fct"][0].data[10, 0] = 1.5
+        depth[:, 0, 0, 0] = np.resize([-0.9, 0.5, -0.5, 0.9, 0.0, 0.3, -0.2], n)
+    weights = tmp_path / f"{name}.caffemodel"
+    net.save(str(weights))
+    joints = rng.uniform(-0.9, 0.9, (n, 93, 1, 1)).astype(np.float32)
+    prefix = tmp_path / "lmdb" / "nyu_test"
+    prefix.parent.mkdir(exist_ok=True)
+    write_datum_lmdb(f"{prefix}_depth", depth)
+    write_datum_lmdb(f"{prefix}_joint", joints)
+    meta = {"com": np.column_stack([rng.uniform(-80, 80, n), rng.uniform(-80, 80, n),
+                                    rng.uniform(600, 900, n)]),
+            "cube": np.where(np.arange(n) % 2 == 0, 300.0, 261.0),
+            "frame": rng.permutation(n)}
+    if theta_meta:
+        meta["theta"] = rng.normal(0, 0.4, (n, 26))
+    np.savez(f"{prefix}_meta.npz", **meta)
+    params = {k: [b.data.copy() for b in v] for k, v in net.params.items()}
+    return {"model": model, "weights": weights, "prefix": prefix, "depth": depth,
+            "joints": joints.reshape(n, 93), "meta": meta, "params": params}
+
+
+def test_net_mode_matches_independent_computation(project_root, tmp_path):
+    from hand_model import HandModel
+
+    t = make_tiny(tmp_path)
+    out = tmp_path / "eval"
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"],
+                   "--lmdb", t["prefix"], "--out", out, "--batch-size", 3)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "eval.json").read_text())
+
+    # independent: the fc layers by hand, then mm, errors, angles
+    x = t["depth"].reshape(len(t["depth"]), -1).astype(np.float64)
+    wj, bj = t["params"]["fcj"]
+    wt, bt = t["params"]["fct"]
+    pred = x @ wj.T.astype(np.float64) + bj
+    theta = x @ wt.T.astype(np.float64) + bt
+    half = t["meta"]["cube"][:, None, None] / 2
+    com = t["meta"]["com"][:, None, :]
+    p_mm = pred.reshape(-1, 31, 3) * half + com
+    g_mm = t["joints"].astype(np.float64).reshape(-1, 31, 3) * half + com
+    err = np.sqrt(((p_mm - g_mm) ** 2).sum(-1))
+    assert r["frames"] == 7
+    assert r["mean_error_mm"] == pytest.approx(err.mean(), rel=1e-5)
+    nyu14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
+    assert r["mean_error_nyu14_mm"] == pytest.approx(err[:, nyu14].mean(), rel=1e-5)
+    assert list(r["per_joint_error_mm"].values()) == pytest.approx(err.mean(0), rel=1e-5)
+    worst = err.max(1)
+    for thr in (0, 50, 80):
+        assert r["frac_max_error_within_mm"][str(thr)] == pytest.approx(np.mean(worst <= thr))
+    d = theta[:, 3:] - t["meta"]["theta"][:, 3:]          # free ids 0-2 are the translations
+    d = np.abs(np.degrees(np.arctan2(np.sin(d), np.cos(d))))
+    assert r["mean_angle_error_deg"] == pytest.approx(d.mean(), rel=1e-5)
+    m = HandModel.nyu()
+    outside = ((theta < m.lower) | (theta > m.upper)).any(1)
+    np.testing.assert_array_equal(outside, [False, True, False, True, False, True, False])
+    assert r["frac_out_of_limits"] == pytest.approx(outside.mean())
+
+    # the community-format predictions, in frame order, by the camera formulas
+    order = np.argsort(t["meta"]["frame"])
+    p14 = p_mm[order][:, nyu14]
+    u = 320 + p14[..., 0] * 588.03 / p14[..., 2]
+    v = 240 - p14[..., 1] * 587.07 / p14[..., 2]
+    expect = np.stack([u, v, p14[..., 2]], -1).reshape(7, 42)
+    got = np.loadtxt(out / "predictions_nyu14_uvd.txt")
+    np.testing.assert_allclose(got, expect, atol=2e-3)
+    saved = np.load(out / "predictions.npz")
+    np.testing.assert_array_equal(saved["frame"], np.arange(7))
+    for png in ("threshold.png", "per_joint.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "mean joint error" in proc.stdout
+
+
+def test_net_without_theta_reports_na(project_root, tmp_path):
+    t = make_tiny(tmp_path, theta_net=False, n=4)
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"], "--lmdb",
+                   t["prefix"], "--out", tmp_path / "o", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "o" / "eval.json").read_text())
+    assert r["mean_angle_error_deg"] is None and r["frac_out_of_limits"] is None
+    assert "n/a" in r["angle_note"] and "n/a" in proc.stdout
+    assert r["frames"] == 4 and r["mean_error_mm"] > 0
+
+
+def test_missing_weights(project_root, tmp_path):
+    t = make_tiny(tmp_path, n=2)
+    proc = run_cli(project_root, "--weights", tmp_path / "nope.caffemodel", "--model", t["model"],
+                   "--lmdb", t["prefix"], "--out", tmp_path / "o")
+    assert_one_line_error(proc, "nope.caffemodel", "no such weights file")
+    assert not (tmp_path / "o" / "eval.json").exists()
+
+
+def test_weights_that_do_not_fit_the_model(project_root, tmp_path):
+    t = make_tiny(tmp_path, n=2)
+    other = make_tiny(tmp_path, n=2, nj=92, name="other")       # fcj: (92, 64) instead of (93, 64)
+    proc = run_cli(project_root, "--weights", other["weights"], "--model", t["model"],
+                   "--lmdb", t["prefix"], "--out", tmp_path / "o")
+    assert_one_line_error(proc, "other.caffemodel", "'fcj'", "(92, 64)", "(93, 64)")
+    # a weights file without one of the model's layers
+    renamed = tmp_path / "renamed.prototxt"
+    renamed.write_text(t["model"].read_text().replace('"fct"', '"fc_other"'))
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", renamed,
+                   "--lmdb", t["prefix"], "--out", tmp_path / "o")
+    assert_one_line_error(proc, "tiny.caffemodel", "'fc_other'")
+    # not a weights file at all
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_text("this is not a caffemodel\n")
+    proc = run_cli(project_root, "--weights", junk, "--model", t["model"], "--lmdb", t["prefix"])
+    assert_one_line_error(proc, "junk.caffemodel", "not a Caffe weights file")
+
+
+def test_model_that_does_not_parse(project_root, tmp_path):
+    t = make_tiny(tmp_path, n=2)
+    bad = tmp_path / "bad.prototxt"
+    bad.write_text('name: "x"\nlayer { name: "data" type: "Input" top: "data" oops: 3 }\n')
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", bad, "--lmdb", t["prefix"])
+    assert_one_line_error(proc, "bad.prototxt", "not a valid net prototxt", "oops")
+    unknown = tmp_path / "unknown.prototxt"
+    unknown.write_text(t["model"].read_text().replace('type: "InnerProduct"', 'type: "Inner"', 1))
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", unknown,
+                   "--lmdb", t["prefix"])
+    assert_one_line_error(proc, "unknown.prototxt", "'fcj'", "'Inner'")
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", tmp_path / "none.prototxt",
+                   "--lmdb", t["prefix"])
+    assert_one_line_error(proc, "none.prototxt", "no such model")
+
+
+def test_empty_or_missing_lmdb(project_root, tmp_path):
+    import lmdb
+
+    t = make_tiny(tmp_path, n=2)
+    empty = tmp_path / "empty" / "nyu_test"
+    empty.parent.mkdir()
+    for part in ("_depth", "_joint"):
+        lmdb.open(f"{empty}{part}", map_size=1 << 20).close()
+    np.savez(f"{empty}_meta.npz", com=np.zeros((0, 3)), cube=np.zeros(0))
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"],
+                   "--lmdb", empty, "--out", tmp_path / "o")
+    assert_one_line_error(proc, "nyu_test_depth", "empty")
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"],
+                   "--lmdb", tmp_path / "nowhere" / "nyu_test", "--out", tmp_path / "o")
+    assert_one_line_error(proc, "nowhere", "no such LMDB")
+    assert not (tmp_path / "o").exists()
+
+
+def test_datum_fast_path_equals_protobuf():
+    from caffe.proto import caffe_pb2
+
+    from tools.net_io import datum_floats
+
+    rng = np.random.default_rng(3)
+    for extra in ({}, {"label": 7}, {"encoded": False}, {"data": b"\x01\x02"}):
+        vals = rng.normal(size=(3, 4, 5)).astype(np.float32)
+        d = caffe_pb2.Datum(channels=3, height=4, width=5, **extra)
+        d.float_data.extend(vals.ravel().tolist())
+        shape, got = datum_floats(d.SerializeToString())
+        assert shape == (3, 4, 5)
+        np.testing.assert_array_equal(got, vals.ravel())
