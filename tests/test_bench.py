@@ -1,0 +1,62 @@
+"""Smoke test of tools/bench.py with tiny sizes: it runs and its JSON is sane (no timing goals here)."""
+import json
+import math
+import subprocess
+import sys
+
+from tiny_lmdb import write_tiny_lmdbs
+
+PY = sys.executable
+
+
+def _positive(x):
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+def test_bench_cli_tiny(project_root, tmp_path):
+    lmdb_dir = write_tiny_lmdbs(tmp_path / "lmdb", n_train=16, n_test=4)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([PY, "tools/bench.py", "--batch", "8", "--repeats", "2", "--frames", "5",
+                           "--lmdb-dir", str(lmdb_dir), "--json", str(out)],
+                          cwd=project_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["batch"] == 8
+    for key in ("model_fwd_bwd_ms_b8", "layer_fwd_bwd_ms_b8", "iteration_ms_b8",
+                "model_layer_in_iteration_ms_b8", "net_forward_ms_b1",
+                "net_forward_ms_b1_without_model_layer", "data_layers_ms_per_batch_b8",
+                "model_fwd_bwd_peak_mb_b8"):
+        assert _positive(res[key]), key
+    assert math.isclose(res["net_forward_fps_b1"], 1000 / res["net_forward_ms_b1"])
+    assert math.isclose(res["data_frames_per_s"], 8000 / res["data_layers_ms_per_batch_b8"])
+    layers = res["iteration_layers_ms_b8"]
+    for name in ("conv1", "conv2", "conv3", "fc1", "fc2", "theta", "joints", "joint_loss",
+                 "limit_loss"):
+        assert _positive(layers[name]), name
+    assert res["model_layer_in_iteration_ms_b8"] == layers["joints"]
+    assert math.isclose(res["model_layer_share_pct"],
+                        100 * layers["joints"] / res["iteration_ms_b8"])
+    assert 0 < res["model_layer_share_pct"] < 100
+    # the printed table carries the same figures
+    assert f"{res['layer_fwd_bwd_ms_b8']:.2f} ms" in proc.stdout
+    assert f"{res['net_forward_fps_b1']:.0f} frames/s" in proc.stdout
+
+
+def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):
+    out = tmp_path / "b.json"
+    proc = subprocess.run([PY, "tools/bench.py", "--batch", "2", "--repeats", "1", "--frames", "2",
+                           "--lmdb-dir", str(tmp_path / "none"), "--json", str(out)],
+                          cwd=project_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(out.read_text())
+    assert res["data_layers_ms_per_batch_b2"] is None and res["data_frames_per_s"] is None
+    assert "no LMDBs" in proc.stdout
+
+    proc = subprocess.run([PY, "tools/bench.py", "--batch", "0"], cwd=project_root,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --batch 0: must be at least 1"
+    proc = subprocess.run([PY, "tools/bench.py", "--json", str(tmp_path / "no" / "b.json")],
+                          cwd=project_root, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such folder for --json" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,156 @@
+"""The generated nets: committed files current, real caffe.Net builds, blob shapes, weight transfer."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from tools import make_nets as mn
+from tiny_lmdb import write_tiny_lmdbs
+
+PY = sys.executable
+
+
+def _conv(size, kernel):
+    return size - kernel + 1
+
+
+def _pool_ceil(size, kernel, stride):
+    # Caffe's pooling output size (no padding): ceil((size - kernel) / stride) + 1
+    return -(-(size - kernel) // stride) + 1
+
+
+def test_committed_prototxt_are_current(project_root):
+    proc = subprocess.run([PY, "tools/make_nets.py", "--check"], cwd=project_root,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "12 prototxt files are current" in proc.stdout
+
+
+def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
+    proc = subprocess.run([PY, "tools/make_nets.py", "--out", str(tmp_path)], cwd=project_root,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(mn.generate())
+    path = tmp_path / "train_val_nolimit.prototxt"
+    path.write_text(path.read_text().replace("dropout_ratio: 0.3", "dropout_ratio: 0.5", 1))
+    (tmp_path / "deploy.prototxt").unlink()
+    proc = subprocess.run([PY, "tools/make_nets.py", "--check", "--out", str(tmp_path)],
+                          cwd=project_root, capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert "deploy.prototxt: missing" in proc.stderr
+    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 12" in proc.stderr
+
+
+def test_solver_settings_are_the_papers(project_root):
+    from caffe.proto import caffe_pb2
+
+    for variant in mn.VARIANTS:
+        files = mn.variant_files(variant)
+        s = caffe_pb2.SolverParameter()
+        text_format.Merge((project_root / "prototxt" / files["solver"]).read_text(), s)
+        assert (s.type, s.lr_policy) == ("SGD", "fixed")
+        assert (s.base_lr, s.momentum) == (pytest.approx(0.003), pytest.approx(0.9))
+        assert s.solver_mode == caffe_pb2.SolverParameter.CPU
+        assert s.net == f"prototxt/{files['train_val']}" and (project_root / s.net).is_file()
+        assert s.snapshot_prefix.startswith("results/snapshots/")
+        net = caffe_pb2.NetParameter()
+        text_format.Merge((project_root / s.net).read_text(), net)
+        batches = {(r.phase, l.data_param.source): l.data_param.batch_size
+                   for l in net.layer if l.type == "Data" for r in l.include}
+        kinds = ["depth", "joint"] + (["theta"] if variant == "direct_params" else [])
+        assert batches == {**{(caffe_pb2.TRAIN, f"data/lmdb/nyu_train_{k}"): 512 for k in kinds},
+                           **{(caffe_pb2.TEST, f"data/lmdb/nyu_test_{k}"): mn.TEST_BATCH
+                              for k in kinds}}
+
+
+def _build(make_net, proto, phase):
+    return make_net(text_format.MessageToString(proto), phase=phase)
+
+
+@pytest.mark.parametrize("variant", list(mn.VARIANTS))
+def test_deploy_nets_build_with_the_papers_shapes(make_net, variant):
+    net = _build(make_net, mn.deploy_net(variant, batch=3), "TEST")
+    size = _conv(_pool_ceil(_conv(_pool_ceil(_conv(128, 5), 4, 4), 5), 2, 2), 3)
+    assert size == 12
+    assert net.blobs["conv3"].data.shape == (3, 8, size, size)
+    assert net.blobs["fc1"].data.shape == (3, 1024) and net.blobs["fc2"].data.shape == (3, 1024)
+    assert list(net.inputs) == ["depth"] and list(net.outputs) == ["joints"]
+    assert net.blobs["joints"].data.shape == (3, 93)
+    if variant != "direct_joints":
+        assert net.blobs["theta"].data.shape == (3, 26)
+    # no losses and no dropout in a deploy net
+    types = {layer.type for layer in net.layers}
+    assert not types & {"EuclideanLoss", "Dropout", "Data"}
+
+
+@pytest.mark.parametrize("variant", list(mn.VARIANTS))
+def test_train_nets_build_and_backpropagate(make_net, variant):
+    net = _build(make_net, mn.bench_train_net(variant, batch=4), "TRAIN")
+    rng = np.random.default_rng(1)
+    net.blobs["depth"].data[...] = rng.uniform(-1, 1, net.blobs["depth"].data.shape)
+    net.blobs["joint_gt"].data[...] = rng.uniform(-0.5, 0.5, (4, 93))
+    if "theta_gt" in net.blobs:
+        net.blobs["theta_gt"].data[...] = rng.uniform(-0.3, 0.3, (4, 26))
+    out = net.forward()
+    losses = {"paper": {"joint_loss", "limit_loss", "out_of_limits"},
+              "nolimit": {"joint_loss"}, "direct_joints": {"joint_loss"},
+              "direct_params": {"theta_loss"}}[variant]
+    assert set(out) == losses
+    main = out["theta_loss" if variant == "direct_params" else "joint_loss"]
+    pred = net.blobs["theta" if variant == "direct_params" else "joints"].data
+    gt = net.blobs["theta_gt" if variant == "direct_params" else "joint_gt"].data
+    # Caffe's Euclidean loss: sum of squares / (2 N)
+    assert float(main) == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
+    if variant == "paper":
+        assert float(out["limit_loss"]) == 0.0        # theta ~ 0 at init: inside every limit
+        assert float(out["out_of_limits"]) == 0.0
+    net.backward()
+    assert np.abs(net.params["conv1"][0].diff).max() > 0      # the gradient reaches the input layer
+
+
+def test_initial_theta_is_near_the_rest_pose(make_net):
+    net = _build(make_net, mn.deploy_net("paper", batch=8), "TEST")
+    net.blobs["depth"].data[...] = np.random.default_rng(2).uniform(-1, 1, (8, 1, 128, 128))
+    net.forward()
+    assert np.abs(net.blobs["theta"].data).max() < 0.05
+    from hand_model import HandModel
+
+    rest = HandModel.nyu().forward(np.zeros((1, 26))).reshape(93)
+    assert np.abs(net.blobs["joints"].data - rest).max() < 0.05
+
+
+def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_path):
+    lmdb_dir = write_tiny_lmdbs(tmp_path / "lmdb", n_train=8, n_test=6)
+    net_p = mn.train_val_net("direct_params", train_batch=4, test_batch=3, lmdb_dir=str(lmdb_dir))
+    train = _build(make_net, net_p, "TRAIN")
+    assert train.blobs["depth"].data.shape == (4, 1, 128, 128)
+    assert train.blobs["joint_gt"].data.shape == (4, 93, 1, 1)
+    assert train.blobs["theta_gt"].data.shape == (4, 26, 1, 1)
+    train.forward()
+    meta = np.load(lmdb_dir / "nyu_train_meta.npz")
+    np.testing.assert_allclose(train.blobs["theta_gt"].data.reshape(4, 26), meta["theta"][:4],
+                               atol=1e-6)
+    # the trained layers have the same names and shapes in the deploy net, which computes what
+    # the TEST phase of train_val computes (dropout is the identity there)
+    weights = tmp_path / "w.caffemodel"
+    train.save(str(weights))
+    text = text_format.MessageToString(net_p)
+    test = make_net(text, phase="TEST", weights=weights)
+    assert test.blobs["depth"].data.shape == (3, 1, 128, 128)
+    test.forward()
+    deploy = make_net(text_format.MessageToString(mn.deploy_net("direct_params", batch=3)),
+                      weights=weights)
+    assert list(deploy.params) == list(train.params)
+    for name in train.params:
+        for a, b in zip(train.params[name], deploy.params[name]):
+            np.testing.assert_array_equal(a.data, b.data)
+    deploy.blobs["depth"].data[...] = test.blobs["depth"].data
+    deploy.forward()
+    np.testing.assert_allclose(deploy.blobs["theta"].data, test.blobs["theta"].data, atol=1e-6)
+    from hand_model import HandModel
+
+    np.testing.assert_allclose(deploy.blobs["joints"].data,
+                               HandModel.nyu().forward(deploy.blobs["theta"].data.astype(np.float64))
+                               .reshape(3, 93), atol=1e-5)

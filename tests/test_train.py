@@ -1,0 +1,97 @@
+"""tools/train.py: a real `caffe train` on a tiny LMDB set (snapshot, log, loss going down), the
+early stop of --max-minutes, and bad input."""
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tiny_lmdb import write_tiny_lmdbs
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny_lmdbs(tmp_path_factory.mktemp("lmdb"), n_train=64, n_test=16)
+
+
+def _train(project_root, *args):
+    return subprocess.run([PY, "tools/train.py", *map(str, args)], cwd=project_root,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _losses(log_text):
+    return [(int(i), float(v)) for i, v in re.findall(r"Iteration (\d+), loss = (\S+)", log_text)]
+
+
+def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 40, "--batch", 16,
+                  "--test-interval", 20)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["iterations"] == 40 and not summary["stopped_early"]
+    assert (summary["train_frames"], summary["test_frames"]) == (64, 16)
+    assert (res / "snapshots" / "deepmodel_iter_40.caffemodel").is_file()
+    assert (res / "deepmodel.caffemodel").read_bytes() == \
+        (res / "snapshots" / "deepmodel_iter_40.caffemodel").read_bytes()
+    # the solver used: the committed one with our overrides
+    solver = (res / "solver.prototxt").read_text()
+    assert "max_iter: 40" in solver and "base_lr: 0.003" in solver and "momentum: 0.9" in solver
+    assert f'snapshot_prefix: "{res}/snapshots/deepmodel"' in solver
+    assert "batch_size: 16" in (res / "train_val.prototxt").read_text()
+    log = (res / "train.log").read_text()
+    losses = _losses(log)
+    assert [i for i, _ in losses] == list(range(0, 41, 10))
+    assert losses[-1][1] < 0.5 * losses[0][1], losses       # learns the tiny set's translation
+    assert "Test net output #0: joint_loss" in log and "out_of_limits" in log
+    assert "loss=" in proc.stderr                            # the progress bar's postfix
+    # evaluation by tools/test_net.py and the printed summary
+    ev = json.loads((res / "eval" / "eval.json").read_text())
+    assert ev["frames"] == 16 and ev["mean_error_mm"] > 0
+    assert summary["eval"]["mean_error_mm"] == ev["mean_error_mm"]
+    assert f"mean joint error {ev['mean_error_mm']:.2f} mm" in proc.stdout
+    assert "trained paper: 40 iterations" in proc.stdout
+
+
+def test_max_minutes_stops_early_with_a_snapshot(project_root, tiny, tmp_path):
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 100000,
+                  "--batch", 4, "--max-minutes", 0.04, "--variant", "direct_joints", "--no-eval")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["stopped_early"] and 0 < summary["iterations"] < 100000
+    assert (res / "snapshots" / f"deepmodel_direct_joints_iter_{summary['iterations']}.caffemodel"
+            ).is_file()
+    assert (res / "deepmodel_direct_joints.caffemodel").is_file()
+    assert "stopped early by --max-minutes" in proc.stdout
+
+
+def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp_path):
+    proc = _train(project_root, "--results", tmp_path / "r", "--lmdb-dir", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "nyu_train_depth: LMDB is missing: run `make lmdb-nyu` first" in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("nyu_train_depth", "nyu_train_joint", "nyu_test_depth", "nyu_test_joint"):
+        (partial / name).symlink_to(tiny / name)
+    proc = _train(project_root, "--results", tmp_path / "r", "--lmdb-dir", partial,
+                  "--variant", "direct_params")
+    assert proc.returncode == 2
+    assert "nyu_train_theta: missing; direct_params trains against the true angles" in proc.stderr
+
+    other = write_tiny_lmdbs(tmp_path / "other", n_train=8, n_test=4)
+    (partial / "nyu_train_theta").symlink_to(other / "nyu_train_theta")
+    (partial / "nyu_test_theta").symlink_to(tiny / "nyu_test_theta")
+    proc = _train(project_root, "--results", tmp_path / "r", "--lmdb-dir", partial,
+                  "--variant", "direct_params")
+    assert proc.returncode == 2
+    assert "the train LMDBs have different record counts (depth: 64, joint: 64, theta: 8)" \
+        in proc.stderr
+    proc = _train(project_root, "--iters", 0)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --iters 0: must be at least 1"

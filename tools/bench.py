@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Speed figures of DeepModel-Caffe on this machine (CPU), all measured in one run.
+
+    tools/bench.py                       # what `make bench` runs: prints a table
+    tools/bench.py --json results/bench.json
+
+Measured (median over repeats, after a warm-up):
+  1. HandModel.forward + backward in NumPy at batch B (default 512), and its peak memory;
+  2. the HandModelLayer through Caffe (Input -> Python layer, forward + backward) at batch B;
+  3. one training iteration of the paper's net at batch B (pycaffe SGDSolver.step(1) on the train
+     net with Input layers in place of the Data layers, so data loading is excluded), and each
+     layer's forward + backward time in that net: the model layer's share of the iteration;
+  4. single-frame forward of the deploy net (frames/s), with and without the model layer;
+  5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B.
+
+Goals (issue 4 and 6): layer forward+backward <= 5 ms at batch 512; the layer's share of an
+iteration < 1 %; deploy single-frame inference >= 400 frames/s. Timings depend on the load of
+the machine: the load average at the start is reported with the figures.
+"""
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+
+GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0}
+
+
+def timeit(fn, repeats, warmup=1):
+    """Median and all wall times (ms) of ``fn()`` over ``repeats`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - t))
+    return statistics.median(times), times
+
+
+def import_caffe():
+    try:
+        import caffe
+    except ImportError as err:
+        raise InputError(f"pycaffe cannot be imported ({err}): run `make caffe`") from None
+    caffe.set_mode_cpu()
+    return caffe
+
+
+def build_net(caffe, net_param, phase, folder, name):
+    from google.protobuf import text_format
+
+    path = pathlib.Path(folder) / f"{name}.prototxt"
+    path.write_text(text_format.MessageToString(net_param))
+    return caffe.Net(str(path), phase), path
+
+
+def bench_model(batch, repeats, rng):
+    """HandModel forward+backward in NumPy: (median ms, peak MB of one call)."""
+    from hand_model import HandModel
+
+    model = HandModel.nyu()
+    theta = rng.uniform(-0.3, 0.3, (batch, 26))
+    grad = rng.standard_normal((batch, 93))
+
+    def step():
+        model.forward(theta)
+        model.backward(theta, grad)
+
+    ms, _ = timeit(step, repeats, warmup=2)
+    tracemalloc.start()
+    step()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return ms, peak / 2**20
+
+
+def bench_layer(caffe, batch, repeats, rng, folder):
+    """HandModelLayer through Caffe: Input (batch, 26) -> Python layer -> (batch, 93)."""
+    import make_nets as mn
+    from caffe import layers as L
+
+    n = caffe.NetSpec()
+    n.theta = L.Input(shape={"dim": [batch, 26]})
+    n.joints = L.Python(n.theta, python_param={"module": "hand_model_layer",
+                                               "layer": "HandModelLayer",
+                                               "param_str": mn.HAND_MODEL_PARAM})
+    p = n.to_proto()
+    p.force_backward = True
+    net, _ = build_net(caffe, p, caffe.TEST, folder, "layer")
+    net.blobs["theta"].data[...] = rng.uniform(-0.3, 0.3, (batch, 26))
+    net.blobs["joints"].diff[...] = rng.standard_normal((batch, 93))
+
+    def step():
+        net.forward()
+        net.backward()
+
+    ms, _ = timeit(step, repeats, warmup=2)
+    return ms
+
+
+def bench_iteration(caffe, batch, repeats, rng, folder):
+    """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
+    import make_nets as mn
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+
+    net_path = pathlib.Path(folder) / "train_bench.prototxt"
+    net_path.write_text(text_format.MessageToString(mn.bench_train_net("paper", batch)))
+    s = mn.solver("paper", net_path=str(net_path), max_iter=10**6)
+    del s.test_iter[:]
+    s.ClearField("test_interval")
+    s.snapshot = 0
+    s.snapshot_after_train = False
+    s.display = 0
+    solver_path = pathlib.Path(folder) / "solver_bench.prototxt"
+    solver_path.write_text(text_format.MessageToString(s))
+    solver = caffe.SGDSolver(str(solver_path))
+    net = solver.net
+    model = __import__("hand_model").HandModel.nyu()
+    theta = rng.uniform(-0.3, 0.3, (batch, 26))
+    net.blobs["depth"].data[...] = rng.uniform(-1, 1, (batch, 1, 128, 128))
+    net.blobs["joint_gt"].data[...] = model.forward(theta).reshape(batch, 93)
+    iter_ms, _ = timeit(lambda: solver.step(1), repeats, warmup=1)
+
+    names = list(net._layer_names)
+    per_layer = {name: 0.0 for name in names}
+    runs = max(1, min(repeats, 3))
+    fwd_times = {name: [] for name in names}
+    bwd_times = {name: [] for name in names}
+    for _ in range(runs):
+        for i, name in enumerate(names):
+            t = time.perf_counter()
+            net._forward(i, i)
+            fwd_times[name].append(1000 * (time.perf_counter() - t))
+        for i in reversed(range(len(names))):
+            t = time.perf_counter()
+            net._backward(i, i)
+            bwd_times[names[i]].append(1000 * (time.perf_counter() - t))
+    for name in names:
+        per_layer[name] = statistics.median(fwd_times[name]) + statistics.median(bwd_times[name])
+    return iter_ms, per_layer
+
+
+def bench_deploy(caffe, repeats, rng, folder):
+    """Single-frame forward of the deploy net: (ms with the model layer, ms up to theta)."""
+    import make_nets as mn
+
+    net, _ = build_net(caffe, mn.deploy_net("paper", batch=1), caffe.TEST, folder, "deploy")
+    net.blobs["depth"].data[...] = rng.uniform(-1, 1, (1, 1, 128, 128))
+    names = list(net._layer_names)
+    theta_idx = names.index("theta")
+    full_ms, _ = timeit(net.forward, repeats, warmup=10)
+    trunk_ms, _ = timeit(lambda: net._forward(0, theta_idx), repeats, warmup=10)
+    return full_ms, trunk_ms
+
+
+def bench_data(caffe, batch, repeats, folder, lmdb_dir):
+    """ms per batch delivered by the native Data layers (depth + joint) from the train LMDBs."""
+    from caffe import layers as L, params as P
+
+    sources = {k: lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")}
+    if not all((p / "data.mdb").is_file() for p in sources.values()):
+        return None
+    n = caffe.NetSpec()
+    for k, src in sources.items():
+        setattr(n, k, L.Data(source=str(src), backend=P.Data.LMDB, batch_size=batch))
+    net, _ = build_net(caffe, n.to_proto(), caffe.TRAIN, folder, "data")
+    ms, _ = timeit(net.forward, repeats, warmup=2)
+    return ms
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--batch", type=int, default=512, help="batch size (default 512, the paper's)")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="repeats of the fast measurements (default 20; the training iteration "
+                             "uses a quarter of them, at least 2)")
+    parser.add_argument("--frames", type=int, default=500,
+                        help="single-frame forwards of the deploy net (default 500)")
+    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=ROOT / "data" / "lmdb",
+                        help="LMDB folder for the data-pipeline figure (default data/lmdb; "
+                             "skipped when absent)")
+    parser.add_argument("--json", type=pathlib.Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    for opt in ("batch", "repeats", "frames"):
+        if getattr(args, opt) < 1:
+            raise InputError(f"--{opt} {getattr(args, opt)}: must be at least 1")
+    if args.json and not args.json.parent.is_dir():
+        raise InputError(f"{args.json.parent}: no such folder for --json")
+
+    caffe = import_caffe()
+    rng = np.random.default_rng(0)
+    b = args.batch
+    load = os.getloadavg()
+    res = {"batch": b, "cpus": os.cpu_count(), "loadavg_1min_at_start": round(load[0], 2),
+           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+           "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+    iter_repeats = max(2, args.repeats // 4)
+    with tempfile.TemporaryDirectory() as folder:
+        steps = ["model", "layer", "iteration", "deploy", "data"]
+        from tqdm import tqdm
+
+        bar = tqdm(steps, desc="bench", leave=False)
+        for step in bar:
+            bar.set_postfix_str(step)
+            if step == "model":
+                ms, mb = bench_model(b, args.repeats, rng)
+                res[f"model_fwd_bwd_ms_b{b}"] = ms
+                res[f"model_fwd_bwd_peak_mb_b{b}"] = mb
+            elif step == "layer":
+                res[f"layer_fwd_bwd_ms_b{b}"] = bench_layer(caffe, b, args.repeats, rng, folder)
+            elif step == "iteration":
+                it_ms, per_layer = bench_iteration(caffe, b, iter_repeats, rng, folder)
+                res[f"iteration_ms_b{b}"] = it_ms
+                res[f"iteration_layers_ms_b{b}"] = per_layer
+                res[f"model_layer_in_iteration_ms_b{b}"] = per_layer["joints"]
+                res["model_layer_share_pct"] = 100 * per_layer["joints"] / it_ms
+                res["limit_loss_in_iteration_ms"] = per_layer["limit_loss"]
+                res["python_layers_share_pct"] = (100 * (per_layer["joints"] + per_layer["limit_loss"])
+                                                  / it_ms)
+            elif step == "deploy":
+                full, trunk = bench_deploy(caffe, args.frames, rng, folder)
+                res["net_forward_ms_b1"] = full
+                res["net_forward_fps_b1"] = 1000 / full
+                res["net_forward_ms_b1_without_model_layer"] = trunk
+                res["net_forward_fps_b1_without_model_layer"] = 1000 / trunk
+            elif step == "data":
+                ms = bench_data(caffe, b, max(2, args.repeats // 4), folder, args.lmdb_dir)
+                res[f"data_layers_ms_per_batch_b{b}"] = ms
+                res["data_frames_per_s"] = None if ms is None else 1000 * b / ms
+
+    rows = [
+        (f"HandModel forward+backward, NumPy, batch {b}", f"{res[f'model_fwd_bwd_ms_b{b}']:.2f} ms",
+         f"peak {res[f'model_fwd_bwd_peak_mb_b{b}']:.1f} MB"),
+        (f"HandModelLayer forward+backward through Caffe, batch {b}",
+         f"{res[f'layer_fwd_bwd_ms_b{b}']:.2f} ms",
+         f"goal <= {GOALS['layer_fwd_bwd_ms']:g} ms at b512"),
+        (f"training iteration of the paper's net, batch {b}", f"{res[f'iteration_ms_b{b}']:.0f} ms",
+         "SGD step, data loading excluded"),
+        ("  model layer inside it (forward+backward)",
+         f"{res[f'model_layer_in_iteration_ms_b{b}']:.2f} ms",
+         f"{res['model_layer_share_pct']:.2f} % of the iteration (goal < {GOALS['layer_share_pct']:g} %)"),
+        ("  joint-limit loss inside it", f"{res['limit_loss_in_iteration_ms']:.2f} ms",
+         f"both Python layers {res['python_layers_share_pct']:.2f} %"),
+        ("deploy net, single frame", f"{res['net_forward_ms_b1']:.3f} ms",
+         f"{res['net_forward_fps_b1']:.0f} frames/s (goal >= {GOALS['deploy_fps']:g})"),
+        ("  without the model layer", f"{res['net_forward_ms_b1_without_model_layer']:.3f} ms",
+         f"{res['net_forward_fps_b1_without_model_layer']:.0f} frames/s"),
+    ]
+    ms = res[f"data_layers_ms_per_batch_b{b}"]
+    rows.append((f"Data layers (depth + joint LMDB), batch {b}",
+                 "n/a" if ms is None else f"{ms:.0f} ms",
+                 "no LMDBs (make lmdb-nyu)" if ms is None else f"{res['data_frames_per_s']:.0f} frames/s"))
+    width = max(len(r[0]) for r in rows)
+    print(f"bench: {res['cpus']} CPUs, load average {res['loadavg_1min_at_start']} at start, "
+          f"OPENBLAS_CORETYPE={res['openblas_coretype']}")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:>10}  {note}")
+    if args.json:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps(res, indent=1) + "\n")
+        replace_atomically(str(tmp), str(args.json))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""Train a DeepModel net with the `caffe` command, then evaluate it and plot the loss curves.
+
+    tools/train.py --results results                # what `make train` runs (the paper's net)
+    tools/train.py --variant direct_joints --iters 100 --results results/try
+
+Steps: check the LMDBs (``make lmdb-nyu`` writes them), write the solver actually used into the
+results folder (max_iter, snapshot prefix and test_iter adapted), run ``caffe train`` from the
+project root with a progress bar (parsed from Caffe's log, which is kept in RESULTS/train.log),
+copy the final snapshot to RESULTS/<net>.caffemodel, run tools/test_net.py on the test LMDB
+(RESULTS/eval/eval.json and plots) and tools/plot_log.py (RESULTS/loss.png), print the test error.
+
+Budget: the paper's net takes about 1.6 s per iteration at batch 512 with CPU Caffe on a quiet
+2-core machine, so the default 600 iterations (prototxt/solver.prototxt) take ~16 minutes.
+``--max-minutes`` stops training early (Caffe snapshots on SIGINT) when the machine is slower,
+so `make train` stays near its 20 minutes; the run's iteration count is printed and kept in
+RESULTS/train.json.
+"""
+import argparse
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+
+DEFAULT_LMDB_DIR = ROOT / "data" / "lmdb"
+ITER_RE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
+TEST_RE = re.compile(r"Iteration (\d+), Testing net")
+TEST_OUT_RE = re.compile(r"Test net output #\d+: (\w+) = (\S+)")
+SNAPSHOT_RE = re.compile(r"Snapshotting to binary proto file (\S+)")
+WEIGHT_NAMES = {"paper": "deepmodel", "nolimit": "deepmodel_nolimit",
+                "direct_joints": "deepmodel_direct_joints", "direct_params": "deepmodel_direct_params"}
+
+
+def make_nets():
+    """tools/make_nets.py as a module (variants, file names, generator constants)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import make_nets as mn
+    finally:
+        sys.path.pop(0)
+    return mn
+
+
+def rel(path):
+    """A path for messages: relative to the project root when inside it."""
+    path = pathlib.Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def lmdb_entries(path):
+    """Number of records of an LMDB folder; InputError when missing or empty."""
+    import lmdb
+
+    path = pathlib.Path(path)
+    if not (path / "data.mdb").is_file():
+        raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-nyu` first")
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    try:
+        entries = env.stat()["entries"]
+    finally:
+        env.close()
+    if entries == 0:
+        raise InputError(f"{rel(path)}: LMDB is empty: run `make lmdb-nyu` again")
+    return entries
+
+
+def check_lmdbs(variant, lmdb_dir):
+    """Check the LMDBs a variant reads; returns (train frames, test frames)."""
+    mn = make_nets()
+    kinds = ["depth", "joint"] + (["theta"] if mn.needs_theta_labels(variant) else [])
+    counts = {}
+    for split in ("train", "test"):
+        for kind in kinds:
+            path = pathlib.Path(lmdb_dir) / f"nyu_{split}_{kind}"
+            if kind == "theta" and not (path / "data.mdb").is_file():
+                raise InputError(f"{rel(path)}: missing; {variant} trains against the true angles, "
+                                 "which only the synthetic set has (`make lmdb-nyu` without NYU_ROOT)")
+            counts[(split, kind)] = lmdb_entries(path)
+        sizes = {counts[(split, k)] for k in kinds}
+        if len(sizes) != 1:
+            raise InputError(f"{rel(lmdb_dir)}: the {split} LMDBs have different record counts "
+                             f"({', '.join(f'{k}: {counts[(split, k)]}' for k in kinds)}): "
+                             "run `make lmdb-nyu` again")
+    return counts[("train", "depth")], counts[("test", "depth")]
+
+
+def find_caffe():
+    exe = shutil.which("caffe")
+    if exe is None:
+        venv_caffe = ROOT / ".venv" / "bin" / "caffe"
+        if venv_caffe.is_file():
+            return str(venv_caffe)
+        raise InputError("the `caffe` command is not found: run `make caffe` "
+                         "(it installs .venv/bin/caffe)")
+    return exe
+
+
+def read_proto(path, message):
+    from google.protobuf import text_format
+
+    try:
+        text_format.Merge(pathlib.Path(path).read_text(), message)
+    except text_format.ParseError as err:
+        raise InputError(f"{rel(path)}: not a valid prototxt: {' '.join(str(err).split())}") from None
+    return message
+
+
+def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
+            test_interval=None):
+    """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
+
+    Returns a dict with the solver path, max_iter, snapshot prefix and data sizes.
+    """
+    from caffe.proto import caffe_pb2
+
+    mn = make_nets()
+    files = mn.variant_files(variant)
+    solver_path = pathlib.Path(solver_path or ROOT / "prototxt" / files["solver"])
+    if not solver_path.is_file():
+        raise InputError(f"{rel(solver_path)}: no such solver (run `make nets`)")
+    n_train, n_test = check_lmdbs(variant, lmdb_dir)
+    s = read_proto(solver_path, caffe_pb2.SolverParameter())
+    net_path = ROOT / s.net if not os.path.isabs(s.net) else pathlib.Path(s.net)
+    if not net_path.is_file():
+        raise InputError(f"{rel(solver_path)}: its net {s.net} does not exist (run `make nets`)")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "snapshots").mkdir(exist_ok=True)
+
+    net = read_proto(net_path, caffe_pb2.NetParameter())
+    changed = False
+    test_batch = mn.TEST_BATCH
+    for layer in net.layer:
+        if layer.type != "Data":
+            continue
+        phases = {r.phase for r in layer.include}
+        src = layer.data_param.source
+        if pathlib.Path(lmdb_dir).resolve() != (ROOT / src).resolve().parent:
+            layer.data_param.source = str(pathlib.Path(lmdb_dir).resolve() / pathlib.Path(src).name)
+            changed = True
+        if caffe_pb2.TRAIN in phases and batch and layer.data_param.batch_size != batch:
+            layer.data_param.batch_size, changed = batch, True
+        if caffe_pb2.TEST in phases:
+            test_batch = layer.data_param.batch_size
+    if changed:
+        used_net = results / "train_val.prototxt"
+        used_net.write_text(f"# Written by tools/train.py from {rel(net_path)}\n{net}")
+        s.net = str(used_net)
+    if iters is not None:
+        s.max_iter = iters
+    if test_interval is not None:
+        s.test_interval = test_interval
+    # at most 2048 test frames per test pass of the loss curve (the full test set is evaluated by
+    # tools/test_net.py at the end)
+    del s.test_iter[:]
+    s.test_iter.append(max(1, min(math.ceil(n_test / test_batch), 2048 // test_batch)))
+    s.snapshot = min(s.snapshot, s.max_iter) if s.snapshot else 0
+    s.snapshot_prefix = str(results / "snapshots" / WEIGHT_NAMES[variant])
+    used_solver = results / "solver.prototxt"
+    used_solver.write_text(f"# Written by tools/train.py from {rel(solver_path)}\n{s}")
+    return {"solver": used_solver, "max_iter": s.max_iter, "n_train": n_train, "n_test": n_test,
+            "net": s.net, "snapshot_prefix": s.snapshot_prefix}
+
+
+def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
+    """Run `caffe train`, streaming its log to ``log_path`` with a tqdm bar.
+
+    Returns a dict: iterations reached, seconds, last snapshot path, stopped_early flag.
+    """
+    from tqdm import tqdm
+
+    caffe = find_caffe()
+    env = dict(os.environ, GLOG_minloglevel="0")   # the progress comes from Caffe's INFO lines
+    env.pop("GLOG_logtostderr", None)
+    cmd = [caffe, "train", f"-solver={plan['solver']}"]
+    start = time.monotonic()
+    snapshot, it, stopped_early, interrupted = None, 0, False, False
+    train_loss = test_loss = None
+    with open(log_path, "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
+                                          position=position, dynamic_ncols=True) as bar:
+        log.write(f"# {' '.join(cmd)}  (cwd: project root)\n")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                start_new_session=True)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                m = ITER_RE.search(line)
+                if m:
+                    it = int(m.group(1))
+                    train_loss = float(m.group(2))
+                    bar.update(it - bar.n)
+                    bar.set_postfix(loss=f"{train_loss:.4g}",
+                                    **({"test": f"{test_loss:.4g}"} if test_loss is not None else {}))
+                m = TEST_OUT_RE.search(line)
+                if m and m.group(1).endswith("_loss") and "limit" not in m.group(1):
+                    test_loss = float(m.group(2))
+                    bar.set_postfix(**({"loss": f"{train_loss:.4g}"} if train_loss is not None else {}),
+                                    test=f"{test_loss:.4g}")
+                m = SNAPSHOT_RE.search(line)
+                if m:
+                    snapshot = m.group(1)
+                if (max_minutes and not stopped_early
+                        and time.monotonic() - start > 60 * max_minutes):
+                    stopped_early = True        # Caffe stops, snapshots and exits on SIGINT
+                    proc.send_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            interrupted = True
+            proc.send_signal(signal.SIGINT)
+            for line in proc.stdout:
+                log.write(line)
+        code = proc.wait()
+    seconds = time.monotonic() - start
+    if interrupted:
+        print(f"interrupted; Caffe's log: {rel(log_path)}"
+              + (f", last snapshot: {rel(ROOT / snapshot)}" if snapshot else ""), file=sys.stderr)
+        raise KeyboardInterrupt
+    if code != 0:
+        tail = log_path.read_text().splitlines()[-15:]
+        print("\n".join(tail), file=sys.stderr)
+        raise InputError(f"caffe train failed (exit code {code}); its log: {rel(log_path)}")
+    if snapshot is None:
+        raise InputError(f"caffe train wrote no snapshot; its log: {rel(log_path)}")
+    snap = pathlib.Path(snapshot)
+    snap = snap if snap.is_absolute() else ROOT / snap
+    m = re.search(r"_iter_(\d+)\.caffemodel$", snap.name)
+    iterations = int(m.group(1)) if m else it
+    return {"iterations": iterations, "seconds": seconds, "snapshot": snap,
+            "stopped_early": stopped_early, "final_train_loss": train_loss,
+            "final_test_loss": test_loss}
+
+
+def evaluate(weights, deploy, lmdb_prefix, out):
+    """Run tools/test_net.py; returns its JSON (dict)."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "eval.json"
+    cmd = [sys.executable, str(ROOT / "tools" / "test_net.py"), "--weights", str(weights),
+           "--model", str(deploy), "--lmdb", str(lmdb_prefix), "--out", str(out),
+           "--json", str(json_path)]
+    if not (ROOT / "tools" / "test_net.py").is_file():
+        raise InputError("tools/test_net.py is missing: cannot evaluate")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise InputError(f"tools/test_net.py failed (exit code {proc.returncode}): {msg}")
+    return json.loads(json_path.read_text())
+
+
+def plot(log_path, png):
+    """Run tools/plot_log.py; returns the PNG path or None (with a warning) when it fails."""
+    script = ROOT / "tools" / "plot_log.py"
+    if not script.is_file():
+        print("warning: tools/plot_log.py is missing: no loss plot", file=sys.stderr)
+        return None
+    proc = subprocess.run([sys.executable, str(script), str(log_path), "--out", str(png)],
+                          cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        print(f"warning: tools/plot_log.py failed: {msg}", file=sys.stderr)
+        return None
+    return png
+
+
+def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
+                  max_minutes=None, solver_path=None, test_interval=None, position=0,
+                  eval_lmdb=None, do_eval=True, do_plot=True):
+    """Train one variant into ``results``; evaluate and plot. Returns a summary dict."""
+    mn = make_nets()
+    results = pathlib.Path(results).resolve()
+    plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
+                   solver_path=solver_path, test_interval=test_interval)
+    log_path = results / "train.log"
+    out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
+    weights = results / f"{WEIGHT_NAMES[variant]}.caffemodel"
+    tmp = weights.with_name(weights.name + ".tmp")
+    shutil.copyfile(out["snapshot"], tmp)
+    replace_atomically(str(tmp), str(weights))
+    summary = {"variant": variant, "weights": rel(weights), "log": rel(log_path),
+               "solver": rel(plan["solver"]), "net": plan["net"], "max_iter": plan["max_iter"],
+               "iterations": out["iterations"], "stopped_early": out["stopped_early"],
+               "seconds": round(out["seconds"], 1), "train_frames": plan["n_train"],
+               "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
+               "final_test_loss": out["final_test_loss"],
+               "deploy": f"prototxt/{mn.variant_files(variant)['deploy']}"}
+    if do_plot:
+        png = plot(log_path, results / "loss.png")
+        summary["loss_plot"] = rel(png) if png else None
+    if do_eval:
+        lmdb_prefix = eval_lmdb or str(pathlib.Path(lmdb_dir) / "nyu_test")
+        summary["eval_dir"] = rel(results / "eval")
+        summary["eval"] = evaluate(weights, ROOT / summary["deploy"], lmdb_prefix, results / "eval")
+    tmp = results / "train.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    replace_atomically(str(tmp), str(results / "train.json"))
+    return summary
+
+
+def describe_eval(ev):
+    """One-line summary of test_net.py's JSON (keys mean_error_mm, mean_error_nyu14_mm,
+    mean_angle_error_deg, frac_out_of_limits, frames)."""
+    parts = [f"mean joint error {ev['mean_error_mm']:.2f} mm (31 keypoints)"]
+    if ev.get("mean_error_nyu14_mm") is not None:
+        parts.append(f"{ev['mean_error_nyu14_mm']:.2f} mm (14 NYU joints)")
+    if ev.get("mean_angle_error_deg") is not None:
+        parts.append(f"mean angle error {ev['mean_angle_error_deg']:.2f} deg")
+    if ev.get("frac_out_of_limits") is not None:
+        parts.append(f"{100 * ev['frac_out_of_limits']:.1f}% of frames out of limits")
+    parts.append(f"{ev['frames']} test frames")
+    return ", ".join(parts)
+
+
+def main(argv=None):
+    mn = make_nets()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--results", type=pathlib.Path, default=ROOT / "results",
+                        help="output folder (default: results/)")
+    parser.add_argument("--variant", choices=list(mn.VARIANTS), default="paper",
+                        help="which net of Table 1 (default: paper = model layer + joint-limit loss)")
+    parser.add_argument("--iters", type=int, help="max_iter (default: the solver's, 600)")
+    parser.add_argument("--batch", type=int,
+                        help=f"training batch size (default: the net's, {mn.TRAIN_BATCH})")
+    parser.add_argument("--max-minutes", type=float, default=18.0,
+                        help="stop training after this many minutes, snapshotting (default 18; "
+                             "0 = no limit)")
+    parser.add_argument("--test-interval", type=int, help="iterations between test passes")
+    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=DEFAULT_LMDB_DIR,
+                        help="folder of the nyu_{train,test}_{depth,joint,theta} LMDBs "
+                             "(default: data/lmdb)")
+    parser.add_argument("--solver", type=pathlib.Path,
+                        help="solver to start from (default: prototxt/solver<variant>.prototxt)")
+    parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
+    args = parser.parse_args(argv)
+    if args.iters is not None and args.iters < 1:
+        raise InputError(f"--iters {args.iters}: must be at least 1")
+    if args.batch is not None and args.batch < 1:
+        raise InputError(f"--batch {args.batch}: must be at least 1")
+
+    summary = train_variant(args.variant, args.results, iters=args.iters, batch=args.batch,
+                            lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
+                            solver_path=args.solver, test_interval=args.test_interval,
+                            do_eval=not args.no_eval)
+    note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
+    print(f"trained {summary['variant']}: {summary['iterations']} iterations in "
+          f"{summary['seconds'] / 60:.1f} min{note}; weights {summary['weights']}, "
+          f"log {summary['log']}")
+    if summary.get("loss_plot"):
+        print(f"loss curves: {summary['loss_plot']}")
+    if "eval" in summary:
+        print(f"test: {describe_eval(summary['eval'])}")
+        print(f"evaluation (JSON, plots, predictions): {summary['eval_dir']}/")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
