@@ -1,0 +1,213 @@
+"""tools/demo.py through its CLI with real Caffe nets: geometry of the overlays checked against
+independent computations, the released 47-output layout, bad input."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+PY = sys.executable
+FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0
+# pixels whose crop values the probe net copies into its first three outputs (row, column)
+PROBE_PIXELS = ((10, 20), (64, 64), (100, 5))
+
+
+def run_demo(project_root, *args, cwd=None):
+    env = dict(os.environ, GLOG_minloglevel="2")
+    return subprocess.run([PY, str(project_root / "tools" / "demo.py"), *map(str, args)],
+                          cwd=cwd or project_root, capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def assert_one_line_error(proc, *fragments):
+    err = proc.stderr.strip()
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
+    for f in fragments:
+        assert f in err, (f, err)
+
+
+def probe_net(tmp_path, bias93, theta_width=None, theta_bias=None):
+    """Deploy-like net: joints = bias93, except joints[0:3] = the crop at PROBE_PIXELS;
+    optional fc 'theta' (constant theta_bias)."""
+    import caffe
+
+    text = """
+    layer { name: "depth" type: "Input" top: "depth"
+            input_param { shape { dim: 1 dim: 1 dim: 128 dim: 128 } } }
+    layer { name: "fcj" type: "InnerProduct" bottom: "depth" top: "joints"
+            inner_product_param { num_output: 93 } }
+    """
+    if theta_width:
+        text += f"""
+    layer {{ name: "fct" type: "InnerProduct" bottom: "depth" top: "theta"
+            inner_product_param {{ num_output: {theta_width} }} }}
+    """
+    model = tmp_path / "probe.prototxt"
+    model.write_text(text)
+    net = caffe.Net(str(model), caffe.TEST)
+    w = np.zeros((93, 128 * 128), np.float32)
+    b = np.asarray(bias93, np.float32).copy()
+    for k, (r, c) in enumerate(PROBE_PIXELS):
+        w[k, r * 128 + c] = 1.0
+        b[k] = 0.0
+    net.params["fcj"][0].data[...] = w
+    net.params["fcj"][1].data[...] = b
+    if theta_width:
+        net.params["fct"][0].data[...] = 0
+        net.params["fct"][1].data[...] = theta_bias
+    weights = tmp_path / "probe.caffemodel"
+    net.save(str(weights))
+    return model, weights
+
+
+def label_row(shared_data, i=0):
+    line = (shared_data / "nyu" / "nyu_test_groundtruth_label.txt").read_text().splitlines()[i]
+    return np.array(line.split(), float).reshape(14, 3)
+
+
+def uvd_to_xyz(uvd):
+    u, v, d = uvd[..., 0], uvd[..., 1], uvd[..., 2]
+    return np.stack([(u - CX) * d / FX, (CY - v) * d / FY, d], -1)
+
+
+def test_raw_frame_geometry(shared_data, project_root, tmp_path):
+    """Raw NYU frame + centre: the crop the net sees is data_prep's, keypoints go back to the labels."""
+    from data_prep.camera import NYU_CAMERA
+    from data_prep.crop import crop_depth
+
+    labels = label_row(shared_data)
+    center = labels[13]                              # the palm label as crop centre
+    com = uvd_to_xyz(center)
+    nyu14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
+    norm = np.tile((com - com) / 150.0, (31, 1))
+    norm[nyu14] = (uvd_to_xyz(labels) - com) / 150.0
+    model, weights = probe_net(tmp_path, norm.ravel())
+    frame = shared_data / "nyu" / "depth_1_0000001.png"
+    out = tmp_path / "out"
+    proc = run_demo(project_root, frame, "--center", *center, "--weights", weights,
+                    "--model", model, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    entry = json.loads((out / "demo.json").read_text())["inputs"][0]
+    kp = np.array(entry["keypoints_normalised"])
+
+    # the crop given to the net: data_prep's crop of the decoded frame (blue + 256 * green)
+    img = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED).astype(np.int64)
+    depth = img[..., 0] + 256 * img[..., 1]
+    crop = crop_depth(depth, center, 300.0, NYU_CAMERA)
+    np.testing.assert_allclose(kp[0], [crop[r, c] for r, c in PROBE_PIXELS], atol=1e-6)
+    assert len(set(kp[0].round(4))) > 1                 # the probes see different depths
+
+    # keypoints 1..30 are the bias: back in mm and uvd they are the labels
+    uvd = np.array(entry["keypoints_uvd"])
+    np.testing.assert_allclose(uvd[nyu14[1:]], labels[1:], atol=1e-3)
+    # crop pixels by the published crop geometry (datasets.md), computed here from the spec
+    d = center[2]
+    x0, x1 = math.floor(center[0] - 150 * FX / d), math.floor(center[0] + 150 * FX / d)
+    y0, y1 = math.floor(center[1] - 150 * FY / d), math.floor(center[1] + 150 * FY / d)
+    wb, hb = x1 - x0, y1 - y0
+    rw, rh = (128, hb * 128 // wb) if wb > hb else (wb * 128 // hb, 128)
+    ox, oy = 64 - rw // 2, 64 - rh // 2
+    px = np.array(entry["keypoints_crop_px"])
+    np.testing.assert_allclose(px[nyu14[1:], 0], ox + (labels[1:, 0] + 0.5 - x0) * rw / wb,
+                               atol=1e-6)
+    np.testing.assert_allclose(px[nyu14[1:], 1], oy + (labels[1:, 1] + 0.5 - y0) * rh / hb,
+                               atol=1e-6)
+    for name in ("depth_1_0000001_overlay.png", "depth_1_0000001_3d.png",
+                 "depth_1_0000001_frame.png", "overview.png"):
+        assert (out / name).exists(), name
+    assert cv2.imread(str(out / "depth_1_0000001_overlay.png")).shape == (512, 512, 3)
+    assert cv2.imread(str(out / "depth_1_0000001_frame.png")).shape == (480, 640, 3)
+
+
+def test_crops_default_and_orthographic_placement(shared_data, project_root, tmp_path):
+    """No inputs: the five real crops; the crop is gray/255*2-1; keypoints placed 64 + 64 (x, -y)."""
+    rng = np.random.default_rng(1)
+    norm = rng.uniform(-0.8, 0.8, (31, 3))
+    model, weights = probe_net(tmp_path, norm.ravel())
+    out = tmp_path / "out"
+    proc = run_demo(project_root, "--weights", weights, "--model", model, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "demo.json").read_text())
+    names = [e["name"] for e in report["inputs"]]
+    assert names == ["0", "772", "1150", "1350", "1739"]
+    for e in report["inputs"]:
+        gray = cv2.imread(str(shared_data / "nyu" / "test_crops" / f"{e['name']}.png"),
+                          cv2.IMREAD_GRAYSCALE).astype(np.float64)
+        kp = np.array(e["keypoints_normalised"])
+        np.testing.assert_allclose(kp[0], [gray[r, c] / 255 * 2 - 1 for r, c in PROBE_PIXELS],
+                                   atol=1e-6)
+        np.testing.assert_allclose(kp[1:], norm[1:], atol=1e-6)
+        px = np.array(e["keypoints_crop_px"])
+        np.testing.assert_allclose(px[1:, 0], 64 + 64 * norm[1:, 0], atol=1e-4)
+        np.testing.assert_allclose(px[1:, 1], 64 - 64 * norm[1:, 1], atol=1e-4)
+        assert "keypoints_xyz_mm" not in e
+        assert (out / f"{e['name']}_overlay.png").exists() and (out / f"{e['name']}_3d.png").exists()
+
+
+def test_overlay_draws_at_the_keypoints(project_root, tmp_path):
+    """A flat crop and one keypoint far from the others: its colour appears around its pixel only."""
+    norm = np.zeros((31, 3))
+    norm[:, 0] = -0.5                                 # everything at column 32, row 64 ...
+    norm[15] = [0.5, 0.5, 0.0]                        # ... except the index tip at (96, 32)
+    model, weights = probe_net(tmp_path, norm.ravel())
+    crop = tmp_path / "flat.png"
+    cv2.imwrite(str(crop), np.full((128, 128), 255, np.uint8))     # all far plane: black
+    out = tmp_path / "out"
+    proc = run_demo(project_root, crop, "--weights", weights, "--model", model, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    img = cv2.imread(str(out / "flat_overlay.png"))[:, :, ::-1]    # RGB, 4x
+    blue = (img[:, :, 2] > 200) & (img[:, :, 0] < 100)            # the index colour (50,120,240)
+    rows, cols = np.nonzero(blue)
+    assert blue[32 * 4, 96 * 4]
+    # the index tip's disc is there; blue elsewhere only along the index finger's edges
+    assert abs(np.median(rows[cols > 90 * 4]) - 32 * 4) < 8
+
+
+def test_released_47_theta_layout(project_root, tmp_path):
+    """A (N, 47) theta blob: out-of-limits ids reported over the 26 free ids, nothing assumes 26."""
+    from hand_model import HandModel
+
+    m = HandModel.nyu()
+    theta47 = np.zeros(47, np.float32)
+    theta47[6:15] = 50.0                            # fixed ids: ignored
+    theta47[31] = float(m.upper[list(m.free_ids).index(31)]) + 0.2
+    theta47[44] = float(m.lower[list(m.free_ids).index(44)]) - 0.2
+    model, weights = probe_net(tmp_path, np.zeros(93), theta_width=47, theta_bias=theta47)
+    crop = tmp_path / "c.png"
+    cv2.imwrite(str(crop), np.full((128, 128), 128, np.uint8))
+    proc = run_demo(project_root, crop, "--weights", weights, "--model", model, "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    e = json.loads((tmp_path / "demo.json").read_text())["inputs"][0]
+    assert len(e["theta"]) == 47
+    assert e["params_out_of_limits"] == [31, 44]
+
+
+def test_bad_input(shared_data, project_root, tmp_path):
+    model, weights = probe_net(tmp_path, np.zeros(93))
+    common = ("--weights", weights, "--model", model, "--out", tmp_path / "o")
+    frame = shared_data / "nyu" / "depth_1_0000001.png"
+    assert_one_line_error(run_demo(project_root, frame, *common), "depth_1_0000001.png",
+                          "--center")
+    odd = tmp_path / "odd.png"
+    cv2.imwrite(str(odd), np.zeros((100, 90), np.uint8))
+    assert_one_line_error(run_demo(project_root, odd, *common), "odd.png", "90x100")
+    colour = tmp_path / "colour.png"
+    c = np.zeros((128, 128, 3), np.uint8)
+    c[..., 2] = 200
+    cv2.imwrite(str(colour), c)
+    assert_one_line_error(run_demo(project_root, colour, *common), "colour.png", "gray")
+    assert_one_line_error(run_demo(project_root, tmp_path / "none.png", *common), "none.png")
+    assert_one_line_error(run_demo(project_root, odd, "--weights", tmp_path / "w.caffemodel",
+                                   "--model", model), "w.caffemodel", "no such weights")
+    # no --weights and nothing trained under the results folder
+    proc = run_demo(project_root, odd, "--model", model, "--out", tmp_path / "res" / "demo",
+                    cwd=tmp_path)
+    assert_one_line_error(proc, "no trained weights", "--weights")
+    assert_one_line_error(run_demo(project_root, frame, "--center", 300, 200, 0, *common),
+                          "--center")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,426 @@
+#!/usr/bin/env python3
+"""Run a trained net on depth images and draw the predicted hand: a 2D overlay and a 3D skeleton.
+
+Inputs (PNG files or folders of PNGs):
+
+* a depth crop the size of the net's input (128x128), 8-bit gray (or 3 equal channels), holding
+  normalised depth = gray / 255 * 2 - 1 - like the five real NYU test crops in
+  ``../shared/data/nyu/test_crops/`` (used when no input is given and that folder exists);
+* a raw depth frame: NYU's 640x480 blue/green encoding (depth mm = blue + 256 * green) or a
+  16-bit single-channel PNG in mm, with the crop centre ``--center U V D`` (pixels, mm), the camera
+  (``--camera nyu|icvl`` or ``--intrinsics FX FY CX CY``) and the cube (``--cube``, mm). The frame is
+  cropped with the project's crop (data_prep.crop) and the skeleton is also drawn on the frame.
+
+For every input it writes ``<name>_overlay.png`` (the crop, 4x enlarged, with the 2D skeleton),
+``<name>_3d.png`` (the 3D skeleton over the crop's point cloud), for raw frames also
+``<name>_frame.png``; plus ``overview.png`` (all overlays) and ``demo.json`` (per input: the 31
+keypoints in normalised units and, when the centre is known, in mm; crop-pixel positions; theta and
+the parameters outside their limits when the net has a ``theta`` blob).
+
+On a crop alone the centre's depth is unknown, so keypoints are placed on the crop orthographically
+(column = 64 + 64 x, row = 64 - 64 y, in normalised units); with ``--center`` the exact projection
+is used.
+
+The net may be the project's deploy net (fc 26 -> HandModelLayer) or the released network's layout
+(fc 47 -> HandModelLayer); only the (N, 93) output blob (``--blob``) is needed.
+
+    tools/demo.py --out results/demo
+    tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "python_layers"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera  # noqa: E402
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+
+DEFAULT_MODEL = "prototxt/deploy.prototxt"
+DEFAULT_CROPS = ROOT.parent / "shared" / "data" / "nyu" / "test_crops"
+CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
+SCALE = 4  # enlargement of the crop in the overlay
+
+# colours (RGB) by finger: little, ring, middle, index, thumb, palm/wrist
+FINGER_COLOURS = [(230, 60, 60), (240, 160, 30), (60, 190, 60), (50, 120, 240), (190, 70, 220),
+                  (240, 240, 240)]
+
+
+def keypoint_finger(k):
+    """Finger group of keypoint k: 0 little .. 3 index, 4 thumb, 5 palm/wrist (hand-model.md)."""
+    if k < 20:
+        return k // 5
+    if k < 24:
+        return k - 20
+    if k >= 27:
+        return 4
+    return 5
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs
+
+def find_inputs(paths):
+    """Expand folders to their PNGs (sorted by name, numerically when the stems are numbers)."""
+    files = []
+    for p in paths:
+        p = pathlib.Path(p)
+        if p.is_dir():
+            pngs = sorted(p.glob("*.png"),
+                          key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
+            if not pngs:
+                raise InputError(f"{p}: folder has no .png files")
+            files += pngs
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return files
+
+
+def default_inputs():
+    if DEFAULT_CROPS.is_dir():
+        return find_inputs([DEFAULT_CROPS])
+    raise InputError("no input images given (and the default folder ../shared/data/nyu/test_crops "
+                     "does not exist): give depth crop PNGs or raw depth frames")
+
+
+def find_weights(out):
+    """The newest .caffemodel: first in RESULTS/snapshots, else anywhere under RESULTS, where
+    RESULTS is the parent of ``--out`` (the Makefile's $(RESULTS)) or ``results``."""
+    roots = []
+    for r in (pathlib.Path(out).parent, pathlib.Path("results")):
+        if r.is_dir() and r.resolve() not in [x.resolve() for x in roots]:
+            roots.append(r)
+    for root in roots:
+        for pattern in ("snapshots/*.caffemodel", "**/*.caffemodel"):
+            found = sorted(root.glob(pattern), key=lambda f: f.stat().st_mtime)
+            if found:
+                return found[-1]
+    where = " or ".join(str(r) for r in roots) or "results/"
+    raise InputError(f"no trained weights (*.caffemodel) under {where}: run `make train` or give "
+                     "--weights")
+
+
+def read_png(path):
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"{path}: not a readable image")
+    return img
+
+
+def load_input(path, crop_hw, args, camera):
+    """One input -> dict with ``crop`` (H, W) float32 in [-1, 1] and, for raw frames, ``depth``
+    (mm), ``center`` (3,) uvd, ``com`` (3,) xyz mm."""
+    img = read_png(path)
+    h, w = img.shape[:2]
+    if (h, w) == tuple(crop_hw):
+        if img.ndim == 3:
+            if img.shape[2] == 4:
+                img = img[:, :, :3]
+            if not all(np.array_equal(img[:, :, 0], img[:, :, c]) for c in range(1, img.shape[2])):
+                raise InputError(f"{path}: a {w}x{h} crop must be gray (its colour channels "
+                                 "differ)")
+            img = img[:, :, 0]
+        if img.dtype != np.uint8:
+            raise InputError(f"{path}: a {w}x{h} crop must be 8-bit gray, got {img.dtype}")
+        return {"crop": img.astype(np.float32) / 255.0 * 2.0 - 1.0}
+    if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 2:
+        depth = img[:, :, 0].astype(np.uint16) | (img[:, :, 1].astype(np.uint16) << 8)
+        kind = "NYU-encoded (blue + 256 * green)"
+    elif img.ndim == 2 and img.dtype == np.uint16:
+        depth = img
+        kind = "16-bit"
+    else:
+        raise InputError(f"{path}: {w}x{h} {img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} "
+                         f"channel(s) is neither a {crop_hw[1]}x{crop_hw[0]} 8-bit crop nor a raw "
+                         "depth frame (NYU 8-bit blue/green or 16-bit mm)")
+    if args.center is None:
+        raise InputError(f"{path}: is a raw {kind} depth frame ({w}x{h}); give the crop centre "
+                         "with --center U V D (pixels, mm)")
+    if (w, h) != (camera.width, camera.height):
+        print(f"note: {path} is {w}x{h} but the camera is {camera.width}x{camera.height}",
+              file=sys.stderr)
+    from data_prep.crop import crop_depth
+
+    center = np.asarray(args.center, dtype=np.float64)
+    if crop_hw[0] != crop_hw[1]:
+        raise InputError(f"the net's input is {crop_hw[1]}x{crop_hw[0]}; cropping needs a square")
+    try:
+        crop = crop_depth(depth, center, args.cube, camera, size=int(crop_hw[0]))
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
+    return {"crop": crop.astype(np.float32), "depth": depth, "center": center,
+            "com": camera.uvd_to_xyz(center)}
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry
+
+def ortho_crop_pixels(norm, size):
+    """``(31, 3)`` normalised keypoints -> ``(31, 2)`` crop (column, row), orthographic.
+
+    Continuous coordinates, pixel j covering [j, j+1): the crop centre is at ``size / 2``.
+    """
+    half = size / 2.0
+    return np.stack([half + half * norm[:, 0], half - half * norm[:, 1]], axis=-1)
+
+
+def exact_pixels(norm, item, args, camera, size):
+    """Keypoints in mm ``(31, 3)``, image uvd ``(31, 3)`` and crop (column, row) ``(31, 2)``
+    (continuous, pixel j covering [j, j+1), as data_prep.crop.crop_pixel_of_uvd) for an input
+    with a known centre."""
+    from data_prep.crop import crop_pixel_of_uvd
+
+    xyz = norm * (args.cube / 2.0) + item["com"]
+    uvd = camera.xyz_to_uvd(xyz)
+    crop_px = crop_pixel_of_uvd(uvd, item["center"], args.cube, camera, size=size)
+    return xyz, uvd, crop_px
+
+
+# ---------------------------------------------------------------------------------------------
+# drawing
+
+def _save_png_rgb(path, rgb):
+    import cv2
+
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
+        raise InputError(f"{path}: cannot write the image")
+    replace_atomically(str(tmp), str(path))
+
+
+def crop_to_rgb(crop, scale):
+    """Normalised crop (near = -1 bright, far = +1 black) -> enlarged RGB uint8."""
+    import cv2
+
+    gray = np.clip((1.0 - crop) / 2.0, 0, 1)
+    gray = (255 * gray ** 0.8).astype(np.uint8)
+    big = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    return np.repeat(big[:, :, None], 3, axis=2)
+
+
+def draw_skeleton(rgb, pts, edges, scale, thickness=2, radius=4):
+    """Draw keypoints ``(K, 2)`` onto ``rgb`` in place.
+
+    pts: continuous (column, row) before ``scale``, pixel j covering [j, j+1); edges: (parent,
+    child) pairs, coloured by the child's finger.
+    """
+    import cv2
+
+    p = np.round(np.asarray(pts) * scale * 16).astype(np.int64)   # 4 fractional bits
+    img = np.ascontiguousarray(rgb)
+    for a, b in edges:
+        cv2.line(img, (int(p[a, 0]), int(p[a, 1])), (int(p[b, 0]), int(p[b, 1])),
+                 FINGER_COLOURS[keypoint_finger(b)], thickness, cv2.LINE_AA, shift=4)
+    for k in range(len(p)):
+        cv2.circle(img, (int(p[k, 0]), int(p[k, 1])), radius * 16,
+                   FINGER_COLOURS[keypoint_finger(k)], -1, cv2.LINE_AA, shift=4)
+    rgb[...] = img
+
+
+def draw_3d(path, norm, crop, edges, title):
+    """3D skeleton (normalised units) over the crop's point cloud (orthographic back-projection)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = crop.shape[0]
+    rows, cols = np.nonzero(crop < 0.98)
+    if len(rows) > 2500:
+        pick = np.random.default_rng(0).choice(len(rows), 2500, replace=False)
+        rows, cols = rows[pick], cols[pick]
+    half = size / 2.0
+    cx, cy, cz = (cols + 0.5 - half) / half, (half - rows - 0.5) / half, crop[rows, cols]
+    fig = plt.figure(figsize=(6.4, 6.0))
+    ax = fig.add_subplot(projection="3d")
+    ax.scatter(cx, cz, cy, s=1, c="0.6", alpha=0.35, depthshade=False)
+    for a, b in edges:
+        c = np.array(FINGER_COLOURS[keypoint_finger(b)]) / 255.0
+        if np.all(c > 0.9):
+            c = np.array([0.3, 0.3, 0.3])
+        ax.plot([norm[a, 0], norm[b, 0]], [norm[a, 2], norm[b, 2]], [norm[a, 1], norm[b, 1]],
+                color=c, lw=2.5)
+    ax.scatter(norm[:, 0], norm[:, 2], norm[:, 1], s=14, c="k", depthshade=False)
+    ax.set_xlabel("x (right)")
+    ax.set_ylabel("z (depth)")
+    ax.set_zlabel("y (up)")
+    lim = max(1.0, float(np.abs(norm).max()) * 1.05)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_zlim(-lim, lim)
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=15, azim=-70)
+    ax.set_title(title, fontsize=10)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    replace_atomically(str(tmp), str(path))
+
+
+def draw_frame(path, depth, uvd, center, edges, cube, camera):
+    """The skeleton on the full raw frame (depth shown in a window around the centre)."""
+    d = float(center[2])
+    shown = np.clip((depth.astype(np.float64) - (d - cube)) / (2 * cube), 0, 1)
+    shown[depth == 0] = 1
+    gray = (255 * (1 - shown)).astype(np.uint8)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, 1, thickness=1, radius=2)  # u: pixel centre
+    _save_png_rgb(path, rgb)
+
+
+def draw_overview(path, overlays, names):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(overlays)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, name in zip(axes.flat, overlays, names):
+        ax.imshow(img)
+        ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    replace_atomically(str(tmp), str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Run a trained hand-pose net on depth crops or raw depth frames and draw the "
+                    "predicted skeleton (2D overlay, 3D) into PNGs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("inputs", nargs="*", help="crop PNGs, raw depth frames or folders (default: "
+                   "../shared/data/nyu/test_crops when it exists)")
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest snapshot "
+                   "under the parent of --out, e.g. results/snapshots)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt (input: the depth "
+                   "crop; output blob --blob of shape (N, 93))")
+    p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
+    p.add_argument("--theta-blob", default="theta", help="blob with the predicted parameters, "
+                   "(N, 26) or the released (N, 47); optional")
+    p.add_argument("--center", nargs=3, type=float, metavar=("U", "V", "D"), default=None,
+                   help="crop centre of raw frames: pixels and depth in mm")
+    p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
+    p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+                   default=None, help="camera intrinsics of raw frames (override --camera)")
+    p.add_argument("--cube", type=float, default=300.0, help="crop cube edge in mm")
+    p.add_argument("--out", default="results/demo", help="output folder")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.cube <= 0:
+        raise InputError(f"--cube {args.cube}: must be positive")
+    if args.center is not None and not args.center[2] > 0:
+        raise InputError(f"--center depth {args.center[2]}: must be positive (mm)")
+    camera = CAMERAS[args.camera]
+    if args.intrinsics is not None:
+        fx, fy, cx, cy = args.intrinsics
+        if fx <= 0 or fy <= 0:
+            raise InputError(f"--intrinsics: focal lengths must be positive, got {fx}, {fy}")
+        camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=int(round(2 * cx)),
+                        height=int(round(2 * cy)))
+    files = find_inputs(args.inputs) if args.inputs else default_inputs()
+    weights = pathlib.Path(args.weights) if args.weights else find_weights(args.out)
+
+    from hand_model import HandModel
+
+    from tools import metrics
+    from tools.net_io import input_blob, load_net, output_blob
+
+    net = load_net(args.model, weights)
+    data = input_blob(net, None, args.model)
+    in_shape = tuple(net.blobs[data].data.shape[1:])
+    if len(in_shape) != 3 or in_shape[0] != 1:
+        raise InputError(f"{args.model}: input '{data}' has shape {in_shape}, expected "
+                         "(1, H, W) per frame")
+    output_blob(net, args.blob, 93, args.model, "--blob")
+    items = [load_input(f, in_shape[1:], args, camera) for f in files]
+
+    batch = np.stack([it["crop"] for it in items])[:, None]
+    net.blobs[data].reshape(len(items), *in_shape)
+    net.reshape()
+    net.blobs[data].data[...] = batch
+    net.forward()
+    joints = net.blobs[args.blob].data.reshape(len(items), -1).astype(np.float64)
+    theta = None
+    if args.theta_blob in net.blobs and args.theta_blob != args.blob:
+        theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
+
+    model = HandModel.nyu()
+    edges = [tuple(int(v) for v in e) for e in model.edges]
+    free_ids = np.asarray(model.free_ids)
+    outside = None
+    if theta is not None and theta.shape[1] in (len(free_ids), 47):
+        free = metrics.free_columns(theta, free_ids)
+        outside = (free < model.lower) | (free > model.upper)
+
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    size = in_shape[1]
+    report = {"weights": str(weights), "model": str(args.model), "inputs": []}
+    overlays, names, written = [], [], []
+    for i, (f, item) in enumerate(zip(files, items)):
+        norm = joints[i].reshape(-1, 3)
+        name = f.stem
+        entry = {"input": str(f), "name": name, "keypoints_normalised": norm.tolist()}
+        if "center" in item:
+            xyz, uvd, crop_px = exact_pixels(norm, item, args, camera, size)
+            entry.update({"center_uvd": item["center"].tolist(), "cube_mm": args.cube,
+                          "keypoints_xyz_mm": xyz.tolist(), "keypoints_uvd": uvd.tolist()})
+        else:
+            crop_px = ortho_crop_pixels(norm, size)
+        entry["keypoints_crop_px"] = crop_px.tolist()
+        if theta is not None:
+            entry["theta"] = theta[i].tolist()
+            if outside is not None:
+                entry["params_out_of_limits"] = [int(free_ids[j]) for j in np.flatnonzero(outside[i])]
+        rgb = crop_to_rgb(item["crop"], SCALE)
+        draw_skeleton(rgb, crop_px, edges, SCALE)
+        p_overlay = out / f"{name}_overlay.png"
+        _save_png_rgb(p_overlay, rgb)
+        p3d = out / f"{name}_3d.png"
+        draw_3d(p3d, norm, item["crop"], edges, f"{name}: predicted skeleton (normalised units)")
+        written += [p_overlay, p3d]
+        if "center" in item:
+            p_frame = out / f"{name}_frame.png"
+            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, args.cube, camera)
+            written.append(p_frame)
+        entry["files"] = [str(p) for p in written[-(3 if "center" in item else 2):]]
+        report["inputs"].append(entry)
+        overlays.append(rgb)
+        names.append(name)
+        extra = ""
+        if outside is not None:
+            extra = f", {len(entry['params_out_of_limits'])} parameter(s) outside their limits"
+        print(f"{f}: {p_overlay.name}, {p3d.name}{extra}")
+    draw_overview(out / "overview.png", overlays, names)
+    tmp = out / f".demo.tmp{os.getpid()}.json"
+    with open(tmp, "w") as fh:
+        json.dump(report, fh, indent=1)
+    replace_atomically(str(tmp), str(out / "demo.json"))
+    print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
