@@ -384,3 +384,12 @@ def test_datum_fast_path_equals_protobuf():
         shape, got = datum_floats(d.SerializeToString())
         assert shape == (3, 4, 5)
         np.testing.assert_array_equal(got, vals.ravel())
+    # packed float_data, written by hand: fields 1-3, then tag 0x32, length, raw floats
+    vals = rng.normal(size=200).astype("<f4")
+    raw = bytes([0x08, 200, 0x01, 0x10, 1, 0x18, 1, 0x32, 0xA0, 0x06]) + vals.tobytes()
+    shape, got = datum_floats(raw)
+    assert shape == (200, 1, 1)
+    np.testing.assert_array_equal(got, vals)
+    d = caffe_pb2.Datum()
+    d.ParseFromString(raw)                               # protobuf agrees
+    np.testing.assert_array_equal(np.array(d.float_data, np.float32), vals)

@@ -210,9 +210,10 @@ def output_blob(net, name, width, model="the model", option="--blob"):
 def datum_floats(raw):
     """The ``float_data`` of a serialized ``caffe_pb2.Datum`` -> ``((C, H, W), (C*H*W,) float32)``.
 
-    Caffe's ``float_data`` is an unpacked repeated float: each value is the tag byte 0x35 and 4
-    little-endian bytes, after the small shape fields. Fast path: read that run straight from the
-    bytes (verified by its tag bytes); otherwise decode through protobuf.
+    Caffe's ``float_data`` is a repeated float, written unpacked by protobuf (each value: the tag
+    byte 0x35 and 4 little-endian bytes) or packed (tag 0x32, byte length, the floats), after the
+    small shape fields. Fast path: read the floats straight from the bytes (verified by the tag
+    bytes and the count protobuf parsed); otherwise convert protobuf's list.
     """
     from caffe.proto import caffe_pb2
 
@@ -223,6 +224,19 @@ def datum_floats(raw):
     if count == 0:
         return shape, np.zeros(0, np.float32)
     buf = np.frombuffer(raw, dtype=np.uint8)
+    # packed encoding (as data_prep's writer uses): 0x32, varint byte length, the raw floats
+    nbytes = 4 * count
+    head = bytearray([0x32])
+    n = nbytes
+    while True:
+        head.append((n & 0x7F) | (0x80 if n >> 7 else 0))
+        n >>= 7
+        if not n:
+            break
+    for end in (len(raw), len(raw) - 2):
+        start = end - nbytes
+        if start - len(head) >= 0 and raw[start - len(head):start] == bytes(head):
+            return shape, buf[start:end].view("<f4").astype(np.float32)
     for start in (len(raw) - 5 * count, len(raw) - 5 * count - 2):
         if start < 0:
             continue
