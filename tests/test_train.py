@@ -95,3 +95,31 @@ def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp
         in proc.stderr
     proc = _train(project_root, "--iters", 0)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --iters 0: must be at least 1"
+
+
+def test_table1_page_from_two_short_trainings(project_root, tiny, tmp_path):
+    doc, fig = tmp_path / "docs" / "table1.md", tmp_path / "docs" / "img" / "t1.png"
+    args = ["tools/table1.py", "--results", tmp_path / "t1", "--lmdb-dir", tiny, "--iters", 10,
+            "--batch", 8, "--variants", "direct_joints", "paper", "--doc", doc, "--figure", fig]
+    proc = subprocess.run([PY, *map(str, args)], cwd=project_root, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    page = doc.read_text()
+    assert fig.stat().st_size > 0 and "![threshold curves](img/t1.png)" in page
+    assert "**Reduced budget**: 10 iterations per variant" in page
+    evals = {v: json.loads((tmp_path / "t1" / v / "eval" / "eval.json").read_text())
+             for v in ("direct_joints", "paper")}
+    row = next(line for line in page.splitlines() if line.startswith("| direct joint regression | 17.2"))
+    assert f"| {evals['direct_joints']['mean_error_mm']:.2f} |" in row and row.endswith("| n/a | n/a |")
+    row = next(line for line in page.splitlines() if line.startswith("| model layer + joint-limit"))
+    assert f"| {evals['paper']['mean_error_mm']:.2f} |" in row and "| 0.9% |" in row
+    verdict = "yes" if evals["paper"]["mean_error_mm"] <= evals["direct_joints"]["mean_error_mm"] \
+        else "no"
+    assert f"direct joint regression ({evals['paper']['mean_error_mm']:.2f} vs " \
+           f"{evals['direct_joints']['mean_error_mm']:.2f} mm): **{verdict}**" in page
+    # the page again from the finished runs, without training
+    doc.unlink()
+    proc = subprocess.run([PY, *map(str, args), "--table-only"], cwd=project_root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]

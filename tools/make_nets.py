@@ -265,7 +265,10 @@ def generate():
         names = variant_files(variant)
         files[names["train_val"]] = to_text(train_val_net(variant), f"{desc}, train/test")
         files[names["deploy"]] = to_text(deploy_net(variant), f"{desc}, deploy")
-        files[names["solver"]] = to_text(solver(variant), f"{desc}, solver")
+        files[names["solver"]] = (
+            to_text(solver(variant), f"{desc}, solver")
+            .replace("\n", f"\n# From the project root: mkdir -p {SNAPSHOT_DIR} && "
+                           f"caffe train -solver prototxt/{names['solver']}\n", 1))
     return files
 
 

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Reproduce Table 1 of the paper: train the four variants on the same data and budget, evaluate,
+and write docs/table1.md with the paper's figures beside ours.
+
+    tools/table1.py --results results/table1             # what `make table1` runs (4 x ~16 min)
+    tools/table1.py --results results/table1 --iters 300 # a reduced budget (said in the table)
+    tools/table1.py --results results/table1 --table-only  # rebuild the page from finished runs
+
+Each variant is trained by tools/train.py's machinery into RESULTS/<variant>/ (log, snapshots,
+weights, loss plot, evaluation by tools/test_net.py) with the same iterations, batch, seed and
+LMDBs. The page lists, per variant, the mean joint error (mm; 31 keypoints and the 14 standard NYU
+joints), the mean angle error (degrees; needs the true angles, which the synthetic set has) and
+the share of test frames with an angle outside its limits, plus the paper's figures and whether
+the paper's findings show up again. A threshold-curve figure of the four goes to
+docs/img/table1_threshold.png.
+"""
+import argparse
+import datetime
+import json
+import pathlib
+import shlex
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+
+import train as tr  # noqa: E402
+
+ORDER = ["direct_joints", "direct_params", "nolimit", "paper"]
+LABELS = {"direct_joints": "direct joint regression", "direct_params": "direct parameter regression",
+          "nolimit": "model layer, no joint-limit loss", "paper": "model layer + joint-limit loss"}
+# The paper's Table 1 (NYU test set) and the out-of-limit shares given in its text.
+PAPER = {"direct_joints": (17.2, 21.4, None), "direct_params": (26.7, 12.2, None),
+         "nolimit": (16.9, 12.0, 18.6), "paper": (16.9, 12.2, 0.9)}
+
+
+def fmt(x, spec=".1f", suffix=""):
+    return "n/a" if x is None else f"{x:{spec}}{suffix}"
+
+
+def findings(runs):
+    """The paper's three findings, checked on our figures: list of (statement, verdict)."""
+    out = []
+    err = {v: runs[v]["eval"]["mean_error_mm"] for v in runs}
+    with_layer = [v for v in ("paper", "nolimit") if v in err]
+    if with_layer and "direct_joints" in err:
+        best_model = min(err[v] for v in with_layer)
+        out.append(("the model layer is at least as good as direct joint regression "
+                    f"({best_model:.2f} vs {err['direct_joints']:.2f} mm)",
+                    "yes" if best_model <= err["direct_joints"] else "no"))
+    if "direct_params" in err and len(err) > 1:
+        worse = err["direct_params"] > 1.1 * min(err[v] for v in err if v != "direct_params")
+        out.append(("direct parameter regression is clearly worse on the joints "
+                    f"({err['direct_params']:.2f} mm vs the best other {min(err[v] for v in err if v != 'direct_params'):.2f} mm)",
+                    "yes" if worse else "no"))
+    oob = {v: runs[v]["eval"].get("frac_out_of_limits") for v in runs}
+    if oob.get("paper") is not None and oob.get("nolimit") is not None:
+        out.append(("the joint-limit loss cuts the frames out of limits "
+                    f"({100 * oob['nolimit']:.1f}% -> {100 * oob['paper']:.1f}%; paper 18.6% -> 0.9%)",
+                    "not seen: no frame out of limits in either" if oob["nolimit"] == 0
+                    else "yes" if oob["paper"] < oob["nolimit"] else "no"))
+    return out
+
+
+def plot_thresholds(runs, png):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in ORDER:
+        if v not in runs:
+            continue
+        curve = runs[v]["eval"]["frac_max_error_within_mm"]
+        t = [float(k) for k in curve]
+        ax.plot(t, [100 * f for f in curve.values()],
+                label=f"{LABELS[v]} ({runs[v]['eval']['mean_error_mm']:.1f} mm)")
+    ax.set_xlabel("maximum allowed distance D (mm)")
+    ax.set_ylabel("frames with all joints within D (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Table 1 variants: worst-joint threshold curve (31 keypoints)", fontsize=9)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(png.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    replace_atomically(str(tmp), str(png))
+
+
+def git_commit():
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_page(runs, args, command, doc, png):
+    first = runs[next(iter(runs))]
+    iters = sorted({r["iterations"] for r in runs.values()})
+    minutes = sum(r["seconds"] for r in runs.values()) / 60
+    batch = args.batch or tr.make_nets().TRAIN_BATCH
+    reduced = first["max_iter"] < tr.make_nets().MAX_ITER
+    lines = [
+        "# Table 1 of the paper, reproduced",
+        "",
+        f"Generated by `tools/table1.py` on {datetime.date.today().isoformat()} (commit {git_commit()}),",
+        "from a real run on this 2-core machine (CPU Caffe). Command:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"Data: `{tr.rel(args.lmdb_dir)}` ({first['train_frames']} training frames, "
+        f"{first['test_frames']} test frames, written by `make lmdb-nyu`). Every variant: SGD, "
+        f"lr 0.003, momentum 0.9, batch {batch}, {', '.join(map(str, iters))} iterations "
+        f"(~{first['iterations'] * batch / first['train_frames']:.1f} epochs), same seed and data; "
+        f"{minutes:.0f} minutes of training in all.",
+        "",
+    ]
+    if reduced or any(r["stopped_early"] for r in runs.values()):
+        lines += [f"**Reduced budget**: {', '.join(map(str, iters))} iterations per variant instead "
+                  f"of the default {tr.make_nets().MAX_ITER} (itself far shorter than the paper's "
+                  "training). The figures show the trend of a short training, not converged nets.",
+                  ""]
+    lines += [
+        "| method | paper: joint error (mm) | paper: angle error (deg) | paper: out of limits | "
+        "ours: joint error, 31 keypoints (mm) | ours: 14 NYU joints (mm) | ours: angle error (deg) "
+        "| ours: out of limits |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in ORDER:
+        if v not in runs:
+            continue
+        p, e = PAPER[v], runs[v]["eval"]
+        oob = e.get("frac_out_of_limits")
+        lines.append(f"| {LABELS[v]} | {p[0]} | {p[1]} | {fmt(p[2], '.1f', '%')} | "
+                     f"{e['mean_error_mm']:.2f} | {fmt(e.get('mean_error_nyu14_mm'), '.2f')} | "
+                     f"{fmt(e.get('mean_angle_error_deg'), '.2f')} | "
+                     f"{fmt(None if oob is None else 100 * oob, '.1f', '%')} |")
+    lines += [
+        "",
+        "Paper: NYU test set (8252 frames), converged training; its out-of-limit shares are "
+        "given in the text only for the two model-layer nets. Ours: the test LMDB above. The angle "
+        "error is test_net.py's mean absolute (wrapped) difference over the rotational free "
+        "parameters, against the true angles of the data (n/a when they are unknown); "
+        "'out of limits' is the share of test frames with any predicted angle outside its range "
+        "(n/a for direct joint regression, which predicts no angles).",
+        "",
+        "## The paper's findings, on our figures",
+        "",
+    ]
+    for statement, verdict in findings(runs):
+        lines.append(f"- {statement}: **{verdict}**")
+    lines += [
+        "",
+        "## Per variant",
+        "",
+        "| variant | iterations | minutes | final train loss | final test loss | weights | deploy net |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in ORDER:
+        if v in runs:
+            r = runs[v]
+            lines.append(f"| {LABELS[v]} | {r['iterations']}{' (stopped early)' if r['stopped_early'] else ''} "
+                         f"| {r['seconds'] / 60:.1f} | {fmt(r['final_train_loss'], '.4g')} | "
+                         f"{fmt(r['final_test_loss'], '.4g')} | `{r['weights']}` | `{r['deploy']}` |")
+    lines += [
+        "",
+        f"![threshold curves]({png.relative_to(doc.parent) if png.is_relative_to(doc.parent) else png})",
+        "",
+        "Each variant's Caffe log, loss plot and evaluation (JSON, plots, predictions) are in "
+        f"`{tr.rel(args.results)}/<variant>/`. Losses are not comparable across variants (the "
+        "direct parameter regression's loss is on the angles). To evaluate one again:",
+        "",
+        "```",
+        f"tools/test_net.py --weights {tr.rel(args.results)}/paper/deepmodel.caffemodel "
+        f"--model prototxt/deploy.prototxt --lmdb {tr.rel(args.lmdb_dir)}/nyu_test --out results/eval",
+        "```",
+        "",
+    ]
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text("\n".join(lines))
+    replace_atomically(str(tmp), str(doc))
+
+
+def main(argv=None):
+    mn = tr.make_nets()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--results", type=pathlib.Path, default=ROOT / "results" / "table1",
+                        help="output folder, one sub-folder per variant (default results/table1)")
+    parser.add_argument("--iters", type=int, help=f"iterations per variant (default {mn.MAX_ITER})")
+    parser.add_argument("--batch", type=int, help=f"training batch (default {mn.TRAIN_BATCH})")
+    parser.add_argument("--max-minutes", type=float, default=0,
+                        help="stop each training after this many minutes (default 0 = no limit, "
+                             "so every variant gets the same iterations)")
+    parser.add_argument("--variants", nargs="+", choices=ORDER, default=ORDER,
+                        help="which variants (default: all four)")
+    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=tr.DEFAULT_LMDB_DIR,
+                        help="folder of the LMDBs (default data/lmdb)")
+    parser.add_argument("--doc", type=pathlib.Path, default=ROOT / "docs" / "table1.md",
+                        help="page to write (default docs/table1.md)")
+    parser.add_argument("--figure", type=pathlib.Path,
+                        default=ROOT / "docs" / "img" / "table1_threshold.png",
+                        help="threshold-curve figure (default docs/img/table1_threshold.png)")
+    parser.add_argument("--table-only", action="store_true",
+                        help="train nothing: rebuild the page from RESULTS/<variant>/train.json")
+    args = parser.parse_args(argv)
+    for opt in ("iters", "batch"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            raise InputError(f"--{opt} {getattr(args, opt)}: must be at least 1")
+    args.results = args.results.resolve()
+    if not args.table_only:
+        for v in args.variants:                  # all data problems before hours of training
+            tr.check_lmdbs(v, args.lmdb_dir)
+
+    runs = {}
+    for k, v in enumerate(args.variants):
+        if args.table_only:
+            path = args.results / v / "train.json"
+            if not path.is_file():
+                raise InputError(f"{tr.rel(path)}: missing: train {v} first (tools/table1.py "
+                                 f"--variants {v})")
+            runs[v] = json.loads(path.read_text())
+            if "eval" not in runs[v]:
+                raise InputError(f"{tr.rel(path)}: has no evaluation")
+            continue
+        print(f"[{k + 1}/{len(args.variants)}] {LABELS[v]}", flush=True)
+        runs[v] = tr.train_variant(v, args.results / v, iters=args.iters, batch=args.batch,
+                                   lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None)
+        print(f"  {tr.describe_eval(runs[v]['eval'])}", flush=True)
+
+    if args.table_only:
+        cmd_path = args.results / "command.txt"
+        command = cmd_path.read_text().strip() if cmd_path.is_file() else "tools/table1.py"
+    else:
+        command = " ".join(["tools/table1.py"] + [shlex.quote(a) for a in
+                                                  (sys.argv[1:] if argv is None else argv)])
+        (args.results / "command.txt").write_text(command + "\n")
+    plot_thresholds(runs, args.figure)
+    write_page(runs, args, command, args.doc, args.figure)
+    print(f"wrote {tr.rel(args.doc)} and {tr.rel(args.figure)}")
+    for statement, verdict in findings(runs):
+        print(f"  {statement}: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
