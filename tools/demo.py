@@ -347,6 +347,8 @@ def main(argv=None):
     from tools import metrics
     from tools.net_io import input_blob, load_net, output_blob
 
+    if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
+        args.model = str(ROOT / DEFAULT_MODEL)       # run from another folder
     net = load_net(args.model, weights)
     data = input_blob(net, None, args.model)
     in_shape = tuple(net.blobs[data].data.shape[1:])

@@ -331,8 +331,18 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
     return report, pred_xyz, errors
 
 
+def _default_path(value, default):
+    """A default path relative to the project root when the current folder does not have it."""
+    if value == default and not os.path.isdir(os.path.dirname(value)):
+        return str(ROOT / default)
+    return value
+
+
 def run_weights(args):
     from hand_model import HandModel
+
+    args.model = _default_path(args.model, DEFAULT_MODEL)
+    args.lmdb = _default_path(args.lmdb, DEFAULT_LMDB)
 
     from tools.net_io import input_blob, load_net, output_blob
 
@@ -342,7 +352,6 @@ def run_weights(args):
     theta_blob = args.theta_blob if args.theta_blob in net.blobs else None
     if theta_blob is not None and args.theta_blob == args.blob:
         theta_blob = None
-    com_n = None
     # check the meta file before the long forward pass
     from tools.net_io import DatumLMDB
     probe = DatumLMDB(f"{args.lmdb}_depth")
@@ -352,6 +361,10 @@ def run_weights(args):
 
     out = run_net_on_lmdb(net, data_blob, args.lmdb, joints_blob, theta_blob, args.batch_size,
                           progress=not args.quiet)
+    bad = ~np.all(np.isfinite(out["pred"]), axis=1)
+    if bad.any():
+        raise InputError(f"{args.weights}: the net predicts non-finite joints for {int(bad.sum())} "
+                         f"of {len(bad)} frames (diverged training?)")
     model = HandModel.nyu()
     report, pred_xyz, errors = evaluate_net_outputs(out["pred"], out["true"], com, cube,
                                                     out["theta"], true_theta, model)
