@@ -31,6 +31,7 @@ with the sums over the keypoints below the node: two (nodes x 31) matrix product
 batch. Fixed ids get no gradient.
 """
 import json
+import threading
 import pathlib
 
 import numpy as np
@@ -42,6 +43,18 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 # columns: new[p] = c*M[p] + s*M[q], new[q] = -s*M[p] + c*M[q] with (p, q) the pair below.
 _PAIR = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
 _OPS = {"Rx", "Ry", "Rz", "Tx", "Ty", "Tz"}
+
+
+def _cross(a, b, out=None):
+    """Cross product of 3-vectors stored along the second-to-last axis (others broadcast)."""
+    a0, a1, a2 = a[..., 0, :], a[..., 1, :], a[..., 2, :]
+    b0, b1, b2 = b[..., 0, :], b[..., 1, :], b[..., 2, :]
+    if out is None:
+        return np.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-2)
+    for i, (x, y, z, w) in enumerate(((a1, b2, a2, b1), (a2, b0, a0, b2), (a0, b1, a1, b0))):
+        np.multiply(x, y, out=out[..., i, :])
+        out[..., i, :] -= z * w
+    return out
 
 
 class ModelDefinitionError(ValueError):
@@ -82,6 +95,7 @@ class HandModel:
 
     def __init__(self, definition, source="<model definition>"):
         self.source = str(source)
+        self._tls = threading.local()
         try:
             self._load(definition)
         except (KeyError, TypeError, IndexError, ValueError) as err:
@@ -240,204 +254,397 @@ class HandModel:
         self.param_kind, self.param_axis = tuple(self.param_kind), tuple(self.param_axis)
         self.param_pivot, self.param_link = tuple(self.param_pivot), tuple(self.param_link)
 
-        # depth levels; inside a level, nodes sorted into groups of one operation kind and axis
-        depth = max(n.depth for n in nodes) + 1
-        levels = [[] for _ in range(depth)]
-        for n in nodes:
-            levels[n.depth].append(n)
-        free_pos = {int(p): j for j, p in enumerate(self.free_ids)}
-        kind_rank = {"R": 0, "Tp": 1, "Tc": 2}
-        self._levels = []
-        deriv = []  # nodes whose parameter is free: these get a derivative
-        top.index = 0
-        for lev in levels:
-            lev.sort(key=lambda n: (kind_rank[n.kind], n.axis))
-            for i, n in enumerate(lev):
-                n.index = i
-            groups = []
-            i = 0
-            while i < len(lev):
-                j = i
-                while j < len(lev) and (lev[j].kind, lev[j].axis) == (lev[i].kind, lev[i].axis):
-                    j += 1
-                g = lev[i:j]
-                par = np.array([n.parent.index for n in g])
-                par = (slice(par[0], par[-1] + 1) if np.array_equal(par, np.arange(par[0], par[-1] + 1))
-                       else par)
-                kind, axis = g[0].kind, g[0].axis
-                entry = {"kind": kind, "axis": axis, "slice": slice(i, j), "parent": par}
-                if kind == "R":
-                    sign = self.rotation_sign["xyz"[axis]]
-                    p, q = _PAIR[axis]
-                    entry.update(cols=(p, q), sign=sign, params=np.array([n.param for n in g]))
-                elif kind == "Tp":
-                    entry["params"] = np.array([n.param for n in g])
-                else:
-                    entry["length"] = np.array([n.length for n in g])[:, None]
-                dslots = []
-                for m, n in enumerate(g):
-                    if n.param is not None and n.param in free_pos:
-                        dslots.append((m, len(deriv)))
-                        deriv.append(n)
-                if dslots:
-                    entry["dsrc"] = np.array([m for m, _ in dslots])
-                    entry["ddst"] = np.array([s for _, s in dslots])
-                groups.append(entry)
-                i = j
-            kp_local = [(k, n.index) for n in lev for k in n.keypoints]
-            self._levels.append({"size": len(lev), "groups": groups,
-                                 "kp_ids": np.array([k for k, _ in kp_local], dtype=np.int64),
-                                 "kp_local": np.array([m for _, m in kp_local], dtype=np.int64)})
+        # Evaluation plan. Rotations change a frame's axes, translations its origin, so:
+        #  * frames (rotation matrices) are needed only after rotation nodes; a frame after fixed
+        #    rotations is a constant matrix times the frame of the nearest free rotation above it
+        #    (or the identity), so runs of fixed rotations cost one small matrix product;
+        #  * every translation node moves by one column of the frame before it times a length (or a
+        #    translation parameter), and a keypoint is the sum of the moves above it: one product
+        #    with a (keypoints x translations) 0/1 matrix.
+        def rot_parent(n):  # nearest rotation node strictly above n, or top
+            m = n.parent
+            while m is not top and m.kind != "R":
+                m = m.parent
+            return m
 
-        # derivative tables: node -> keypoints below it, node -> free parameter, node kind and sign
-        nd = len(deriv)
-        below = np.zeros((nd, self.num_keypoints))
+        fixed = set(int(i) for i in self.fixed_ids)
+        rnodes = [n for n in nodes if n.kind == "R"]
+        tnodes = [n for n in nodes if n.kind != "R"]
+        is_free = {id(n): (n.param not in fixed) for n in rnodes}
+
+        def base_of(n):  # nearest free rotation strictly above n, or top
+            m = rot_parent(n)
+            while m is not top and not is_free[id(m)]:
+                m = rot_parent(m)
+            return m
+
+        needed, todo = {id(top): top}, [rot_parent(n) for n in tnodes]
+        todo += [n for n in rnodes if is_free[id(n)]]
+        todo += [rot_parent(n) for n in rnodes if is_free[id(n)]]
+        while todo:
+            n = todo.pop()
+            if id(n) in needed:
+                continue
+            needed[id(n)] = n
+            todo.append(rot_parent(n) if is_free[id(n)] else base_of(n))
+        frames = [n for n in needed.values() if n is not top]
+        level = {id(top): 0}
+
+        def level_of(n):
+            if id(n) not in level:
+                dep = rot_parent(n) if is_free[id(n)] else base_of(n)
+                level[id(n)] = level_of(dep) + 1
+            return level[id(n)]
+
+        def group_key(n):
+            return (level_of(n), 0 if is_free[id(n)] else 1, n.axis if is_free[id(n)] else -1)
+
+        frames.sort(key=group_key)
+        top.index = 0
+        for i, n in enumerate(frames, 1):
+            n.index = i
+        self._num_frames = len(frames) + 1
+
+        def as_slice(idx):
+            idx = np.asarray(idx, dtype=np.int64)
+            if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+                return slice(int(idx[0]), int(idx[0]) + len(idx))
+            return idx
+
+        def const_rotation(path):  # product of fixed rotations, in order
+            c = np.eye(3)
+            for m in path:
+                t = self.rotation_sign["xyz"[m.axis]] * self.init[m.param]
+                p, q = _PAIR[m.axis]
+                e = np.eye(3)
+                e[p, p] = e[q, q] = np.cos(t)
+                e[q, p], e[p, q] = np.sin(t), -np.sin(t)
+                c = c @ e
+            return c
+
+        free_col26 = {int(p): j for j, p in enumerate(self.free_ids)}
+        self._groups, rot_nodes = [], []
+        i = 0
+        while i < len(frames):
+            j = i
+            while j < len(frames) and group_key(frames[j]) == group_key(frames[i]):
+                j += 1
+            g = frames[i:j]
+            if is_free[id(g[0])]:
+                p, q = _PAIR[g[0].axis]
+                self._groups.append({"free": True, "slice": slice(i + 1, j + 1), "cols": (p, q, 3 - p - q),
+                                     "pre": as_slice([rot_parent(n).index for n in g]),
+                                     "angles": slice(len(rot_nodes), len(rot_nodes) + len(g))})
+                rot_nodes.extend(g)
+            else:
+                cts = []
+                for n in g:
+                    path, m, b = [], n, base_of(n)
+                    while m is not b:
+                        if m.kind == "R":
+                            path.append(m)
+                        m = m.parent
+                    cts.append(const_rotation(path[::-1]).T)
+                self._groups.append({"free": False, "slice": slice(i + 1, j + 1),
+                                     "pre": as_slice([base_of(n).index for n in g]), "ct": np.array(cts)})
+            i = j
+        # angles of the free rotation nodes, in frame order: sign * (theta[col] + init)
+        self._rot_col26 = np.array([free_col26[n.param] for n in rot_nodes], dtype=np.int64)
+        self._rot_col47 = np.array([n.param for n in rot_nodes], dtype=np.int64)
+        self._rot_init = self.init[self._rot_col47][:, None]
+        self._rot_sign = np.array([self.rotation_sign["xyz"[n.axis]] for n in rot_nodes])[:, None]
+
+        # translation nodes, in levels of their own tree (parent = nearest translation above);
+        # row 0 of the translation-position array is the origin (no translation above)
+        def trans_parent(n):  # nearest translation node strictly above n, or top
+            m = n.parent
+            while m is not top and m.kind == "R":
+                m = m.parent
+            return m
+
+        tlevel = {id(top): 0}
+
+        def tlevel_of(n):
+            if id(n) not in tlevel:
+                tlevel[id(n)] = tlevel_of(trans_parent(n)) + 1
+            return tlevel[id(n)]
+
+        tnodes.sort(key=tlevel_of)
+        top.group = 0
+        for i, n in enumerate(tnodes, 1):
+            n.group = i
+        self._t_levels = []
+        i = 0
+        while i < len(tnodes):
+            j = i
+            while j < len(tnodes) and tlevel_of(tnodes[j]) == tlevel_of(tnodes[i]):
+                j += 1
+            self._t_levels.append((slice(i + 1, j + 1), slice(i, j),
+                                   as_slice([trans_parent(n).group for n in tnodes[i:j]])))
+            i = j
+        self._t_pre = np.array([rot_parent(n).index for n in tnodes], dtype=np.int64)
+        self._t_axis = np.array([n.axis for n in tnodes], dtype=np.int64)
+        self._t_col = self._t_pre * 3 + self._t_axis  # row of (frame, column) in frames (F*3, 3, N)
+        t_len = []
+        for n in tnodes:
+            if n.kind == "Tc":
+                t_len.append(n.length)
+            elif n.param in fixed:
+                t_len.append(self.init[n.param])
+            else:
+                t_len.append(1.0)
+        self._t_len = np.array(t_len)[:, None, None]
+        tp = [i for i, n in enumerate(tnodes) if n.kind == "Tp" and n.param not in fixed]
+        self._tp = np.array(tp, dtype=np.int64)
+        self._tp_col26 = np.array([free_col26[tnodes[i].param] for i in tp], dtype=np.int64)
+        self._tp_col47 = np.array([tnodes[i].param for i in tp], dtype=np.int64)
+        self._tp_init = self.init[self._tp_col47][:, None]
+
+        def trans_at_or_above(n):
+            return n.group if n.kind != "R" else trans_parent(n).group
+
+        self._kp_t = np.array([trans_at_or_above(end_node[k]) for k in range(self.num_keypoints)])
+
+        # derivative tables: nodes of free parameters; their frame before, origin, keypoints below.
+        # Keypoints in depth-first order of the operation tree: the keypoints below any node are
+        # a contiguous run [lo, hi), so sums over them are differences of one cumulative sum.
+        dfs, span, stack = [], {}, [(top, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
+                span[id(n)] = (span[id(n)], len(dfs))
+                continue
+            span[id(n)] = len(dfs)
+            dfs.extend(n.keypoints)
+            stack.append((n, True))
+            stack.extend((c, False) for c in reversed(list(n.children.values())))
+        self._dfs = np.array(dfs, dtype=np.int64)
+        deriv = [n for n in nodes if n.param is not None and n.param not in fixed]
+        self._num_deriv = len(deriv)
+        self._d_pre = np.array([rot_parent(n).index for n in deriv], dtype=np.int64)
+        self._d_axis = np.array([n.axis for n in deriv], dtype=np.int64)
+        self._d_origin = np.array([trans_parent(n).group for n in deriv], dtype=np.int64)
+        self._d_lo = np.array([span[id(n)][0] for n in deriv], dtype=np.int64)
+        self._d_hi = np.array([span[id(n)][1] for n in deriv], dtype=np.int64)
+        below = np.zeros((self._num_deriv, self.num_keypoints))
         for r, n in enumerate(deriv):
-            stack = [n]
-            while stack:
-                m = stack.pop()
-                below[r, m.keypoints] = 1.0
-                stack.extend(m.children.values())
+            below[r, self._dfs[self._d_lo[r]:self._d_hi[r]]] = 1.0
         self._below = below
-        self._node_to_free = np.zeros((self.num_free, nd))
-        for r, n in enumerate(deriv):
-            self._node_to_free[free_pos[n.param], r] = 1.0
+        self._d_free = np.array([free_col26[n.param] for n in deriv], dtype=np.int64)
+        # usually every free parameter has exactly one node: then node -> parameter is a permutation
+        self._d_perm = (np.argsort(self._d_free) if np.array_equal(np.sort(self._d_free), np.arange(self.num_free))
+                        else None)
         self._d_rot = np.array([n.kind == "R" for n in deriv])
+        self._d_trans = np.flatnonzero(~self._d_rot)
+        self._d_col = self._d_pre * 3 + self._d_axis
         self._d_sign = np.array([self.rotation_sign["xyz"[n.axis]] if n.kind == "R" else 1.0
                                  for n in deriv])
-        self._num_deriv = nd
-        self.depth = depth
         self.num_nodes = len(nodes)
+        self.num_levels = max(level.values())
 
     # ------------------------------------------------------------------ input checks
-    def _angles(self, theta):
-        """theta (N, 26) or (N, 47) -> parameter values (47, N) float64 (batch last), N, width."""
+    def _check_theta(self, theta):
+        """theta (N, 26) or (N, 47) -> float64 array; anything else is a ValueError."""
         theta = np.asarray(theta)
         if theta.ndim != 2 or theta.shape[1] not in (self.num_free, self.num_params):
             raise ValueError(f"theta has shape {theta.shape}: expected (N, {self.num_free}) "
                              f"(free ids) or (N, {self.num_params}) (all ids, fixed ones ignored)")
-        theta = theta.astype(np.float64, copy=False)
-        a = np.repeat(self.init[:, None], theta.shape[0], axis=1)
-        if theta.shape[1] == self.num_free:
-            a[self.free_ids] += theta.T
-        else:
-            a[self.free_ids] += theta.T[self.free_ids]
-        return a, theta.shape[0], theta.shape[1]
+        return theta.astype(np.float64, copy=False)
 
     # ------------------------------------------------------------------ kinematics
-    def _run(self, theta, want_derivs):
-        """Positions (3, K, N); with want_derivs also axes W (3, D, N) and origins O (3, D, N)."""
-        a, n, width = self._angles(theta)
-        cos, sin = np.cos(a), np.sin(a)
-        rot = np.zeros((3, 3, 1, n))  # [column, row, node, batch]
-        rot[0, 0] = rot[1, 1] = rot[2, 2] = 1.0
-        org = np.zeros((3, 1, n))
-        pos = np.empty((3, self.num_keypoints, n))
-        if want_derivs:
-            W = np.empty((3, self._num_deriv, n))
-            O = np.empty((3, self._num_deriv, n))
-        for lev in self._levels:
-            size = lev["size"]
-            new_rot = np.empty((3, 3, size, n))
-            new_org = np.empty((3, size, n))
-            for g in lev["groups"]:
-                sl, par = g["slice"], g["parent"]
-                prot = rot[:, :, par]
-                porg = org[:, par]
-                kind = g["kind"]
-                if want_derivs and "dsrc" in g:
-                    W[:, g["ddst"]] = prot[g["axis"]][:, g["dsrc"]]
-                    O[:, g["ddst"]] = porg[:, g["dsrc"]]
-                if kind == "R":
-                    p, q = g["cols"]
-                    c = cos[g["params"]]
-                    s = sin[g["params"]] if g["sign"] > 0 else -sin[g["params"]]
-                    cp, cq = prot[p], prot[q]
-                    new_rot[p, :, sl] = c * cp + s * cq
-                    new_rot[q, :, sl] = c * cq - s * cp
-                    r = 3 - p - q
-                    new_rot[r, :, sl] = prot[r]
-                    new_org[:, sl] = porg
-                else:
-                    new_rot[:, :, sl] = prot
-                    step = a[g["params"]] if kind == "Tp" else g["length"]
-                    new_org[:, sl] = porg + prot[g["axis"]] * step
-            rot, org = new_rot, new_org
-            if len(lev["kp_ids"]):
-                pos[:, lev["kp_ids"]] = org[:, lev["kp_local"]]
-        if want_derivs:
-            return pos, W, O, width
-        return pos, width
+    def _workspace(self, n):
+        """Per-thread buffers for a batch of n, reused between calls.
 
-    def forward(self, theta):
+        Allocating a few MB of fresh temporaries on every call costs more (page faults) than the
+        arithmetic itself, so the batch-sized intermediates live here; results handed to callers
+        are always new arrays (or the caller's ``out``).
+        """
+        ws = getattr(self._tls, "ws", None)
+        if ws is None or ws["n"] != n:
+            k, d, t = self.num_keypoints, self._num_deriv, len(self._t_pre)
+            r = len(self._rot_col26)
+            ws = {"n": n,
+                  "frames": np.empty((self._num_frames, 3, 3, n)),  # [frame, column, row, batch]
+                  "tpos": np.empty((t + 1, 3, n)), "moves": np.empty((t, 3, n)),
+                  "ang": np.empty((r, n)), "cos": np.empty((r, 1, n)), "sin": np.empty((r, 1, n)),
+                  "pos": np.empty((k, 3, n)), "W": np.empty((d, 3, n)), "O": np.empty((d, 3, n)),
+                  "g": np.empty((k, 3, n)), "x": np.empty((k, 3, n)), "xs": np.empty((k, 3, n)),
+                  "c": np.empty((k + 1, 3, n)), "sg": np.empty((d, 3, n)), "sm": np.empty((d, 3, n)),
+                  "v": np.empty((d, 3, n)), "lo": np.empty((d, 3, n))}
+            ws["frames"][0] = np.eye(3)[:, :, None]
+            ws["tpos"][0] = 0.0
+            ws["c"][0] = 0.0
+            self._tls.ws = ws
+        return ws
+
+    def _run(self, theta, want_derivs):
+        """Positions (K, 3, N); with want_derivs also axes W (D, 3, N) and origins O (D, 3, N).
+
+        The arrays returned live in the workspace: copy them before the next call.
+        """
+        theta = self._check_theta(theta)
+        n, width = theta.shape
+        ws = self._workspace(n)
+        tt = theta.T
+        if width == self.num_free:
+            rc, tc = self._rot_col26, self._tp_col26
+        else:
+            rc, tc = self._rot_col47, self._tp_col47
+        ang = ws["ang"]                                             # (R, N) signed angles
+        np.take(tt, rc, axis=0, out=ang)
+        ang += self._rot_init
+        ang *= self._rot_sign
+        cos, sin = ws["cos"], ws["sin"]                             # (R, 1, N)
+        np.cos(ang, out=cos[:, 0])
+        np.sin(ang, out=sin[:, 0])
+        frames = ws["frames"]
+        for g in self._groups:
+            pre = frames[g["pre"]]
+            out = frames[g["slice"]]
+            if g["free"]:
+                p, q, r = g["cols"]
+                c, s = cos[g["angles"]], sin[g["angles"]]
+                cp, cq = pre[:, p], pre[:, q]
+                np.multiply(c, cp, out=out[:, p])
+                out[:, p] += s * cq
+                np.multiply(c, cq, out=out[:, q])
+                out[:, q] -= s * cp
+                out[:, r] = pre[:, r]
+            else:
+                m = len(g["ct"])
+                np.matmul(g["ct"], pre.reshape(m, 3, 3 * n), out=out.reshape(m, 3, 3 * n))
+        columns = frames.reshape(-1, 3, n)                          # [frame * 3 + column, row, batch]
+        moves = ws["moves"]                                         # (T, 3, N)
+        np.take(columns, self._t_col, axis=0, out=moves)
+        moves *= self._t_len
+        if len(self._tp):
+            moves[self._tp] *= (tt[tc] + self._tp_init)[:, None]
+        tpos = ws["tpos"]                                           # positions after each translation
+        for out, mv, par in self._t_levels:
+            np.add(tpos[par], moves[mv], out=tpos[out])
+        pos = np.take(tpos, self._kp_t, axis=0, out=ws["pos"])
+        if not want_derivs:
+            return pos, width
+        W = np.take(columns, self._d_col, axis=0, out=ws["W"])     # (D, 3, N)
+        O = np.take(tpos, self._d_origin, axis=0, out=ws["O"])     # (D, 3, N)
+        return pos, W, O, width
+
+    @staticmethod
+    def _write(src, shape, out, what):
+        """src (K, 3, N) or (F, N) -> out ((N, K, 3), (N, 3K), (N, F), ...) or a new float64 array."""
+        if out is None:
+            return np.ascontiguousarray(np.moveaxis(src, -1, 0)).reshape(shape)
+        if not isinstance(out, np.ndarray) or out.size != np.prod(shape) or out.shape[0] != shape[0]:
+            raise ValueError(f"out for {what} must be an array of shape {shape}, got "
+                             f"{getattr(out, 'shape', type(out).__name__)}")
+        out.reshape(shape)[...] = np.moveaxis(src, -1, 0).reshape(shape)
+        return out
+
+    def forward(self, theta, out=None):
         """Keypoints of a batch of poses.
 
         theta: ``(N, 26)`` (free ids in increasing order; value = theta + init) or ``(N, 47)``
-        (released layout; fixed entries ignored). Returns ``(N, 31, 3)`` float64, normalised units.
+        (released layout; fixed entries ignored). Returns ``(N, 31, 3)`` float64, normalised units,
+        or writes them into ``out`` (any float array of N x 93 values, e.g. a Caffe top ``(N, 93)``).
         """
         pos, _ = self._run(theta, False)
-        return np.ascontiguousarray(pos.transpose(2, 1, 0))
+        return self._write(pos, (pos.shape[2], self.num_keypoints, 3), out, "keypoints")
 
-    def _top_grad(self, top_grad, n):
+    def _top_grad(self, top_grad, ws):
+        """(N, 31, 3) or (N, 93) -> workspace (K, 3, N) float64."""
         g = np.asarray(top_grad)
-        k = self.num_keypoints
+        n, k = ws["n"], self.num_keypoints
         if g.shape == (n, 3 * k):
             g = g.reshape(n, k, 3)
         elif g.shape != (n, k, 3):
             raise ValueError(f"top_grad has shape {g.shape}: expected ({n}, {k}, 3) or ({n}, {3 * k})")
-        return g.astype(np.float64, copy=False).transpose(2, 1, 0)  # (3, K, N)
+        ws["g"][...] = g.transpose(1, 2, 0)
+        return ws["g"]
 
-    def _scatter(self, grad_free, width):
-        """(26, N) -> (N, width) with zeros at fixed ids."""
+    def _scatter(self, grad_free, width, out):
+        """(26, N) -> (N, width) with zeros at fixed ids (into out if given)."""
+        n = grad_free.shape[1]
+        if out is not None and (not isinstance(out, np.ndarray) or out.shape != (n, width)):
+            raise ValueError(f"out for the gradient must be an array of shape {(n, width)}, got "
+                             f"{getattr(out, 'shape', type(out).__name__)}")
         if width == self.num_free:
-            return np.ascontiguousarray(grad_free.T)
-        out = np.zeros((grad_free.shape[1], self.num_params))
+            if out is None:
+                return np.ascontiguousarray(grad_free.T)
+            out[...] = grad_free.T
+            return out
+        if out is None:
+            out = np.zeros((n, self.num_params))
+        else:
+            out[...] = 0.0
         out[:, self.free_ids] = grad_free.T
         return out
 
-    def backward(self, theta, top_grad):
+    def _below_sums(self, x, ws, out):
+        """x (K, 3, N) -> out (D, 3, N): per derivative node, the sum of x over the keypoints below."""
+        c = ws["c"]
+        xs = np.take(x, self._dfs, axis=0, out=ws["xs"])
+        for i in range(len(xs)):  # np.cumsum along a leading axis is ~30x slower than this loop
+            np.add(c[i], xs[i], out=c[i + 1])
+        np.take(c, self._d_hi, axis=0, out=out)
+        out -= np.take(c, self._d_lo, axis=0, out=ws["lo"])
+        return out
+
+    def _to_free(self, per_node):
+        """(D, ...) per derivative node -> (26, ...) per free id (summing nodes of the same id)."""
+        if self._d_perm is not None:
+            return per_node[self._d_perm]
+        out = np.zeros((self.num_free,) + per_node.shape[1:])
+        np.add.at(out, self._d_free, per_node)
+        return out
+
+    def _grad(self, pos, W, O, g, ws):
+        """Gradient of the free ids (26, N) from positions, axes, origins and top gradient (K, 3, N)."""
+        sg = self._below_sums(g, ws, ws["sg"])                              # sum below of g_k
+        sm = self._below_sums(_cross(pos, g, ws["x"]), ws, ws["sm"])        # ... of p_k x g_k
+        v = _cross(O, sg, ws["v"])
+        np.subtract(sm, v, out=v)                                           # rotations: sm - o x sg
+        if len(self._d_trans):
+            v[self._d_trans] = sg[self._d_trans]                            # translations: sg
+        v *= W
+        gnode = v.sum(axis=1)
+        gnode *= self._d_sign[:, None]
+        return self._to_free(gnode)
+
+    def backward(self, theta, top_grad, out=None):
         """Gradient with respect to theta of ``sum(top_grad * forward(theta))``.
 
         theta: ``(N, 26)`` or ``(N, 47)``; top_grad: ``(N, 31, 3)`` or ``(N, 93)`` (x0, y0, z0, x1, ...).
-        Returns float64 of theta's shape; 0 at fixed ids in the 47-wide layout.
+        Returns float64 of theta's shape (0 at fixed ids in the 47-wide layout), or writes it
+        into ``out`` (an array of theta's shape, e.g. a Caffe bottom diff).
         """
         pos, W, O, width = self._run(theta, True)
-        n = pos.shape[2]
-        g = self._top_grad(top_grad, n)
-        m = np.cross(pos, g, axis=0)                        # p_k x g_k          (3, K, N)
-        sg = np.matmul(self._below, g)                      # sum below node of g (3, D, N)
-        sm = np.matmul(self._below, m)                      # ... of p x g        (3, D, N)
-        v = np.where(self._d_rot[:, None], sm - np.cross(O, sg, axis=0), sg)
-        gnode = np.einsum("cdn,cdn->dn", W, v) * self._d_sign[:, None]
-        return self._scatter(self._node_to_free @ gnode, width)
+        ws = self._tls.ws
+        g = self._top_grad(top_grad, ws)
+        return self._scatter(self._grad(pos, W, O, g, ws), width, out)
 
     def forward_backward(self, theta, top_grad):
         """``(forward(theta), backward(theta, top_grad))`` sharing one pass of the kinematics."""
         pos, W, O, width = self._run(theta, True)
-        n = pos.shape[2]
-        g = self._top_grad(top_grad, n)
-        m = np.cross(pos, g, axis=0)
-        sg = np.matmul(self._below, g)
-        sm = np.matmul(self._below, m)
-        v = np.where(self._d_rot[:, None], sm - np.cross(O, sg, axis=0), sg)
-        gnode = np.einsum("cdn,cdn->dn", W, v) * self._d_sign[:, None]
-        return (np.ascontiguousarray(pos.transpose(2, 1, 0)),
-                self._scatter(self._node_to_free @ gnode, width))
+        ws = self._tls.ws
+        keypoints = self._write(pos, (pos.shape[2], self.num_keypoints, 3), None, "keypoints")
+        g = self._top_grad(top_grad, ws)
+        return keypoints, self._scatter(self._grad(pos, W, O, g, ws), width, None)
 
     def jacobian(self, theta):
         """d keypoints / d free parameters: ``(N, 93, 26)`` float64 (rows x0, y0, z0, x1, ...).
 
         theta: ``(N, 26)`` or ``(N, 47)``; columns are always the 26 free ids in increasing order.
+        Memory: N x 31 x 3 x (number of free-parameter operations, 26 for nyu31) doubles.
         """
         pos, W, O, _ = self._run(theta, True)
-        n = pos.shape[2]
-        rel = pos[:, None, :, :] - O[:, :, None, :]                      # (3, D, K, N)
-        wb = np.broadcast_to(W[:, :, None, :], rel.shape)
-        dn = np.where(self._d_rot[:, None, None], np.cross(wb, rel, axis=0) * self._d_sign[:, None, None], wb)
-        dn *= self._below[:, :, None]
-        # (3, D, K, N) x (F, D) -> (N, K, 3, F)
-        jac = np.einsum("cdkn,fd->nkcf", dn, self._node_to_free)
-        return np.ascontiguousarray(jac).reshape(n, 3 * self.num_keypoints, self.num_free)
+        k, _, n = pos.shape
+        rel = pos[None] - O[:, None]                                        # (D, K, 3, N)
+        wb = np.broadcast_to(W[:, None], rel.shape)
+        dn = np.where(self._d_rot[:, None, None, None],
+                      _cross(wb, rel) * self._d_sign[:, None, None, None], wb)
+        dn *= self._below[:, :, None, None]
+        jac = self._to_free(dn).transpose(3, 1, 2, 0)                      # (N, K, 3, F)
+        return np.ascontiguousarray(jac).reshape(n, 3 * k, self.num_free)
 
     # ------------------------------------------------------------------ helpers
     def to_free(self, theta47):
