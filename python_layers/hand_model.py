@@ -513,7 +513,7 @@ class HandModel:
             else:
                 m = len(g["ct"])
                 np.matmul(g["ct"], pre.reshape(m, 3, 3 * n), out=out.reshape(m, 3, 3 * n))
-        columns = frames.reshape(-1, 3, n)                          # [frame * 3 + column, row, batch]
+        columns = frames.reshape(self._num_frames * 3, 3, n)  # [frame * 3 + column, row, batch]
         moves = ws["moves"]                                         # (T, 3, N)
         np.take(columns, self._t_col, axis=0, out=moves)
         moves *= self._t_len
