@@ -1,0 +1,413 @@
+#!/usr/bin/env python
+"""Fit the hand model to labelled joints: model parameters (theta) for every frame of a label set.
+
+Inputs (``--format auto`` picks by name):
+  * ``*.txt``: the community 14-joint uvd format (e.g. ``nyu_test_groundtruth_label.txt``), converted
+    with the NYU camera to xyz; the 14 columns are keypoints 0,3,5,8,10,13,15,18,30,29,28,25,26,24.
+  * ``*.mat``: an NYU ``joint_data.mat`` (camera 0): all 31 keypoints; the offset is NYU joint 34,
+    the published crop centre.
+  * ``*_meta.npz``: an LMDB set's meta file (``data/lmdb/nyu_<split>_meta.npz``); the joints are read
+    from the sibling ``nyu_<split>_joint`` LMDB (93 values, normalised) and brought back to mm with
+    the meta's ``com`` and ``cube``; offset = com and, by default, the scale is fixed to cube / 2, so
+    the fitted theta are labels in the network's own convention. If the meta holds the true
+    ``theta`` (synthetic data) the angle error of the fit is reported too.
+
+Output ``--out fits.npz``: ``theta`` (N, 26) layer convention, ``scale`` (N,) mm per normalised unit,
+``offset`` (N, 3) mm, ``error_mm`` (N,) mean joint distance, with
+``HandModel.forward(theta)[:, keypoints] * scale[:, None, None] + offset[:, None, :]`` = the labels
+(``labels_mm`` (N, k, 3), xyz in mm, y up) up to ``error_mm``; also ``keypoints``, ``frame`` (the
+0-based index of each frame in the input), ``segment``, ``objective``, ``settings`` (JSON).
+A histogram of the errors goes next to it (``<out stem>_error.png``).
+
+The objective, solver and starts are described in ``python_layers/pose_fitting.py``.
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from data_prep.camera import NYU_CAMERA  # noqa: E402
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
+
+NYU_TEST_FRAMES = 8252
+NYU_TEST_SUBJECT2_START = 2440       # 0-based: frames 2441-8252 (1-based) are test subject 2
+NYU_CENTRE_JOINT = 34                # the published crop centre (palm), not one of the 31 keypoints
+SUBJECT2_CUBE_FACTOR = 0.87          # the released pipeline's cube for test subject 2: 300 * 0.87
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs: each loader returns a dict with labels (N, k, 3) mm, keypoints (k,), frame (N,),
+# total (frames in the input before skipping/slicing), offset (N, 3) or None, scale (N,) or None,
+# segment (N,) or None, theta (N, 26) or None, skipped (list of str), what (str)
+
+def load_uvd14(path, skip_bad):
+    uvd, bad = load_uvd_file(path, num_joints=len(NYU14_KEYPOINTS), skip_bad_rows=skip_bad)
+    # 0-based frame index of each kept row: position among the non-blank lines
+    with open(path, "r") as fh:
+        nonblank = [i for i, line in enumerate(fh, 1) if line.strip()]
+    bad_set = set(bad)
+    frame = np.array([f for f, line in enumerate(nonblank) if line not in bad_set], dtype=np.int64)
+    if len(frame) != len(uvd):
+        raise InputError(f"{path}: changed while being read")
+    return dict(labels=NYU_CAMERA.uvd_to_xyz(uvd), keypoints=np.array(NYU14_KEYPOINTS), frame=frame,
+                total=len(nonblank), offset=None, scale=None, segment=None, theta=None,
+                skipped=[f"line {b}" for b in bad], what="14-joint uvd labels (NYU camera)")
+
+
+def load_joint_mat(path, model, skip_bad):
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path, variable_names=["joint_xyz"])
+    except Exception as err:  # scipy raises several kinds for a file that is not MATLAB v5
+        raise InputError(f"{path}: not a readable MATLAB file ({' '.join(str(err).split())})") from None
+    if "joint_xyz" not in mat:
+        raise InputError(f"{path}: no variable 'joint_xyz' (expected an NYU joint_data.mat)")
+    xyz = np.asarray(mat["joint_xyz"])
+    if xyz.ndim != 4 or xyz.shape[-1] != 3 or xyz.shape[2] < 36 or xyz.shape[1] == 0:
+        raise InputError(f"{path}: joint_xyz has shape {xyz.shape}, expected (cameras, N, 36, 3)")
+    xyz = xyz[0].astype(np.float64)                            # camera 0: (N, 36, 3) mm, y up
+    ok = np.isfinite(xyz).all(axis=(1, 2))
+    frame = np.arange(len(xyz))
+    if not ok.all():
+        first = int(np.flatnonzero(~ok)[0])
+        if not skip_bad:
+            raise InputError(f"{path}: frame {first + 1} (1-based) of joint_xyz has a NaN or "
+                             f"infinite value ({(~ok).sum()} such frames; --skip-bad-rows skips them)")
+    nyu = np.asarray(model.nyu_joint_of_keypoint)
+    return dict(labels=xyz[ok][:, nyu], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
+                total=len(xyz), offset=xyz[ok, NYU_CENTRE_JOINT], scale=None, segment=None,
+                theta=None, skipped=[f"frame {f + 1}" for f in np.flatnonzero(~ok)],
+                what="NYU joint_data.mat, camera 0, 31 keypoints")
+
+
+def load_lmdb_meta(path, model, skip_bad):
+    from net_io import DatumLMDB
+
+    name = str(path)
+    if not name.endswith("_meta.npz"):
+        raise InputError(f"{path}: an LMDB meta file is named <set>_meta.npz")
+    try:
+        meta = np.load(path)
+        com = np.asarray(meta["com"], dtype=np.float64)
+        cube = np.asarray(meta["cube"], dtype=np.float64)
+        frame = np.asarray(meta["frame"], dtype=np.int64) if "frame" in meta else None
+        theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in meta else None
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(f"{path}: not an LMDB meta file with com and cube ({err})") from None
+    n = len(com)
+    if com.shape != (n, 3) or cube.shape != (n,) or (frame is not None and frame.shape != (n,)):
+        raise InputError(f"{path}: com {com.shape} / cube {cube.shape} do not describe the same frames")
+    joint_path = name[: -len("_meta.npz")] + "_joint"
+    db = DatumLMDB(joint_path)
+    try:
+        _, rows = db.read_all()
+    finally:
+        db.close()
+    width = 3 * model.num_keypoints
+    if rows.shape != (n, width):
+        raise InputError(f"{joint_path}: {rows.shape[0]} records of {rows.shape[1]} values, "
+                         f"expected {n} (as {path}) of {width}")
+    rows = rows.astype(np.float64).reshape(n, model.num_keypoints, 3)
+    labels = rows * (cube / 2.0)[:, None, None] + com[:, None, :]
+    ok = np.isfinite(labels).all(axis=(1, 2)) & np.isfinite(cube) & (cube > 0)
+    if not ok.all() and not skip_bad:
+        first = int(np.flatnonzero(~ok)[0])
+        raise InputError(f"{joint_path}: record {first} has a NaN or infinite value or a bad cube "
+                         f"({(~ok).sum()} such records; --skip-bad-rows skips them)")
+    if frame is None:
+        frame = np.arange(n)
+    # frames of one cube size form one segment (NYU test: cube 261 mm marks subject 2)
+    _, segment = np.unique(cube, return_inverse=True)
+    clipped = int((np.abs(rows[ok]) >= 1.0).any(axis=(1, 2)).sum())
+    return dict(labels=labels[ok], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
+                total=n, offset=com[ok], scale=cube[ok] / 2.0, segment=segment[ok],
+                theta=None if theta is None else theta[ok],
+                skipped=[f"record {i}" for i in np.flatnonzero(~ok)],
+                what=f"LMDB {pathlib.Path(joint_path).name} (31 keypoints, offset = com, "
+                     f"cube from meta; {clipped} frames have joints clipped to the cube)")
+
+
+def detect_format(path):
+    name = str(path).lower()
+    if name.endswith("_meta.npz"):
+        return "lmdb-meta"
+    if name.endswith(".mat"):
+        return "mat"
+    return "uvd14"
+
+
+# ----------------------------------------------------------------------------------------------
+def parse_frames(text, total):
+    """``A:B`` (0-based, B exclusive; either side may be empty) -> slice."""
+    try:
+        a, b = text.split(":")
+        start = int(a) if a.strip() else 0
+        stop = int(b) if b.strip() else total
+    except ValueError:
+        raise InputError(f"--frames {text!r}: expected START:STOP (0-based, e.g. 0:200)") from None
+    if not 0 <= start < stop:
+        raise InputError(f"--frames {text!r}: need 0 <= START < STOP")
+    return start, stop
+
+
+def parse_segments(text, data):
+    """Segment id per frame: 'auto', 'none' or a list of 1-based first frames, e.g. '1,2441'."""
+    frame, total = data["frame"], data["total"]
+    if text == "auto":
+        if data["segment"] is not None:
+            return data["segment"], "one per cube size in the meta file"
+        if total == NYU_TEST_FRAMES:
+            return (frame >= NYU_TEST_SUBJECT2_START).astype(np.int64), \
+                "NYU test subjects: frames 1-2440 and 2441-8252"
+        return np.zeros(len(frame), np.int64), "one sequence"
+    if text == "none":
+        return np.zeros(len(frame), np.int64), "one sequence"
+    try:
+        starts = sorted(int(s) for s in text.split(","))
+    except ValueError:
+        raise InputError(f"--segments {text!r}: expected auto, none or 1-based first frames "
+                         "such as 1,2441") from None
+    if not starts or starts[0] < 1:
+        raise InputError(f"--segments {text!r}: first frames are 1-based (>= 1)")
+    return np.searchsorted(np.array(starts) - 1, frame, side="right").astype(np.int64) - 1, \
+        f"sequences starting at frames {','.join(map(str, starts))}"
+
+
+def starting_scale(args, data, segment, names_total):
+    """Starting (or, with --scale fixed, final) scale per frame, mm per normalised unit."""
+    if args.scale_mm is not None:
+        try:
+            vals = [float(v) for v in args.scale_mm.split(",")]
+        except ValueError:
+            raise InputError(f"--scale-mm {args.scale_mm!r}: expected numbers (mm per unit)") from None
+        if any(not np.isfinite(v) or v <= 0 for v in vals):
+            raise InputError(f"--scale-mm {args.scale_mm!r}: scales must be positive")
+        nseg = int(segment.max()) + 1
+        if len(vals) == 1:
+            vals = vals * nseg
+        if len(vals) != nseg:
+            raise InputError(f"--scale-mm {args.scale_mm!r}: {len(vals)} values for {nseg} segments")
+        return np.asarray(vals)[segment]
+    if data["scale"] is not None:
+        return data["scale"].copy()
+    from pose_fitting import NOMINAL_SCALE_MM
+
+    scale = np.full(len(segment), NOMINAL_SCALE_MM)
+    if data["total"] == NYU_TEST_FRAMES and args.segments == "auto":
+        scale[data["frame"] >= NYU_TEST_SUBJECT2_START] *= SUBJECT2_CUBE_FACTOR
+    return scale
+
+
+def estimate_offset(model, keypoints, labels, scale):
+    """A per-frame reference point (mm) standing in for the crop centre: where the model's rest
+    pose puts its origin when its root keypoint (the palm) sits on the label (else: centroids)."""
+    rest = model.forward(np.zeros((1, len(model.lower))))[0]
+    root = getattr(model, "root", 24)
+    hit = np.flatnonzero(np.asarray(keypoints) == root)
+    if len(hit):
+        return labels[:, hit[0]] - scale[:, None] * rest[root]
+    return labels.mean(axis=1) - scale[:, None] * rest[keypoints].mean(axis=0)
+
+
+# ----------------------------------------------------------------------------------------------
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        description="Fit the 26-DoF hand model to labelled joints (bounded Levenberg-Marquardt, "
+                    "all frames at once).",
+        epilog="example: tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt "
+               "--out results/fit/fits.npz")
+    p.add_argument("labels", help="label file: 14-joint uvd .txt, NYU joint_data.mat, or an LMDB "
+                                  "<set>_meta.npz")
+    p.add_argument("--out", required=True, help="output .npz (a histogram <stem>_error.png goes beside)")
+    p.add_argument("--format", choices=["auto", "uvd14", "mat", "lmdb-meta"], default="auto",
+                   help="input format (default: by file name)")
+    p.add_argument("--scale", choices=["frame", "sequence", "fixed"], default=None,
+                   help="hand size: fitted per frame, one per sequence (segment), or fixed "
+                        "(default: frame; fixed for an LMDB meta file, whose cube sets it)")
+    p.add_argument("--scale-mm", default=None, metavar="S[,S2,...]",
+                   help="starting (or fixed) scale in mm per normalised unit, one value or one per "
+                        "segment (default 150; 130.5 for NYU test subject 2; cube/2 from a meta file)")
+    p.add_argument("--segments", default="auto", metavar="auto|none|F1,F2,...",
+                   help="sequences (1-based first frames): per-sequence scales and neighbour starts "
+                        "stay inside one (default auto: the two NYU test subjects for an 8252-frame "
+                        "input, the cube sizes of a meta file, else one)")
+    p.add_argument("--prior", type=float, default=0.3, metavar="MM_PER_RAD",
+                   help="weight of the pull of the 20 finger angles towards the rest pose, in mm of "
+                        "joint error per radian (default 0.3; 0 disables it)")
+    p.add_argument("--restarts", type=int, default=4,
+                   help="random perturbation starts per poorly fitted frame (default 4)")
+    p.add_argument("--restart-above", type=float, default=4.0, metavar="MM",
+                   help="perturbation starts only for frames whose error exceeds this (default 4)")
+    p.add_argument("--neighbour-passes", type=int, default=1,
+                   help="passes starting from the previous and next frame's solution (default 1)")
+    p.add_argument("--max-iter", type=int, default=60, help="LM iterations per start (default 60)")
+    p.add_argument("--frames", default=None, metavar="A:B",
+                   help="fit only input frames A..B-1 (0-based), e.g. 0:200")
+    p.add_argument("--skip-bad-rows", action="store_true",
+                   help="skip (and report) rows with NaN or a wrong number of values instead of "
+                        "stopping with an error")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
+    p.add_argument("--no-plot", action="store_true", help="do not write the histogram")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
+    args = p.parse_args(argv)
+    for name in ("restarts", "neighbour_passes"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.max_iter < 1:
+        raise InputError("--max-iter must be >= 1")
+    if not np.isfinite(args.prior) or args.prior < 0:
+        raise InputError(f"--prior {args.prior}: must be >= 0")
+    return args
+
+
+def write_npz(path, **arrays):
+    path = pathlib.Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        replace_atomically(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_histogram(path, error, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = pathlib.Path(path)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    top = max(float(np.percentile(error, 99.5)), 1e-3)
+    ax.hist(np.minimum(error, top), bins=80, range=(0, top), color="#4a7ab5")
+    for val, name, style in ((error.mean(), "mean", "-"), (np.median(error), "median", "--"),
+                             (np.percentile(error, 95), "95th pct", ":")):
+        ax.axvline(val, color="k", ls=style, lw=1, label=f"{name} {val:.2f} mm")
+    ax.set_xlabel("fit error per frame: mean joint distance (mm; last bin holds the rest)")
+    ax.set_ylabel("frames")
+    ax.set_title(title, fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png")
+        replace_atomically(tmp, str(path))
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from hand_model import HandModel
+    from pose_fitting import PoseFitter
+
+    out = pathlib.Path(args.out)
+    if out.suffix != ".npz":
+        raise InputError(f"--out {out}: expected a .npz file name")
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder")
+    if not os.path.exists(args.labels):
+        raise InputError(f"{args.labels}: no such file")
+
+    model = HandModel.nyu()
+    fmt = detect_format(args.labels) if args.format == "auto" else args.format
+    if fmt == "uvd14":
+        data = load_uvd14(args.labels, args.skip_bad_rows)
+    elif fmt == "mat":
+        data = load_joint_mat(args.labels, model, args.skip_bad_rows)
+    else:
+        data = load_lmdb_meta(args.labels, model, args.skip_bad_rows)
+    if data["skipped"]:
+        shown = ", ".join(data["skipped"][:10]) + (" ..." if len(data["skipped"]) > 10 else "")
+        print(f"skipped {len(data['skipped'])} bad rows of {args.labels}: {shown}")
+
+    segment, seg_text = parse_segments(args.segments, data)
+    keep = np.ones(len(data["frame"]), bool)
+    if args.frames:
+        a, b = parse_frames(args.frames, data["total"])
+        keep = (data["frame"] >= a) & (data["frame"] < b)
+        if not keep.any():
+            raise InputError(f"--frames {args.frames}: no frames of {args.labels} in that range "
+                             f"(it has {data['total']})")
+    for key in ("labels", "frame", "offset", "scale", "theta"):
+        if data[key] is not None:
+            data[key] = data[key][keep]
+    segment = segment[keep]
+    labels, keypoints = data["labels"], data["keypoints"]
+    n = len(labels)
+    scale_mode = args.scale or ("fixed" if fmt == "lmdb-meta" else "frame")
+    scale0 = starting_scale(args, data, segment, data["total"])
+    offset = data["offset"] if data["offset"] is not None else estimate_offset(model, keypoints,
+                                                                              labels, scale0)
+    log = (lambda *a: None) if args.quiet else print
+    print(f"fitting {n} frames of {args.labels}: {data['what']}; {len(keypoints)} joints; scale "
+          f"{scale_mode}; segments: {seg_text}; prior {args.prior:g} mm/rad")
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    t0, c0 = time.perf_counter(), time.process_time()
+    fitter = PoseFitter(model, keypoints, prior=args.prior, max_iter=args.max_iter,
+                        progress=not args.quiet)
+    res = fitter.fit(labels, offset, scale0, segments=segment, scale_mode=scale_mode,
+                     restarts=args.restarts, restart_above=args.restart_above,
+                     neighbour_passes=args.neighbour_passes, seed=args.seed, log=log)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    theta, scale, err = res["theta"], res["scale"], res["error_mm"]
+    outside = int(np.any((theta < model.lower) | (theta > model.upper), axis=1).sum())
+    print(f"time {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.1f} at start, "
+          f"{load_end:.1f} at end, {os.cpu_count()} cores)")
+    print(f"fit error per frame (mean joint distance): mean {err.mean():.3f} mm, median "
+          f"{np.median(err):.3f} mm, 95th percentile {np.percentile(err, 95):.3f} mm, "
+          f"max {err.max():.3f} mm")
+    print(f"frames with an angle outside its limits: {outside}")
+    for g in np.unique(segment):
+        m = segment == g
+        print(f"  segment {g + 1}: {m.sum()} frames, scale median {np.median(scale[m]):.1f} "
+              f"mm/unit, mean error {err[m].mean():.3f} mm")
+    if data["theta"] is not None:
+        d = np.degrees(np.abs(theta[:, 6:] - data["theta"][:, 6:]))
+        print(f"angle error against the meta file's theta: mean {d.mean():.2f} deg, median "
+              f"{np.median(d):.2f} deg")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings = dict(input=str(args.labels), format=fmt, scale=scale_mode, segments=seg_text,
+                    prior_mm_per_rad=args.prior, restarts=args.restarts,
+                    restart_above_mm=args.restart_above, neighbour_passes=args.neighbour_passes,
+                    max_iter=args.max_iter, seed=args.seed, frames=args.frames,
+                    skipped=data["skipped"], seconds=wall, cpu_seconds=cpu)
+    write_npz(out, theta=theta, scale=scale, offset=offset, error_mm=err,
+              objective=res["objective"], keypoints=np.asarray(keypoints), labels_mm=labels,
+              frame=data["frame"], segment=segment, settings=json.dumps(settings))
+    written = [str(out)]
+    if not args.no_plot:
+        png = out.with_name(out.stem + "_error.png")
+        write_histogram(png, err, f"{pathlib.Path(args.labels).name}: {n} frames, "
+                                  f"{len(keypoints)} joints, scale {scale_mode}")
+        written.append(str(png))
+    print("wrote " + ", ".join(written))
+    return 0 if outside == 0 else 1
+
+
+if __name__ == "__main__":
+    run(main)
