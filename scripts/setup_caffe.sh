@@ -84,7 +84,9 @@ Q ?= @
 EOF
 }
 CONFIG=$(make_config)
-CONFIG_HASH=$(printf '%s\nnumpy%s\n' "$CONFIG" "$NP_MAJOR" | sha256sum | cut -c1-8)
+# The key ignores where the venv is (numpy's headers live inside it): any clone with the same
+# Python, numpy major version and settings reuses the build.
+CONFIG_HASH=$(printf '%s\nnumpy%s\n' "${CONFIG//$NP_INCLUDE/numpy-include}" "$NP_MAJOR" | sha256sum | cut -c1-8)
 KEY="${ARCHIVE_SHA256:0:16}-$CONFIG_HASH"
 HOME_DIR="$CACHE/$KEY"
 
