@@ -85,12 +85,15 @@ class HandModel:
         parents: tuple of 31 parent keypoint ids (-1 for the root).
         keypoint_names, param_names: tuples of str.
         bone_lengths: ``(30,)`` float64, normalised units.
+        bone_of_keypoint: per keypoint, the bone id of the link ending at it (-1 for the root).
         edges: tuple of ``(parent, child)`` keypoint pairs, for drawing the skeleton.
         nyu_joint_of_keypoint: ``(31,)`` int, the NYU dataset joint (of 36) each keypoint is.
         eval14_keypoints, eval14_nyu_joints: ``(14,)`` int, the standard 14-joint NYU evaluation.
         param_kind, param_axis: per id, ``"rotation"``/``"translation"`` and ``"x"``/``"y"``/``"z"``.
-        param_pivot: per id, the keypoint about which the parameter rotates (the parent of the link).
-        param_link: per id, the keypoint whose link holds the parameter's first operation.
+        param_pivot: per id, the keypoint about which the parameter rotates (the parent of the link
+            holding it; -1 for translations).
+        param_links: per id, the keypoints whose links hold an operation of the parameter (the
+            global rotation is in every link leaving the palm).
     """
 
     def __init__(self, definition, source="<model definition>"):
@@ -172,8 +175,9 @@ class HandModel:
             self._fail(f"expected exactly one root keypoint (parent null), found {roots}")
         self.root = roots[0]
         self._ops = []
+        self.bone_of_keypoint = []
         for k in kps:
-            ops = []
+            ops, bones = [], []
             for op in k["ops"]:
                 kind = op["op"]
                 if kind not in _OPS:
@@ -190,7 +194,10 @@ class HandModel:
                     if not 0 <= bone < len(self.bone_lengths):
                         self._fail(f"keypoint {k['id']}: bone {bone} out of range")
                     ops.append((kind, None, float(op.get("sign", 1)) * self.bone_lengths[bone]))
+                    bones.append(bone)
             self._ops.append(ops)
+            self.bone_of_keypoint.append(bones[-1] if bones else -1)
+        self.bone_of_keypoint = tuple(self.bone_of_keypoint)
         self.nyu_joint_of_keypoint = np.array([k.get("nyu_joint", -1) for k in kps], dtype=np.int64)
         ev = d.get("eval14", {"keypoints": [], "nyu_joints": []})
         self.eval14_keypoints = np.array(ev["keypoints"], dtype=np.int64)
@@ -225,9 +232,10 @@ class HandModel:
         self.param_kind = [None] * self.num_params
         self.param_axis = [None] * self.num_params
         self.param_pivot = [-1] * self.num_params
-        self.param_link = [-1] * self.num_params
+        self.param_links = [[] for _ in range(self.num_params)]
         for k in order:
             cur = top if self.parents[k] < 0 else end_node[self.parents[k]]
+            moved = False  # a translation earlier in this link: rotations no longer pivot on the parent
             for kind, pid, length in self._ops[k]:
                 key = (kind, pid, length)
                 if key not in cur.children:
@@ -235,14 +243,16 @@ class HandModel:
                                  _AXES[kind[1]], pid, length, cur.depth + 1)
                     cur.children[key] = node
                     nodes.append(node)
-                    if pid is not None:
-                        pk = "rotation" if kind[0] == "R" else "translation"
-                        if self.param_kind[pid] not in (None, pk) or self.param_axis[pid] not in (None, kind[1]):
-                            self._fail(f"param {pid} is used by operations of different kinds")
-                        self.param_kind[pid], self.param_axis[pid] = pk, kind[1]
-                        if self.param_link[pid] < 0:
-                            self.param_link[pid] = k
-                            self.param_pivot[pid] = self.parents[k]
+                if pid is not None:
+                    pk = "rotation" if kind[0] == "R" else "translation"
+                    if self.param_kind[pid] not in (None, pk) or self.param_axis[pid] not in (None, kind[1]):
+                        self._fail(f"param {pid} is used by operations of different kinds")
+                    self.param_kind[pid], self.param_axis[pid] = pk, kind[1]
+                    if k not in self.param_links[pid]:
+                        self.param_links[pid].append(k)
+                    if pk == "rotation" and not moved and self.parents[k] >= 0:
+                        self.param_pivot[pid] = self.parents[k]
+                moved = moved or kind[0] == "T"
                 cur = cur.children[key]
             if cur is top:
                 self._fail(f"root keypoint {k} needs at least one operation")
@@ -252,7 +262,8 @@ class HandModel:
         if unused:
             self._fail(f"params {unused} are not used by any operation")
         self.param_kind, self.param_axis = tuple(self.param_kind), tuple(self.param_axis)
-        self.param_pivot, self.param_link = tuple(self.param_pivot), tuple(self.param_link)
+        self.param_pivot = tuple(self.param_pivot)
+        self.param_links = tuple(tuple(sorted(ks)) for ks in self.param_links)
 
         # Evaluation plan. Rotations change a frame's axes, translations its origin, so:
         #  * frames (rotation matrices) are needed only after rotation nodes; a frame after fixed

@@ -253,6 +253,7 @@ def test_bone_lengths_unchanged(model, config):
     pts = model.forward(theta)
     bone_of = {k: (k if k < 24 else k - 1) for k in range(31) if k != 24}
     for child, bone in bone_of.items():
+        assert model.bone_of_keypoint[child] == bone
         length = np.linalg.norm(pts[:, child] - pts[:, model.parents[child]], axis=1)
         np.testing.assert_allclose(length, config["bones"][bone], rtol=0, atol=1e-12)
 
