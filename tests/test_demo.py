@@ -168,23 +168,53 @@ def test_overlay_draws_at_the_keypoints(project_root, tmp_path):
     assert abs(np.median(rows[cols > 90 * 4]) - 32 * 4) < 8
 
 
-def test_released_47_theta_layout(project_root, tmp_path):
-    """A (N, 47) theta blob: out-of-limits ids reported over the 26 free ids, nothing assumes 26."""
+def test_released_47_output_layout(project_root, tmp_path):
+    """The released layout: fc 47 -> HandModelLayer -> joints. Nothing assumes 26: the keypoints
+    are the model's for the 26 free entries, out-of-limits ids are reported over the free ids."""
+    import caffe
     from hand_model import HandModel
 
     m = HandModel.nyu()
-    theta47 = np.zeros(47, np.float32)
+    free = list(m.free_ids)
+    theta47 = np.zeros(47)
     theta47[6:15] = 50.0                            # fixed ids: ignored
-    theta47[31] = float(m.upper[list(m.free_ids).index(31)]) + 0.2
-    theta47[44] = float(m.lower[list(m.free_ids).index(44)]) - 0.2
-    model, weights = probe_net(tmp_path, np.zeros(93), theta_width=47, theta_bias=theta47)
-    crop = tmp_path / "c.png"
-    cv2.imwrite(str(crop), np.full((128, 128), 128, np.uint8))
-    proc = run_demo(project_root, crop, "--weights", weights, "--model", model, "--out", tmp_path)
+    theta47[free] = np.random.default_rng(2).uniform(-0.05, 0.05, 26)
+    theta47[31] = m.upper[free.index(31)] + 0.2
+    theta47[44] = m.lower[free.index(44)] - 0.2
+    theta47[3] = 0.3                                # a global rotation
+    model = tmp_path / "released.prototxt"
+    model.write_text("""
+    layer { name: "data" type: "Input" top: "data"
+            input_param { shape { dim: 1 dim: 1 dim: 128 dim: 128 } } }
+    layer { name: "fc3" type: "InnerProduct" bottom: "data" top: "theta"
+            inner_product_param { num_output: 47 } }
+    layer { name: "hand" type: "Python" bottom: "theta" top: "joints"
+            python_param { module: "hand_model_layer" layer: "HandModelLayer"
+                           param_str: '{"model": "nyu31"}' } }
+    """)
+    net = caffe.Net(str(model), caffe.TEST)
+    net.params["fc3"][0].data[...] = 0
+    net.params["fc3"][1].data[...] = theta47
+    weights = tmp_path / "released.caffemodel"
+    net.save(str(weights))
+    crops = []
+    for k in range(3):
+        crops.append(tmp_path / f"c{k}.png")
+        cv2.imwrite(str(crops[-1]), np.full((128, 128), 100 + 20 * k, np.uint8))
+    proc = run_demo(project_root, *crops, "--weights", weights, "--model", model,
+                    "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
-    e = json.loads((tmp_path / "demo.json").read_text())["inputs"][0]
-    assert len(e["theta"]) == 47
-    assert e["params_out_of_limits"] == [31, 44]
+    report = json.loads((tmp_path / "o" / "demo.json").read_text())
+    expect = m.forward(theta47[free][None].astype(np.float32).astype(np.float64))[0]
+    t32 = theta47.astype(np.float32)
+    out_ids = [i for j, i in enumerate(free) if t32[i] < m.lower[j] or t32[i] > m.upper[j]]
+    assert 31 in out_ids and 44 in out_ids
+    for e in report["inputs"]:
+        assert len(e["theta"]) == 47
+        assert e["params_out_of_limits"] == out_ids
+        np.testing.assert_allclose(e["keypoints_normalised"], expect, atol=1e-5)
+        np.testing.assert_allclose(np.array(e["keypoints_crop_px"])[:, 0],
+                                   64 + 64 * expect[:, 0], atol=1e-3)
 
 
 def test_bad_input(shared_data, project_root, tmp_path):
@@ -211,3 +241,18 @@ def test_bad_input(shared_data, project_root, tmp_path):
     assert_one_line_error(run_demo(project_root, frame, "--center", 300, 200, 0, *common),
                           "--center")
     assert not (tmp_path / "o").exists()
+
+
+def test_project_deploy_net(shared_data, project_root, tmp_path):
+    """The default --model (prototxt/deploy.prototxt) with random weights on a real crop."""
+    import caffe
+
+    net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), caffe.TEST)
+    weights = tmp_path / "random.caffemodel"
+    net.save(str(weights))
+    crop = shared_data / "nyu" / "test_crops" / "772.png"
+    proc = run_demo(project_root, crop, "--weights", weights, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    e = json.loads((tmp_path / "o" / "demo.json").read_text())["inputs"][0]
+    assert len(e["theta"]) == 26 and np.array(e["keypoints_normalised"]).shape == (31, 3)
+    assert (tmp_path / "o" / "772_overlay.png").exists()

@@ -393,3 +393,70 @@ def test_datum_fast_path_equals_protobuf():
     d = caffe_pb2.Datum()
     d.ParseFromString(raw)                               # protobuf agrees
     np.testing.assert_array_equal(np.array(d.float_data, np.float32), vals)
+
+
+# ---------------------------------------------------------------------------------------------
+# the project's real deploy net (model layer included) on LMDBs written by data_prep's writer
+
+def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, shared_data):
+    import caffe
+    import cv2
+    from hand_model import HandModel
+
+    from data_prep.lmdb_writer import LmdbSet, datum_bytes
+
+    deploy = project_root / "prototxt" / "deploy.prototxt"
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(deploy), caffe.TEST)
+    rng = np.random.default_rng(5)
+    # random weights; a larger last layer so that theta (and the pose) vary between crops
+    net.params["theta"][0].data[...] = rng.normal(0, 0.05, net.params["theta"][0].data.shape)
+    net.params["theta"][1].data[...] = rng.normal(0, 0.2, 26)
+    weights = tmp_path / "random.caffemodel"
+    net.save(str(weights))
+
+    crops = sorted((shared_data / "nyu" / "test_crops").glob("*.png"))
+    depth = np.stack([cv2.imread(str(c), cv2.IMREAD_GRAYSCALE) / 255.0 * 2 - 1 for c in crops])
+    depth = np.concatenate([depth, depth[::-1], depth[:2]])            # 12 frames
+    n = len(depth)
+    model = HandModel.nyu()
+    true_theta = rng.normal(0, 0.2, (n, 26))
+    joints = np.clip(model.forward(true_theta).reshape(n, 93), -1, 1)
+    prefix = tmp_path / "lmdb" / "nyu_test"
+    prefix.parent.mkdir()
+    with LmdbSet({"depth": f"{prefix}_depth", "joint": f"{prefix}_joint"}, 1 << 24) as s:
+        for i in range(n):
+            s.put({"depth": datum_bytes(depth[i][None]), "joint": datum_bytes(joints[i])})
+        s.commit()
+    com = np.column_stack([rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), np.full(n, 700.0)])
+    cube = np.full(n, 300.0)
+    np.savez(f"{prefix}_meta.npz", com=com, cube=cube, frame=np.arange(n), theta=true_theta)
+
+    out = tmp_path / "eval"
+    proc = run_cli(project_root, "--weights", weights, "--lmdb", prefix, "--out", out,
+                   "--batch-size", 5)          # default --model: prototxt/deploy.prototxt
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "eval.json").read_text())
+    assert r["frames"] == n and r["blob"] == "joints" and r["theta_blob"] == "theta"
+
+    # independent: one frame at a time through the deploy net's conv/fc part, the hand model in
+    # NumPy, the errors by hand
+    ref = caffe.Net(str(deploy), str(weights), caffe.TEST)
+    theta = np.empty((n, 26))
+    for i in range(n):
+        ref.blobs["depth"].data[...] = depth[i]
+        ref.forward(end="theta")
+        theta[i] = ref.blobs["theta"].data[0]
+    assert np.ptp(theta, axis=0).max() > 0.05                             # the crops differ
+    pred_mm = model.forward(theta) * 150.0 + com[:, None, :]
+    true_mm = joints.reshape(n, 31, 3) * 150.0 + com[:, None, :]
+    err = np.linalg.norm(pred_mm - true_mm, axis=-1)
+    assert r["mean_error_mm"] == pytest.approx(err.mean(), rel=1e-4)
+    saved = np.load(out / "predictions.npz")
+    np.testing.assert_allclose(saved["xyz_mm"], pred_mm, atol=1e-2)
+    np.testing.assert_allclose(saved["theta"], theta, atol=1e-5)
+    d = np.degrees(np.abs(np.angle(np.exp(1j * (theta[:, 3:] - true_theta[:, 3:])))))
+    assert r["mean_angle_error_deg"] == pytest.approx(d.mean(), rel=1e-4)
+    outside = ((theta < model.lower) | (theta > model.upper)).any(1)
+    assert r["frac_out_of_limits"] == pytest.approx(outside.mean())
+    assert len(np.loadtxt(out / "predictions_nyu14_uvd.txt")) == n
