@@ -1,0 +1,94 @@
+"""The published cube crop: a depth image around a 3D centre -> a ``size x size`` map in [-1, 1].
+
+For a centre ``(u, v, d)`` (pixels, mm) and a cube of edge ``c`` mm (``h = c / 2``):
+
+* pixel box ``[floor(u - h fx / d), floor(u + h fx / d))`` by ``[floor(v - h fy / d), floor(v + h fy / d))``,
+  zero-padded (= no reading) where it leaves the image;
+* depth window ``[d - h, d + h]``: nearer readings become the near plane, farther ones and missing
+  readings (0) the far plane (the released code left missing readings at 0 mm; here they go to the
+  far plane so the crop stays in [-1, 1]);
+* resized with nearest-neighbour sampling, keeping the aspect ratio, into the centre of a
+  ``size x size`` map whose rest is the far plane (nearest-neighbour is what reproduces the released
+  crops pixel for pixel, and it creates no depths between the hand and the background);
+* normalised ``(depth - com_z) / h``, so the cube maps to [-1, 1].
+
+A 3D point at crop-pixel coordinates: :func:`crop_pixel_of_uvd`.
+"""
+import math
+
+import cv2
+import numpy as np
+
+
+def crop_box(center_uvd, cube_mm, camera):
+    """Pixel box of the crop: ``(x0, x1, y0, y1)`` ints, half-open ``[x0, x1) x [y0, y1)``."""
+    u, v, d = (float(x) for x in center_uvd)
+    h = float(cube_mm) / 2.0
+    ax, ay = h * camera.fx / d, h * camera.fy / d
+    return (math.floor(u - ax), math.floor(u + ax), math.floor(v - ay), math.floor(v + ay))
+
+
+def _resized_shape(box, size):
+    """(width, height) of the resized box, keeping the aspect ratio (integer division like the release)."""
+    wb, hb = box[1] - box[0], box[3] - box[2]
+    if wb > hb:
+        return size, hb * size // wb
+    return wb * size // hb, size
+
+
+def crop_depth(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
+    """Crop one depth image.
+
+    Args:
+        depth: ``(H, W)`` depth in mm (any numeric dtype; 0 = no reading).
+        center_uvd: ``(3,)`` crop centre u, v (pixels), d (mm); d must be > 0.
+        cube_mm: cube edge in mm.
+        camera: a :class:`data_prep.camera.Camera`.
+        size: output edge in pixels.
+        com_z: depth (mm) that maps to 0; default the centre's d.
+    Returns:
+        ``(size, size)`` float32 in [-1, 1] (far plane = +1).
+    """
+    d = float(center_uvd[2])
+    if not (d > 0 and math.isfinite(d)):
+        raise ValueError(f"crop centre depth must be a positive number of mm, got {d}")
+    h = float(cube_mm) / 2.0
+    com_z = d if com_z is None else float(com_z)
+    near, far = d - h, d + h
+    x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
+    wb, hb = x1 - x0, y1 - y0
+    if wb < 1 or hb < 1:
+        raise ValueError(f"crop box of centre {tuple(center_uvd)} is empty")
+    H, W = depth.shape
+    box = np.zeros((hb, wb), np.float32)            # padding = no reading
+    sx0, sx1, sy0, sy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+    if sx1 > sx0 and sy1 > sy0:
+        box[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = depth[sy0:sy1, sx0:sx1]
+    box[box == 0] = far
+    np.clip(box, near, far, out=box)
+    rw, rh = _resized_shape((x0, x1, y0, y1), size)
+    out = np.full((size, size), far, np.float32)
+    if rw > 0 and rh > 0:
+        rz = cv2.resize(box, (rw, rh), interpolation=cv2.INTER_NEAREST)
+        ox, oy = size // 2 - rw // 2, size // 2 - rh // 2
+        out[oy:oy + rh, ox:ox + rw] = rz
+    out -= com_z
+    out /= h
+    np.clip(out, -1.0, 1.0, out=out)
+    return out
+
+
+def crop_pixel_of_uvd(uvd, center_uvd, cube_mm, camera, size=128):
+    """Image points ``(..., 2+)`` (u, v pixels) -> ``(..., 2)`` crop coordinates (column, row).
+
+    Continuous coordinates with pixel ``(j, i)`` covering ``[j, j+1) x [i, i+1)``; a point at image
+    pixel centre ``(u, v)`` (integers) lies in crop pixel ``floor`` of the result (nearest sampling
+    takes source pixel ``floor(j * wb / rw)`` for crop column ``j``).
+    """
+    uvd = np.asarray(uvd, np.float64)
+    x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
+    rw, rh = _resized_shape((x0, x1, y0, y1), size)
+    ox, oy = size // 2 - rw // 2, size // 2 - rh // 2
+    col = ox + (uvd[..., 0] + 0.5 - x0) * rw / (x1 - x0)
+    row = oy + (uvd[..., 1] + 0.5 - y0) * rh / (y1 - y0)
+    return np.stack([col, row], axis=-1)

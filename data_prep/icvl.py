@@ -1,0 +1,109 @@
+"""The ICVL hand dataset: 16-bit depth PNGs (mm, 320x240) and text labels of 16 joints (u, v, d).
+
+Layout (as distributed)::
+
+    <root>/Training/labels.txt                 lines: relative/path.png u0 v0 d0 ... u15 v15 d15
+    <root>/Training/Depth/<relative/path.png>
+    <root>/Testing/test_seq_1.txt, test_seq_2.txt
+    <root>/Testing/Depth/<relative/path.png>
+
+Crop centre: joint 0 (palm) as labelled; cube 250 mm; labels: the 16 joints' xyz minus the centre's
+xyz, divided by cube/2, clipped to [-1, 1] (48 values). Camera: ``data_prep.camera.ICVL_CAMERA``.
+"""
+import pathlib
+
+import cv2
+import numpy as np
+
+from data_prep.cli import InputError
+
+NUM_JOINTS = 16
+CENTER_JOINT = 0
+CUBE_MM = 250.0
+IMAGE_SHAPE = (240, 320)
+SPLITS = {"train": ("Training", ("labels.txt",)),
+          "test": ("Testing", ("test_seq_1.txt", "test_seq_2.txt"))}
+
+
+def read_depth(path):
+    """One ICVL depth PNG -> ``(240, 320)`` uint16 mm. Raises ``nyu.BadFrame`` naming the problem."""
+    from data_prep.nyu import BadFrame
+    try:
+        buf = pathlib.Path(path).read_bytes()
+    except OSError as err:
+        raise BadFrame(f"cannot read ({err.strerror})") from None
+    if not buf.endswith(b"IEND\xaeB`\x82"):
+        raise BadFrame("truncated or not a PNG (no IEND chunk at the end)")
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise BadFrame("PNG data cannot be decoded")
+    if img.ndim != 2 or img.shape != IMAGE_SHAPE:
+        raise BadFrame(f"expected a 320x240 single-channel depth PNG, got shape {img.shape}")
+    return img.astype(np.uint16, copy=False)
+
+
+def read_labels(path):
+    """A label file -> (list of relative paths, ``(N, 16, 3)`` uvd float64). InputError on bad lines."""
+    names, rows = [], []
+    try:
+        fh = open(path, "r")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    with fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 1 + 3 * NUM_JOINTS:
+                raise InputError(f"{path}: line {lineno} has {len(parts)} fields, expected "
+                                 f"{1 + 3 * NUM_JOINTS} (image path and {NUM_JOINTS} joints x u, v, d)")
+            try:
+                vals = np.array(parts[1:], dtype=np.float64)
+            except ValueError:
+                raise InputError(f"{path}: line {lineno} has a value that is not a number") from None
+            names.append(parts[0])
+            rows.append(vals)
+    if not rows:
+        raise InputError(f"{path}: no labelled frames")
+    return names, np.stack(rows).reshape(-1, NUM_JOINTS, 3)
+
+
+def split_table(root, split, cube=CUBE_MM):
+    """-> (FrameTable, list of label files read) for ICVL ``split`` ("train" or "test")."""
+    from data_prep.build import FrameTable
+    from data_prep.camera import ICVL_CAMERA
+
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise InputError(f"{root}: no such folder (the ICVL root holds Training/ and Testing/)")
+    folder, files = SPLITS[split]
+    sources = [root / folder / f for f in files]
+    for s in sources:
+        if not s.is_file():
+            raise InputError(f"{s}: missing (the ICVL root holds Training/labels.txt and "
+                             f"Testing/test_seq_1.txt, test_seq_2.txt)")
+    names, uvd = [], []
+    for s in sources:
+        n, a = read_labels(s)
+        names += n
+        uvd.append(a)
+    uvd = np.concatenate(uvd)
+    n = len(uvd)
+    xyz = ICVL_CAMERA.uvd_to_xyz(uvd)
+    center = uvd[:, CENTER_JOINT].copy()
+    bad = {}
+    for r in np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2))):
+        bad[int(r)] = "label: a joint has a NaN or infinite coordinate"
+    for r in np.flatnonzero(~(center[:, 2] > 0)):
+        bad[int(r)] = f"label: crop centre (joint {CENTER_JOINT}) depth is {center[r, 2]:g} mm, not > 0"
+    ok = np.array([r not in bad for r in range(n)])
+    xyz = np.where(ok[:, None, None], xyz, 0.0)
+    center[~ok] = (0.0, 0.0, 1.0)
+    com = xyz[:, CENTER_JOINT].copy()
+    cubes = np.full(n, float(cube))
+    labels = np.clip((xyz - com[:, None]) / (cubes[:, None, None] / 2), -1, 1).reshape(n, -1)
+    paths = [str(root / folder / "Depth" / name) for name in names]
+    table = FrameTable(dataset="icvl", split=split, paths=paths, center_uvd=center, com=com,
+                       cube=cubes, labels=labels, frame=np.arange(n), camera=ICVL_CAMERA,
+                       decoder="png16", bad=bad)
+    return table, sources

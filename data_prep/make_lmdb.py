@@ -1,0 +1,144 @@
+"""Build the LMDBs the nets train on: ``python -m data_prep.make_lmdb nyu|icvl [--root R] ...``.
+
+``nyu``: from an NYU root (``train/``, ``test/`` as distributed) or, without ``--root``, from the
+synthetic NYU-format set in ``data/synthetic/`` (generated first when absent). ``icvl``: from an
+ICVL root (``Training/``, ``Testing/``). Output (default ``data/lmdb/``), per split:
+``<dataset>_<split>_depth``, ``_joint``, ``_theta`` (when the true angles are known), ``_meta.npz``;
+see ``data_prep/build.py``. Splits already built from the same input are skipped (``--force``
+rebuilds).
+"""
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from data_prep import build
+from data_prep.cli import InputError, run
+
+PROJECT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_OUT = PROJECT / "data" / "lmdb"
+DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
+
+
+def _show(path):
+    path = pathlib.Path(path)
+    try:
+        return str(path.resolve().relative_to(pathlib.Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m data_prep.make_lmdb",
+        description="Crop depth frames to the published 128x128 cube crops and write aligned Caffe "
+                    "LMDBs (depth, joints, true angles when known) plus a meta .npz per split.")
+    p.add_argument("dataset", choices=("nyu", "icvl"), help="dataset layout of --root")
+    p.add_argument("--root", type=pathlib.Path, default=None,
+                   help="dataset folder (NYU: holds train/ and test/; ICVL: Training/ and Testing/). "
+                        "NYU default: the synthetic NYU-format set data/synthetic/, generated if absent")
+    p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
+                   help="output folder (default: data/lmdb)")
+    p.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"])
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="decoding/cropping processes (default: one per core)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training-set shuffle (default 0)")
+    p.add_argument("--subject2-cube", choices=("auto", "on", "off"), default="auto",
+                   help="NYU: 300*0.87 mm cube for test frames 2441-8252 (subject 2), as released. "
+                        "auto = on for real NYU data, off for the synthetic set")
+    p.add_argument("--cube", type=float, default=None,
+                   help="cube edge in mm (default: NYU 300, ICVL 250)")
+    p.add_argument("--max-bad", type=float, default=0.01,
+                   help="fail when more than this fraction of a split's frames is unusable (default 0.01)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the LMDBs are up to date")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--synthetic-train", type=int, default=None,
+                   help="frames of the generated synthetic training set (default: data_prep.synthetic's)")
+    p.add_argument("--synthetic-test", type=int, default=None,
+                   help="frames of the generated synthetic test set")
+    args = p.parse_args(argv)
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    if not 0 <= args.max_bad <= 1:
+        p.error("--max-bad must be a fraction between 0 and 1")
+    if args.cube is not None and not args.cube > 0:
+        p.error("--cube must be a positive number of mm")
+    return args
+
+
+def _ensure_synthetic(root, args):
+    from data_prep import synthetic
+    if synthetic.is_complete(root):
+        return
+    n_train = args.synthetic_train or synthetic.DEFAULT_TRAIN
+    n_test = args.synthetic_test or synthetic.DEFAULT_TEST
+    print(f"[lmdb-nyu] no --root/NYU_ROOT given and no synthetic set in {_show(root)}: generating "
+          f"{n_train} train / {n_test} test NYU-format frames", flush=True)
+    synthetic.generate(root, n_train=n_train, n_test=n_test, seed=synthetic.DEFAULT_SEED,
+                       workers=args.workers, progress=not args.quiet)
+
+
+def _tables(args):
+    """Yield (split, FrameTable, fingerprint) for the splits asked."""
+    from data_prep import icvl, nyu
+    if args.dataset == "nyu":
+        root = args.root if args.root is not None else DEFAULT_SYNTHETIC
+        if args.root is None:
+            _ensure_synthetic(root, args)
+        is_synth = (root / "synthetic.json").is_file()
+        subject2 = {"on": True, "off": False, "auto": not is_synth}[args.subject2_cube]
+        for split in args.splits:
+            table = nyu.split_table(root, split, subject2=subject2, cube_mm=args.cube or nyu.CUBE_MM)
+            split_dir = root / split
+            mat = split_dir / "joint_data.mat"
+            st = mat.stat()
+            theta = split_dir / "theta.npy"
+            fp = build.fingerprint_of(
+                dataset="nyu", root=str(root.resolve()), split=split, mat=(st.st_size, st.st_mtime_ns),
+                pngs=build.files_signature(split_dir, "depth_1_*.png"),
+                theta=(theta.stat().st_size, theta.stat().st_mtime_ns) if theta.is_file() else None,
+                subject2=subject2, cube=args.cube, seed=args.seed if split == "train" else None)
+            yield split, table, fp
+    else:
+        if args.root is None:
+            raise InputError("icvl needs --root (the ICVL folder with Training/ and Testing/)")
+        cube = args.cube or icvl.CUBE_MM
+        for split in args.splits:
+            table, sources = icvl.split_table(args.root, split, cube=cube)
+            fp = build.fingerprint_of(
+                dataset="icvl", root=str(args.root.resolve()), split=split, cube=cube,
+                labels=[(str(s), s.stat().st_size, s.stat().st_mtime_ns) for s in sources],
+                seed=args.seed if split == "train" else None)
+            yield split, table, fp
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for split, table, fp in _tables(args):
+        if not args.force and build.is_current(args.out, table.prefix, fp):
+            print(f"[lmdb-{args.dataset}] {table.prefix}: up to date in {_show(args.out)} "
+                  f"({len(table)} frames; --force rebuilds)", flush=True)
+            continue
+        if split == "train":
+            order = np.random.default_rng(args.seed).permutation(len(table))
+        else:
+            order = np.arange(len(table))
+        t0 = time.perf_counter()
+        res = build.build_split(table, args.out, order, fp, workers=args.workers,
+                                max_bad=args.max_bad, progress=not args.quiet)
+        dt = time.perf_counter() - t0
+        names = ",".join(res["paths"])
+        msg = (f"[lmdb-{args.dataset}] {table.prefix}: {res['written']} frames -> "
+               f"{_show(args.out)}/{table.prefix}_{{{names}}} + _meta.npz in {dt:.1f} s "
+               f"({len(table) / max(dt, 1e-9):.0f} frames/s)")
+        if res["bad"]:
+            msg += f"; {len(res['bad'])} frames skipped, listed in {_show(res['bad_log'])}"
+        print(msg, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])

@@ -1,0 +1,437 @@
+"""A synthetic hand-depth dataset in the exact NYU on-disk format, rendered from the hand model.
+
+``python -m data_prep.synthetic --out data/synthetic --train N --test M --seed S`` writes::
+
+    <out>/train/joint_data.mat, depth_1_0000001.png ...   (as distributed by NYU)
+    <out>/train/theta.npy                                 (N, 26) true angles (HandModel theta)
+    <out>/test/...                                        the same for the test split
+    <out>/synthetic.json                                  parameters; written last (set complete)
+
+How a frame is made (all vectorised over a batch of frames):
+
+* Pose: finger curls drawn per frame from a mixture of hand shapes (open, fist, a global curl,
+  counting/pointing gestures with independent extended or flexed fingers), correlated within a
+  finger (DIP follows PIP) and across the hand (spread shrinks as the hand closes; the thumb follows
+  the mean curl), mapped into each angle's range; everything clipped to ``HandModel.lower/upper``.
+  Global rotation: uniform within +-``rot_deg`` (x, y, z) of the rest orientation.
+* Joints: the model's 31 keypoints (``HandModel.nyu().forward``) give the 31 NYU joints they map
+  to; the 5 others are placed from them: 26 between thumb joints 25 and 27, 29 on the thumb's
+  chain beyond 28 towards the wrist, 33 among the four finger roots, 35 between the wrist points,
+  and 34 (the crop centre) on the palm, between the palm centre and the wrist (rigid in the palm).
+* theta ids 0-2 (translation) are set so that joint 34 is the origin of ``forward(theta)``: the
+  labels the NYU reader makes, ``(xyz - xyz[34]) / 150``, equal ``forward(theta)`` (before the
+  [-1, 1] clip). ids 3-5 are the global rotation in the camera frame.
+* Placement: joint 34 at a random pixel, 500-1000 mm from the camera.
+* Body: sphere chains along the finger and thumb bones (radii 8-12 mm, tapering), a palm slab of
+  12.5 mm spheres, a forearm; rendered exactly through a z-buffer (``data_prep.render``).
+* Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
+  at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep import nyu
+from data_prep.camera import NYU_CAMERA
+from data_prep.cli import InputError, replace_atomically, run
+from data_prep.render import SensorModel, render_slabs, render_spheres
+
+PROJECT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_OUT = PROJECT / "data" / "synthetic"
+# Default size: ~12000 training frames give a CPU-trained net (batch 512, ~15 min) dozens of epochs
+# of distinct poses; generation + LMDB build of 14000 frames takes about two minutes on 2 cores.
+DEFAULT_TRAIN = 12000
+DEFAULT_TEST = 2000
+DEFAULT_SEED = 0
+FORMAT_VERSION = 1
+MM = 150.0      # mm per normalised unit (half the 300 mm cube)
+BATCH = 16      # frames rendered together
+
+
+# ---------------------------------------------------------------------------- hand body
+class HandBody:
+    """Linear maps from the 31 keypoints to the extra NYU joints and to the body's spheres.
+
+    Everything here is a fixed linear combination of keypoints (the palm is rigid, so distances
+    within it do not change): ``joints36(kp)`` -> ``(B, 36, 3)``; ``spheres(kp, scale)`` ->
+    centres ``(B, S, 3)``, radii ``(B, S)``.
+    """
+
+    FINGER_RADIUS = (8.0, 8.8, 9.2, 9.0)       # little, ring, middle, index at the base (mm)
+    THUMB_RADIUS = (12.0, 11.0, 10.0, 9.0)      # thumb keypoints 27, 28, 29, 30
+    PALM_RADIUS = 12.5
+    FOREARM = (22.0, 29.0, 220.0)               # radius at the wrist, at the end, length (mm)
+    PALM_RING = (4, 9, 14, 19, 23, 27, 26, 25, 20)  # palm outline (keypoints), around palm centre 24
+    SLAB_ANCHORS = (20, 23, 26)                 # rigid palm keypoints carrying the slab's frame
+
+    def __init__(self, model):
+        self.model = model
+        K = model.num_keypoints
+        rest = model.forward(np.zeros((1, model.num_free)))[0] * MM
+        eye = np.eye(K)
+        self.nyu_joint_of_keypoint = np.asarray(model.nyu_joint_of_keypoint)
+        wrist_mid = (eye[25] + eye[26]) / 2
+        extra = {26: (eye[28] + eye[29]) / 2,
+                 29: 1.5 * eye[27] - 0.5 * eye[28],
+                 33: eye[20:24].mean(axis=0),
+                 34: 0.65 * eye[24] + 0.35 * wrist_mid,
+                 35: wrist_mid}
+        J = np.zeros((nyu.NUM_JOINTS, K))
+        for k, j in enumerate(self.nyu_joint_of_keypoint):
+            J[j] = eye[k]
+        for j, w in extra.items():
+            J[j] = w
+        if np.any(np.abs(J).sum(axis=1) == 0):
+            raise ValueError("hand model's nyu_joint_of_keypoint leaves an NYU joint unplaced")
+        self.J = J
+        self.palm_point = J[nyu.PALM_JOINT]           # (K,) weights of joint 34
+
+        W, R = [], []
+
+        def chain(a, b, ra, rb, end_trim=0.0, spacing=0.6):
+            length = np.linalg.norm(rest[b] - rest[a])
+            t_end = max(0.0, 1.0 - end_trim / max(length, 1e-9))
+            m = int(np.ceil(length * t_end / (spacing * min(ra, rb)))) + 1
+            for t in np.linspace(0.0, t_end, m):
+                W.append((1 - t) * eye[a] + t * eye[b])
+                R.append((1 - t) * ra + t * rb)
+
+        for f in range(4):
+            r0 = self.FINGER_RADIUS[f]
+            pts = [5 * f + 4, 5 * f + 3, 5 * f + 2, 5 * f + 1, 5 * f]
+            radii = np.linspace(r0, 0.8 * r0, len(pts))
+            for i in range(len(pts) - 1):
+                trim = 0.7 * radii[-1] if i == len(pts) - 2 else 0.0
+                chain(pts[i], pts[i + 1], radii[i], radii[i + 1], trim)
+        th = (27, 28, 29, 30)
+        for i in range(3):
+            trim = 0.7 * self.THUMB_RADIUS[3] if i == 2 else 0.0
+            chain(th[i], th[i + 1], self.THUMB_RADIUS[i], self.THUMB_RADIUS[i + 1], trim)
+        # palm: a flat slab (rendered analytically, render_slabs) in the best-fit plane of the
+        # palm outline at rest, its outline the convex hull of the outline's projection; its
+        # frame is carried by three rigid palm keypoints (see slab_frames)
+        ring = self.PALM_RING
+        pts = rest[list(ring)]
+        centre = pts.mean(axis=0)
+        _, _, vt = np.linalg.svd(pts - centre)
+        e1, e2, nrm = vt[0], vt[1], np.cross(vt[0], vt[1])
+        poly = np.stack([(pts - centre) @ e1, (pts - centre) @ e2], axis=1)
+        from scipy.spatial import ConvexHull
+        self.slab_polygon = poly[ConvexHull(poly).vertices]
+        A, Bk, Ck = self.SLAB_ANCHORS
+        basis = self._basis(rest[None, A], rest[None, Bk], rest[None, Ck])[0]     # (3, 3) columns
+        inv = np.linalg.inv(basis)
+        self.slab_coef = {"center": inv @ (centre - rest[A]), "e1": inv @ e1, "e2": inv @ e2,
+                          "normal": inv @ nrm}
+        # the outline itself, so the slab has a rounded rim
+        for i in range(len(ring)):
+            chain(ring[i], ring[(i + 1) % len(ring)], self.PALM_RADIUS, self.PALM_RADIUS, spacing=0.8)
+        # forearm: from the wrist along the palm's axis (palm centre -> wrist)
+        wrist = 0.25 * eye[25] + 0.75 * eye[26]
+        axis_len = np.linalg.norm(wrist @ rest - rest[24])
+        r_w, r_e, length = self.FOREARM
+        m = int(np.ceil(length / (0.8 * r_w))) + 1
+        for s in np.linspace(10.0, length, m):
+            W.append(wrist + (s / axis_len) * (wrist - eye[24]))
+            R.append(r_w + (r_e - r_w) * s / length)
+        self.W = np.array(W)
+        self.R = np.array(R)
+
+    @staticmethod
+    def _basis(a, b, c):
+        """``(B, 3, 3)`` frame with columns b - a, c - a and their cross product (rigid covariant)."""
+        u, v = b - a, c - a
+        return np.stack([u, v, np.cross(u, v)], axis=2)
+
+    def slab_frames(self, kp_mm):
+        """Palm slab per frame: centre, e1, e2, normal, each ``(B, 3)``, from keypoints ``(B, 31, 3)`` mm."""
+        A, Bk, Ck = self.SLAB_ANCHORS
+        basis = self._basis(kp_mm[:, A], kp_mm[:, Bk], kp_mm[:, Ck])
+        out = {k: np.einsum("bij,j->bi", basis, v) for k, v in self.slab_coef.items()}
+        out["center"] += kp_mm[:, A]
+        return out["center"], out["e1"], out["e2"], out["normal"]
+
+    def joints36(self, kp):
+        """``(B, 31, 3)`` keypoints -> ``(B, 36, 3)`` NYU joints (same units)."""
+        return np.einsum("jk,bkd->bjd", self.J, kp)
+
+    def spheres(self, kp_mm, scale):
+        """Keypoints ``(B, 31, 3)`` mm, thickness scale ``(B,)`` -> centres ``(B, S, 3)``, radii ``(B, S)``."""
+        return np.einsum("sk,bkd->bsd", self.W, kp_mm), self.R[None, :] * np.asarray(scale)[:, None]
+
+
+# ---------------------------------------------------------------------------- poses
+class PoseSampler:
+    """Natural random poses of the hand model, as ``(B, 26)`` theta within the joint limits.
+
+    Finger angle directions come from the model: for the four fingers every flexion angle closes
+    towards its lower limit (the palm side) and extends towards its upper one; a positive
+    abduction moves a finger towards the little-finger side. ``rot_deg``: half-ranges of the global
+    rotation (x, y, z) around the rest orientation, degrees.
+    """
+
+    def __init__(self, model, rot_deg=(35.0, 50.0, 60.0)):
+        self.model = model
+        self.body = HandBody(model)
+        fid = [int(i) for i in model.free_ids]
+        self.col = {pid: fid.index(pid) for pid in fid}
+        self.lo = dict(zip(fid, model.lower))
+        self.hi = dict(zip(fid, model.upper))
+        self.rot = np.radians(np.asarray(rot_deg, np.float64))
+
+    def sample(self, rng, n):
+        """-> theta ``(n, 26)`` with joint 34 (``HandBody.palm_point``) at the origin of ``forward``."""
+        m = self.model
+        theta = np.zeros((n, m.num_free))
+        col, lo, hi = self.col, self.lo, self.hi
+        # finger curls: mixture of hand shapes
+        mode = rng.choice(4, size=n, p=[0.2, 0.15, 0.25, 0.4])
+        curl = np.empty((n, 4))
+        curl[mode == 0] = rng.uniform(0.0, 0.15, ((mode == 0).sum(), 4))            # open
+        curl[mode == 1] = rng.uniform(0.75, 1.0, ((mode == 1).sum(), 4))            # fist
+        g = rng.uniform(0.0, 1.0, (n, 1))
+        glob = np.clip(g + rng.normal(0.0, 0.12, (n, 4)), 0.0, 1.0)                 # global curl
+        curl[mode == 2] = glob[mode == 2]
+        ext = rng.random((n, 4)) < 0.5                                              # gestures
+        ext[:, 0] = np.where(rng.random(n) < 0.7, ext[:, 1], ext[:, 0])             # little ~ ring
+        gest = np.where(ext, rng.uniform(0.0, 0.15, (n, 4)), rng.uniform(0.7, 1.0, (n, 4)))
+        curl[mode == 3] = gest[mode == 3]
+        for f in range(4):
+            mcp, abd, pip, dip = 31 + 4 * f, 32 + 4 * f, 33 + 4 * f, 34 + 4 * f
+            c = curl[:, f]
+            fm = np.clip(c + rng.normal(0.0, 0.08, n), 0.0, 1.0)
+            fp = np.clip(c + rng.normal(0.0, 0.08, n), 0.0, 1.0)
+            fd = fp * rng.uniform(0.5, 0.85, n)
+            for pid, frac in ((mcp, fm), (pip, fp), (dip, fd)):
+                open_ = hi[pid] * rng.uniform(0.0, 0.5, n)      # slight hyperextension when open
+                theta[:, col[pid]] = open_ + frac * (lo[pid] - open_)
+        # spread: fingers fan out (little/ring towards +abduction, index towards -), less when closed
+        spread = rng.uniform(0.0, 1.0, n) * (1.0 - curl.mean(axis=1))
+        theta[:, col[32]] = spread * hi[32] * 0.9
+        theta[:, col[36]] = spread * hi[36] * 0.5
+        theta[:, col[40]] = rng.normal(0.0, 0.04, n)
+        theta[:, col[44]] = spread * lo[44] * 0.9
+        for pid in (32, 36, 40, 44):
+            theta[:, col[pid]] += rng.normal(0.0, 0.03, n)
+        # thumb follows the hand's mean curl
+        t = np.clip(0.8 * curl.mean(axis=1) + rng.normal(0.0, 0.25, n), 0.0, 1.0)
+        theta[:, col[15]] = rng.uniform(0.8 * lo[15], 0.5 * hi[15], n)
+        theta[:, col[16]] = 0.3 * lo[16] + t * (0.9 * hi[16] - 0.3 * lo[16])
+        theta[:, col[17]] = 0.5 * lo[17] + t * (hi[17] - 0.5 * lo[17])
+        theta[:, col[18]] = 0.5 * lo[18] + t * (hi[18] - 0.5 * lo[18])
+        theta = np.clip(theta, m.lower, m.upper)
+        # global rotation in the camera frame, then the translation putting joint 34 at the origin
+        theta[:, 3:6] = rng.uniform(-1.0, 1.0, (n, 3)) * self.rot
+        kp = m.forward(theta)
+        theta[:, 0:3] = -np.einsum("k,bkd->bd", self.body.palm_point, kp)
+        return theta
+
+
+# ---------------------------------------------------------------------------- frames
+_SPLIT_CODE = {"train": 0, "test": 1}
+
+
+def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None):
+    """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta)."""
+    sensor = sensor or SensorModel()
+    body = sampler.body
+    theta = sampler.sample(rng, n)
+    kp = sampler.model.forward(theta)                                 # normalised, joint 34 at 0
+    com_uvd = np.stack([rng.uniform(140, 500, n), rng.uniform(110, 370, n),
+                        rng.uniform(500, 1000, n)], axis=1)
+    com = camera.uvd_to_xyz(com_uvd)
+    kp_mm = com[:, None, :] + MM * kp
+    xyz = body.joints36(kp_mm)
+    xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
+    uvd = camera.xyz_to_uvd(xyz)
+    H, W = camera.height, camera.width
+    NONE = 65535.0                          # "no reading yet"; becomes 0 in the PNG
+    zbuf = np.empty((n, H, W), np.float32)
+    rows = (np.arange(H, dtype=np.float32) - camera.cy)
+    wall_z = com[:, 2] + 400.0 + rng.uniform(300.0, 1500.0, n)       # behind the hand and forearm
+    slope = rng.uniform(-1.0, 1.0, n)                                 # mm per image row
+    has_wall = (rng.random(n) < 0.85) if background == "wall" else np.zeros(n, bool)
+
+    def wall(i, v0=0, v1=H, u0=0, u1=W):
+        if not has_wall[i]:
+            return np.float32(NONE)
+        # a wall tilted about the camera's x axis, whole millimetres: rows of equal depth keep
+        # the PNG small and fast to write
+        row = np.rint(np.float32(wall_z[i]) + np.float32(slope[i]) * rows[v0:v1, None])
+        return np.broadcast_to(row, (v1 - v0, u1 - u0))
+
+    for i in range(n):
+        zbuf[i] = wall(i)
+    scale = rng.uniform(0.9, 1.1, n)
+    centers, radii = body.spheres(kp_mm, scale)
+    bbox = render_spheres(zbuf, centers, radii, camera)
+    c, e1, e2, nrm = body.slab_frames(kp_mm)
+    render_slabs(zbuf, c, e1, e2, nrm, body.slab_polygon, body.PALM_RADIUS * scale, camera, bbox)
+    for i in range(n):                      # sensor model on each frame's hand box only
+        u0, u1, v0, v1 = bbox[i]
+        if u1 <= u0 or v1 <= v0:
+            continue
+        u0, v0 = max(u0 - 2, 0), max(v0 - 2, 0)
+        u1, v1 = min(u1 + 2, W), min(v1 + 2, H)
+        region = zbuf[i, v0:v1, u0:u1]
+        fg = region < wall(i, v0, v1, u0, u1)
+        sensor.apply(region, fg, rng)
+        np.rint(region, out=region)
+    depth = zbuf.astype(np.uint16)
+    depth[~has_wall] *= depth[~has_wall] != 65535
+    return depth, uvd, xyz, theta
+
+
+_G = {}
+
+
+def _worker_init(rot_deg, background, compression):
+    from hand_model import HandModel
+    _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
+    _G["background"], _G["compression"] = background, compression
+
+
+def _make_chunk(task):
+    """Render and write frames ``[start, start + count)`` of a split -> (split, start, uvd, xyz, theta)."""
+    split_dir, split, start, count, seed = task
+    rng = np.random.default_rng([seed, _SPLIT_CODE[split], start])
+    out_uvd, out_xyz, out_theta = [], [], []
+    for b in range(0, count, BATCH):
+        k = min(BATCH, count - b)
+        depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"])
+        for i in range(k):
+            path = nyu.depth_file(split_dir, start + b + i)
+            path.write_bytes(nyu.encode_depth(depth[i], _G["compression"]))
+        out_uvd.append(uvd)
+        out_xyz.append(xyz)
+        out_theta.append(theta)
+    return split, start, np.concatenate(out_uvd), np.concatenate(out_xyz), np.concatenate(out_theta)
+
+
+def is_complete(root):
+    """True when ``root`` holds a finished synthetic set (``synthetic.json`` is written last)."""
+    root = pathlib.Path(root)
+    return (root / "synthetic.json").is_file() and all(
+        (root / s / "joint_data.mat").is_file() and (root / s / "theta.npy").is_file()
+        for s in ("train", "test"))
+
+
+def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
+             progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
+             chunk=64):
+    """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
+
+    Deterministic: the same arguments give identical files whatever ``workers`` is.
+    Returns the parameters written to ``synthetic.json``.
+    """
+    out = pathlib.Path(out)
+    params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
+                  background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
+                  cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    workers = workers or os.cpu_count() or 1
+    tasks = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        (tmp / split).mkdir(parents=True)
+        tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
+    init = (tuple(rot_deg), background, compression)
+    results = {"train": [], "test": []}
+    t0 = time.perf_counter()
+    pool = None
+    try:
+        if workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
+            it = pool.imap_unordered(_make_chunk, tasks)
+        else:
+            _worker_init(*init)
+            it = map(_make_chunk, tasks)
+        with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
+                  disable=not progress, smoothing=0.05) as bar:
+            for split, start, uvd, xyz, theta in it:
+                results[split].append((start, uvd, xyz, theta))
+                bar.update(len(uvd))
+        for split in ("train", "test"):
+            parts = sorted(results[split], key=lambda r: r[0])
+            if not parts:
+                continue
+            uvd = np.concatenate([p[1] for p in parts])
+            xyz = np.concatenate([p[2] for p in parts])
+            theta = np.concatenate([p[3] for p in parts])
+            nyu.save_joint_data(tmp / split / "joint_data.mat", uvd, xyz)
+            np.save(tmp / split / "theta.npy", theta)
+        params["seconds"] = round(time.perf_counter() - t0, 1)
+        (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: exists and is not a folder")
+        replace_atomically(str(tmp), str(out))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return params
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m data_prep.synthetic",
+        description="Render a synthetic hand-depth dataset in the exact NYU on-disk format "
+                    "(train/ and test/ with joint_data.mat, depth_1_%%07d.png, plus theta.npy).")
+    p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="output folder (default data/synthetic)")
+    p.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training frames (default {DEFAULT_TRAIN})")
+    p.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test frames (default {DEFAULT_TEST})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same files)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    p.add_argument("--background", choices=("wall", "none"), default="wall",
+                   help="wall: a tilted wall behind most hands; none: no reading behind the hand")
+    p.add_argument("--rot-deg", type=float, nargs=3, default=(35.0, 50.0, 60.0), metavar=("X", "Y", "Z"),
+                   help="half-ranges of the global rotation about x, y, z in degrees (default 35 50 60)")
+    p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
+                   help="PNG compression level (default 1: fast)")
+    p.add_argument("--force", action="store_true", help="regenerate even if an identical set exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.train < 0 or args.test < 0 or args.train + args.test == 0:
+        p.error("--train and --test must be >= 0 and not both 0")
+    if args.workers < 1:
+        p.error("--workers must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"{args.out}: exists and is not a folder")
+    if not args.force and is_complete(args.out):
+        old = json.loads((args.out / "synthetic.json").read_text())
+        same = (old.get("format") == FORMAT_VERSION and old.get("train") == args.train
+                and old.get("test") == args.test and old.get("seed") == args.seed
+                and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg))
+        if same:
+            print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
+            return 0
+    t0 = time.perf_counter()
+    generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
+             args.background, args.compression, tuple(args.rot_deg))
+    dt = time.perf_counter() - t0
+    n = args.train + args.test
+    print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "
+          f"({n / dt:.0f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])
