@@ -59,7 +59,7 @@ def test_solver_settings_are_the_papers(project_root):
         text_format.Merge((project_root / s.net).read_text(), net)
         batches = {(r.phase, l.data_param.source): l.data_param.batch_size
                    for l in net.layer if l.type == "Data" for r in l.include}
-        kinds = ["depth", "joint"] + (["theta"] if variant == "direct_params" else [])
+        kinds = ["depth", "theta" if variant == "direct_params" else "joint"]
         assert batches == {**{(caffe_pb2.TRAIN, f"data/lmdb/nyu_train_{k}"): 512 for k in kinds},
                            **{(caffe_pb2.TEST, f"data/lmdb/nyu_test_{k}"): mn.TEST_BATCH
                               for k in kinds}}
@@ -90,9 +90,11 @@ def test_train_nets_build_and_backpropagate(make_net, variant):
     net = _build(make_net, mn.bench_train_net(variant, batch=4), "TRAIN")
     rng = np.random.default_rng(1)
     net.blobs["depth"].data[...] = rng.uniform(-1, 1, net.blobs["depth"].data.shape)
-    net.blobs["joint_gt"].data[...] = rng.uniform(-0.5, 0.5, (4, 93))
-    if "theta_gt" in net.blobs:
+    if variant == "direct_params":
+        assert "joint_gt" not in net.blobs
         net.blobs["theta_gt"].data[...] = rng.uniform(-0.3, 0.3, (4, 26))
+    else:
+        net.blobs["joint_gt"].data[...] = rng.uniform(-0.5, 0.5, (4, 93))
     out = net.forward()
     losses = {"paper": {"joint_loss", "limit_loss", "out_of_limits"},
               "nolimit": {"joint_loss"}, "direct_joints": {"joint_loss"},
@@ -102,23 +104,38 @@ def test_train_nets_build_and_backpropagate(make_net, variant):
     pred = net.blobs["theta" if variant == "direct_params" else "joints"].data
     gt = net.blobs["theta_gt" if variant == "direct_params" else "joint_gt"].data
     # Caffe's Euclidean loss: sum of squares / (2 N)
-    assert float(main) == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
+    assert main.sum() == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
     if variant == "paper":
-        assert float(out["limit_loss"]) == 0.0        # theta ~ 0 at init: inside every limit
-        assert float(out["out_of_limits"]) == 0.0
+        # the paper's hinge, averaged over the batch, from the model's limits
+        from hand_model import HandModel
+
+        m = HandModel.nyu()
+        theta = net.blobs["theta"].data.astype(np.float64)
+        below, above = np.maximum(m.lower - theta, 0), np.maximum(theta - m.upper, 0)
+        assert out["limit_loss"].sum() == pytest.approx((below + above).sum() / 4, rel=1e-4, abs=1e-7)
+        assert out["out_of_limits"].sum() == pytest.approx(((below + above) > 0).any(1).mean())
     net.backward()
     assert np.abs(net.params["conv1"][0].diff).max() > 0      # the gradient reaches the input layer
 
 
-def test_initial_theta_is_near_the_rest_pose(make_net):
-    net = _build(make_net, mn.deploy_net("paper", batch=8), "TEST")
-    net.blobs["depth"].data[...] = np.random.default_rng(2).uniform(-1, 1, (8, 1, 128, 128))
-    net.forward()
-    assert np.abs(net.blobs["theta"].data).max() < 0.05
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_initial_theta_is_near_the_rest_pose(make_net, seed):
+    import caffe
     from hand_model import HandModel
 
+    caffe.set_random_seed(seed)
+    net = _build(make_net, mn.deploy_net("paper", batch=8), "TEST")
+    # background 1 with a hand-sized patch of nearer values, and pure noise (the worst case)
+    x = np.ones((8, 1, 128, 128))
+    rng = np.random.default_rng(seed)
+    x[:4, :, 30:100, 30:100] = rng.uniform(-0.3, 0.3, (4, 1, 70, 70))
+    x[4:] = rng.uniform(-1, 1, (4, 1, 128, 128))
+    net.blobs["depth"].data[...] = x
+    net.forward()
+    theta = net.blobs["theta"].data
+    assert np.sqrt((theta ** 2).mean()) < 0.02 and np.abs(theta).max() < 0.1
     rest = HandModel.nyu().forward(np.zeros((1, 26))).reshape(93)
-    assert np.abs(net.blobs["joints"].data - rest).max() < 0.05
+    assert np.abs(net.blobs["joints"].data - rest).max() < 0.15     # < 22 mm from the rest pose
 
 
 def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_path):
@@ -126,7 +143,7 @@ def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_pa
     net_p = mn.train_val_net("direct_params", train_batch=4, test_batch=3, lmdb_dir=str(lmdb_dir))
     train = _build(make_net, net_p, "TRAIN")
     assert train.blobs["depth"].data.shape == (4, 1, 128, 128)
-    assert train.blobs["joint_gt"].data.shape == (4, 93, 1, 1)
+    assert "joint_gt" not in train.blobs
     assert train.blobs["theta_gt"].data.shape == (4, 26, 1, 1)
     train.forward()
     meta = np.load(lmdb_dir / "nyu_train_meta.npz")

@@ -170,9 +170,10 @@ def _head(n, variant, fc2, deploy):
 def _data_layers(n, variant, split, batch, phase, lmdb_dir):
     """Native Data layers reading the agreed LMDBs in step (same keys, same order, same batch)."""
     caffe, L, P = _caffe()
-    tops = [("depth", "depth"), ("joint_gt", "joint")]
-    if needs_theta_labels(variant):
-        tops.append(("theta_gt", "theta"))
+    # direct parameter regression reads the true angles instead of the joints (an unused joint_gt
+    # top would become a net output that Caffe prints value by value at every display)
+    label = ("theta_gt", "theta") if needs_theta_labels(variant) else ("joint_gt", "joint")
+    tops = [("depth", "depth"), label]
     for top, kind in tops:
         setattr(n, top, L.Data(source=f"{lmdb_dir}/nyu_{split}_{kind}", backend=P.Data.LMDB,
                                batch_size=batch, include={"phase": phase}))
@@ -212,15 +213,16 @@ def deploy_net(variant, batch=1):
 def bench_train_net(variant="paper", batch=TRAIN_BATCH):
     """The TRAIN net of a variant with Input layers instead of Data layers (for timing with pycaffe).
 
-    Same trunk, head and losses as train_val; inputs ``depth`` (batch, 1, 128, 128), ``joint_gt``
-    (batch, 93) and, for direct parameter regression, ``theta_gt`` (batch, 26).
+    Same trunk, head and losses as train_val; inputs ``depth`` (batch, 1, 128, 128) and ``joint_gt``
+    (batch, 93) or, for direct parameter regression, ``theta_gt`` (batch, 26).
     """
     caffe, L, _ = _caffe()
     n = caffe.NetSpec()
     n.depth = L.Input(shape={"dim": [batch, 1, CROP, CROP]})
-    n.joint_gt = L.Input(shape={"dim": [batch, NUM_JOINT_VALUES]})
     if needs_theta_labels(variant):
         n.theta_gt = L.Input(shape={"dim": [batch, NUM_PARAMS]})
+    else:
+        n.joint_gt = L.Input(shape={"dim": [batch, NUM_JOINT_VALUES]})
     _head(n, variant, _trunk(n, n.depth, deploy=False), deploy=False)
     net = n.to_proto()
     net.name = f"DeepModel{VARIANTS[variant][0]}_bench"
