@@ -18,7 +18,15 @@ every accepted iterate is inside the limits. The scale can be free per frame, sh
 (sequence) of frames, or fixed.
 
 Several starts are run and the best objective kept per frame: the rest pose rigidly aligned to the
-labels, the neighbouring frames' solutions (re-aligned), and random perturbations of the angles.
+labels (Kabsch), the neighbouring frames' solutions (re-aligned), and random perturbations of the
+angles (around the best so far, or uniform inside the limits) for frames still fitting poorly.
+
+On the prior (measured with 1000 random poses inside the limits, 14 joints, 4 restarts): with
+exact labels 14 joints determine all 26 angles and the scale (prior 0: 0.001 mm, angles within
+0.04 deg on average); the prior biases them (0.3 mm/rad: 0.2 deg mean; 1: 1.1 deg; 3: 4.1 deg).
+With 2 mm of noise per coordinate the angle error is about 7 deg mean whatever the prior up to
+3 mm/rad, so the labels' noise, not the count of joints, limits the angles. The default 0.3 mm/rad
+only steadies flat directions (e.g. a straight finger) and changes the NYU test fit by < 0.01 mm.
 """
 import numpy as np
 
@@ -84,7 +92,7 @@ class PoseFitter:
     factors of the starting scale.
     """
 
-    def __init__(self, model, keypoints, prior=1.0, max_iter=60, tol=1e-3, scale_bounds=(0.6, 1.6),
+    def __init__(self, model, keypoints, prior=0.3, max_iter=60, tol=1e-3, scale_bounds=(0.6, 1.6),
                  chunk=2048, progress=False):
         self.model = model
         self.keypoints = np.asarray(keypoints, dtype=np.int64)
@@ -269,7 +277,7 @@ class PoseFitter:
 
     # ---- the whole fit -----------------------------------------------------------------------
     def fit(self, labels, offset, scale0, segments=None, scale_mode="frame", restarts=4,
-            restart_above=0.0, neighbour_passes=2, seed=0, log=print):
+            restart_above=4.0, neighbour_passes=1, seed=0, log=print):
         """Fit every frame.
 
         labels ``(N, k, 3)`` mm; offset ``(N, 3)`` mm; scale0 ``(N,)`` starting (or, for

@@ -293,7 +293,8 @@ def test_lmdb_meta(model, tmp_path):
     joints = model.forward(truth).reshape(n, 93)
     assert np.abs(joints).max() < 1.0                       # nothing clipped in this set
     _write_lmdb(tmp_path / "nyu_test_joint", joints)
-    np.savez(tmp_path / "nyu_test_meta.npz", com=com, cube=cube, frame=np.arange(n), theta=truth)
+    frame = rng.permutation(n)                              # a shuffled split, as for training
+    np.savez(tmp_path / "nyu_test_meta.npz", com=com, cube=cube, frame=frame, theta=truth)
 
     out = tmp_path / "fits.npz"
     r = run_tool(tmp_path / "nyu_test_meta.npz", "--out", out, "--prior", "0", "--no-plot")
@@ -305,6 +306,7 @@ def test_lmdb_meta(model, tmp_path):
     np.testing.assert_array_equal(d["segment"], (cube == 300.0).astype(int))  # one per cube size
     assert d["error_mm"].max() < 0.05, d["error_mm"].max()   # float32 storage of the joints
     np.testing.assert_allclose(d["theta"], truth, atol=2e-3)
+    np.testing.assert_array_equal(d["frame"], frame)       # output in the LMDB's record order
 
     (tmp_path / "other_meta.npz").write_bytes((tmp_path / "nyu_test_meta.npz").read_bytes())
     r = run_tool(tmp_path / "other_meta.npz", "--out", out)

@@ -185,7 +185,7 @@ def parse_segments(text, data):
         f"sequences starting at frames {','.join(map(str, starts))}"
 
 
-def starting_scale(args, data, segment, names_total):
+def starting_scale(args, data, segment):
     """Starting (or, with --scale fixed, final) scale per frame, mm per normalised unit."""
     if args.scale_mm is not None:
         try:
@@ -317,6 +317,7 @@ def write_histogram(path, error, title):
 
 
 def main(argv=None):
+    t_start = time.perf_counter()
     args = parse_args(argv)
     from hand_model import HandModel
     from pose_fitting import PoseFitter
@@ -356,7 +357,7 @@ def main(argv=None):
     labels, keypoints = data["labels"], data["keypoints"]
     n = len(labels)
     scale_mode = args.scale or ("fixed" if fmt == "lmdb-meta" else "frame")
-    scale0 = starting_scale(args, data, segment, data["total"])
+    scale0 = starting_scale(args, data, segment)
     offset = data["offset"] if data["offset"] is not None else estimate_offset(model, keypoints,
                                                                               labels, scale0)
     log = (lambda *a: None) if args.quiet else print
@@ -367,16 +368,24 @@ def main(argv=None):
     t0, c0 = time.perf_counter(), time.process_time()
     fitter = PoseFitter(model, keypoints, prior=args.prior, max_iter=args.max_iter,
                         progress=not args.quiet)
-    res = fitter.fit(labels, offset, scale0, segments=segment, scale_mode=scale_mode,
-                     restarts=args.restarts, restart_above=args.restart_above,
-                     neighbour_passes=args.neighbour_passes, seed=args.seed, log=log)
+    # neighbour starts follow the frame order (a shuffled training LMDB is put back in order for
+    # the fit; the output keeps the input's order)
+    order = np.argsort(data["frame"], kind="stable")
+    res = fitter.fit(labels[order], offset[order], scale0[order], segments=segment[order],
+                     scale_mode=scale_mode, restarts=args.restarts,
+                     restart_above=args.restart_above, neighbour_passes=args.neighbour_passes,
+                     seed=args.seed, log=log)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    res = {k: v[back] for k, v in res.items()}
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     theta, scale, err = res["theta"], res["scale"], res["error_mm"]
     outside = int(np.any((theta < model.lower) | (theta > model.upper), axis=1).sum())
-    print(f"time {wall:.1f} s wall, {cpu:.1f} s CPU (load average {load:.1f} at start, "
-          f"{load_end:.1f} at end, {os.cpu_count()} cores)")
+    print(f"time {wall:.1f} s wall, {cpu:.1f} s CPU for the fit, {time.perf_counter() - t_start:.1f} s "
+          f"with reading and setup (load average {load:.1f} at start, {load_end:.1f} at end, "
+          f"{os.cpu_count()} cores)")
     print(f"fit error per frame (mean joint distance): mean {err.mean():.3f} mm, median "
           f"{np.median(err):.3f} mm, 95th percentile {np.percentile(err, 95):.3f} mm, "
           f"max {err.max():.3f} mm")
