@@ -1,7 +1,8 @@
 """A tiny NYU-layout LMDB set for tests of the nets and of training (agreed LMDB interface).
 
 ``write_tiny_lmdbs(folder, n_train, n_test)`` writes ``nyu_{train,test}_{depth,joint,theta}``
-(Datum float_data, keys '%08d' % i, same order in every LMDB of a split) and
+(Datum float_data, keys '%08d' % i, same order in every LMDB of a split; written with the
+project's ``data_prep.lmdb_writer``) and
 ``nyu_{split}_meta.npz``. Labels are a learnable function of the input: the joints are the hand
 model's keypoints for small random parameters (global translation and a few finger angles), and
 the depth image encodes the translation as a bright square, so a few iterations already lower the
@@ -9,28 +10,20 @@ loss of every variant.
 """
 import pathlib
 
-import lmdb
 import numpy as np
 
 
-def _datums(arr):
-    from caffe.proto import caffe_pb2
+def _write_split(folder, split, arrays):
+    """Aligned LMDBs of one split with the project's writer (data_prep.lmdb_writer)."""
+    from data_prep.lmdb_writer import LmdbSet, datum_rows
 
-    arr = np.asarray(arr, dtype=np.float32)
-    c, h, w = arr.shape[1:]
-    for row in arr:
-        d = caffe_pb2.Datum()
-        d.channels, d.height, d.width = c, h, w
-        d.float_data.extend(row.ravel().tolist())
-        yield d.SerializeToString()
-
-
-def _write(path, arr):
-    env = lmdb.open(str(path), map_size=1 << 30)
-    with env.begin(write=True) as txn:
-        for i, value in enumerate(_datums(arr)):
-            txn.put(b"%08d" % i, value)
-    env.close()
+    rows = {kind: datum_rows(arr.reshape(len(arr), -1), shape)
+            for kind, (arr, shape) in arrays.items()}
+    paths = {kind: folder / f"nyu_{split}_{kind}" for kind in arrays}
+    with LmdbSet(paths, map_size=1 << 30) as out:
+        for i in range(len(next(iter(rows.values())))):
+            out.put({kind: r[i] for kind, r in rows.items()})
+        out.commit()
 
 
 def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0):
@@ -50,9 +43,9 @@ def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0):
         v = (64 - 100 * theta[:, 1]).astype(int)
         for i in range(n):                                     # test data only, not a hot path
             depth[i, 0, v[i] - 20:v[i] + 20, u[i] - 20:u[i] + 20] = theta[i, 2]
-        _write(folder / f"nyu_{split}_depth", depth)
-        _write(folder / f"nyu_{split}_joint", np.clip(joints, -1, 1).reshape(n, 93, 1, 1))
-        _write(folder / f"nyu_{split}_theta", theta.reshape(n, 26, 1, 1))
+        _write_split(folder, split, {"depth": (depth, (1, 128, 128)),
+                                     "joint": (np.clip(joints, -1, 1), (93, 1, 1)),
+                                     "theta": (theta, (26, 1, 1))})
         np.savez(folder / f"nyu_{split}_meta.npz", com=np.tile([0.0, 0.0, 500.0], (n, 1)),
                  cube=np.full(n, 300.0), frame=np.arange(n), theta=theta)
     return folder
