@@ -431,6 +431,7 @@ class HandModel:
             stack.extend((c, False) for c in reversed(list(n.children.values())))
         self._dfs = np.array(dfs, dtype=np.int64)
         deriv = [n for n in nodes if n.param is not None and n.param not in fixed]
+        deriv.sort(key=lambda n: free_col26[n.param])  # usually one node per free id: then in theta order
         self._num_deriv = len(deriv)
         self._d_pre = np.array([rot_parent(n).index for n in deriv], dtype=np.int64)
         self._d_axis = np.array([n.axis for n in deriv], dtype=np.int64)
@@ -443,8 +444,9 @@ class HandModel:
         self._below = below
         self._d_free = np.array([free_col26[n.param] for n in deriv], dtype=np.int64)
         # usually every free parameter has exactly one node: then node -> parameter is a permutation
-        self._d_perm = (np.argsort(self._d_free) if np.array_equal(np.sort(self._d_free), np.arange(self.num_free))
-                        else None)
+        self._d_identity = np.array_equal(self._d_free, np.arange(self.num_free))
+        self._d_to_free = np.zeros((len(deriv), self.num_free))
+        self._d_to_free[np.arange(len(deriv)), self._d_free] = 1.0
         self._d_rot = np.array([n.kind == "R" for n in deriv])
         self._d_trans = np.flatnonzero(~self._d_rot)
         self._d_col = self._d_pre * 3 + self._d_axis
@@ -481,21 +483,29 @@ class HandModel:
                   "pos": np.empty((k, 3, n)), "W": np.empty((d, 3, n)), "O": np.empty((d, 3, n)),
                   "g": np.empty((k, 3, n)), "x": np.empty((k, 3, n)), "xs": np.empty((k, 3, n)),
                   "c": np.empty((k + 1, 3, n)), "sg": np.empty((d, 3, n)), "sm": np.empty((d, 3, n)),
-                  "v": np.empty((d, 3, n)), "lo": np.empty((d, 3, n))}
+                  "v": np.empty((d, 3, n)), "lo": np.empty((d, 3, n)),
+                  "theta": {self.num_free: np.empty((n, self.num_free)),
+                            self.num_params: np.empty((n, self.num_params))},
+                  "cached": None}
             ws["frames"][0] = np.eye(3)[:, :, None]
             ws["tpos"][0] = 0.0
             ws["c"][0] = 0.0
             self._tls.ws = ws
         return ws
 
-    def _run(self, theta, want_derivs):
+    def _run(self, theta, want_derivs, reuse=True):
         """Positions (K, 3, N); with want_derivs also axes W (D, 3, N) and origins O (D, 3, N).
 
-        The arrays returned live in the workspace: copy them before the next call.
+        The arrays returned live in the workspace: copy them before the next call. The last pass
+        is kept: with ``reuse``, a call with exactly the same theta (backward after forward, as in
+        training) takes it instead of recomputing. forward always recomputes.
         """
         theta = self._check_theta(theta)
         n, width = theta.shape
         ws = self._workspace(n)
+        if reuse and ws["cached"] == width and np.array_equal(ws["theta"][width], theta):
+            return (ws["pos"], width) if not want_derivs else (ws["pos"], ws["W"], ws["O"], width)
+        ws["cached"] = None
         tt = theta.T
         if width == self.num_free:
             rc, tc = self._rot_col26, self._tp_col26
@@ -538,6 +548,8 @@ class HandModel:
             return pos, width
         W = np.take(columns, self._d_col, axis=0, out=ws["W"])     # (D, 3, N)
         O = np.take(tpos, self._d_origin, axis=0, out=ws["O"])     # (D, 3, N)
+        ws["theta"][width][...] = theta
+        ws["cached"] = width
         return pos, W, O, width
 
     @staticmethod
@@ -558,7 +570,7 @@ class HandModel:
         (released layout; fixed entries ignored). Returns ``(N, 31, 3)`` float64, normalised units,
         or writes them into ``out`` (any float array of N x 93 values, e.g. a Caffe top ``(N, 93)``).
         """
-        pos, _ = self._run(theta, False)
+        pos, _, _, _ = self._run(theta, True, reuse=False)  # derivative tables kept for backward
         return self._write(pos, (pos.shape[2], self.num_keypoints, 3), out, "keypoints")
 
     def _top_grad(self, top_grad, ws):
@@ -601,9 +613,9 @@ class HandModel:
         return out
 
     def _to_free(self, per_node):
-        """(D, ...) per derivative node -> (26, ...) per free id (summing nodes of the same id)."""
-        if self._d_perm is not None:
-            return per_node[self._d_perm]
+        """(D, N) per derivative node -> (26, N) per free id (summing nodes of the same id)."""
+        if self._d_identity:
+            return per_node
         out = np.zeros((self.num_free,) + per_node.shape[1:])
         np.add.at(out, self._d_free, per_node)
         return out
@@ -635,7 +647,7 @@ class HandModel:
 
     def forward_backward(self, theta, top_grad):
         """``(forward(theta), backward(theta, top_grad))`` sharing one pass of the kinematics."""
-        pos, W, O, width = self._run(theta, True)
+        pos, W, O, width = self._run(theta, True, reuse=False)
         ws = self._tls.ws
         keypoints = self._write(pos, (pos.shape[2], self.num_keypoints, 3), None, "keypoints")
         g = self._top_grad(top_grad, ws)
@@ -645,17 +657,20 @@ class HandModel:
         """d keypoints / d free parameters: ``(N, 93, 26)`` float64 (rows x0, y0, z0, x1, ...).
 
         theta: ``(N, 26)`` or ``(N, 47)``; columns are always the 26 free ids in increasing order.
-        Memory: N x 31 x 3 x (number of free-parameter operations, 26 for nyu31) doubles.
+        Memory: a few arrays of N x 31 x 3 x 26 doubles.
         """
         pos, W, O, _ = self._run(theta, True)
         k, _, n = pos.shape
-        rel = pos[None] - O[:, None]                                        # (D, K, 3, N)
-        wb = np.broadcast_to(W[:, None], rel.shape)
-        dn = np.where(self._d_rot[:, None, None, None],
-                      _cross(wb, rel) * self._d_sign[:, None, None, None], wb)
-        dn *= self._below[:, :, None, None]
-        jac = self._to_free(dn).transpose(3, 1, 2, 0)                      # (N, K, 3, F)
-        return np.ascontiguousarray(jac).reshape(n, 3 * k, self.num_free)
+        # batch-first (N, K, 3, D) so that the result needs no transposed copy
+        wt = W.transpose(2, 1, 0)[:, None]                                  # (N, 1, 3, D)
+        dn = pos.transpose(2, 0, 1)[..., None] - O.transpose(2, 1, 0)[:, None]  # p_k - o: (N, K, 3, D)
+        dn = _cross(wt, dn)
+        dn *= self._d_sign
+        if len(self._d_trans):
+            dn[..., self._d_trans] = wt[..., self._d_trans]
+        dn *= self._below.T[None, :, None, :]                               # keypoints below only
+        jac = dn if self._d_identity else dn @ self._d_to_free
+        return jac.reshape(n, 3 * k, self.num_free)
 
     # ------------------------------------------------------------------ helpers
     def to_free(self, theta47):

@@ -388,3 +388,16 @@ def test_textbook_ry_sign_would_not_match_golden(golden, project_root):
     wrong = HandModel(d, source="textbook Ry")
     err = np.abs(wrong.forward(golden["theta47"]).reshape(16, 93) - golden["joints93"]).max()
     assert err > 1e-2
+
+
+def test_backward_after_forward_reuses_only_identical_theta(model, golden):
+    """forward keeps its pass for backward; a theta changed in place must not reuse it."""
+    theta = golden["theta47"].copy()
+    tg = golden["top_grad93"]
+    model.forward(theta)
+    np.testing.assert_allclose(model.backward(theta, tg), golden["bottom_diff47"], rtol=0, atol=1e-9)
+    theta[:, 31] += 0.2  # same array object, new values
+    fresh = HandModel.nyu()
+    np.testing.assert_array_equal(model.backward(theta, tg), fresh.backward(theta, tg))
+    np.testing.assert_array_equal(model.forward(theta[:, model.free_ids]), fresh.forward(theta))
+    np.testing.assert_allclose(model.backward(golden["theta47"], tg), golden["bottom_diff47"], rtol=0, atol=1e-9)
