@@ -13,9 +13,12 @@ the crop centre.
 
 Implementation. The operations of all keypoints are merged into one tree of operations ("nodes";
 identical leading operations of sibling links, e.g. the global rotation shared by every link that
-leaves the palm, become one node), and the tree is evaluated depth by depth, vectorised over the
-batch and over all nodes of a depth with the same operation kind. Arrays are laid out batch-last
-(``(3, nodes, N)``) so every step is a handful of contiguous element-wise NumPy operations.
+leaves the palm, become one node). Rotations change a frame's axes and translations its origin, so
+the rotation frames are computed only after rotations, level by level (a run of fixed rotations is
+one constant 3x3 product), and positions by adding bone vectors down the tree of translations.
+Arrays are batch-last (``(nodes, 3, N)``) so each step is a few contiguous element-wise NumPy
+operations on all nodes of a level at once; float64 inside; batch-sized buffers are reused
+between calls (per thread).
 
 Backward is the derivative-substitution rule of the paper (eq. 4): the partial derivative of a
 keypoint with respect to an angle is the same product of matrices with that angle's rotation
@@ -27,12 +30,12 @@ parameter along ``e`` it is ``w``. Hence, for a gradient ``g_k`` arriving at key
 
     dL/dt = sign * w . sum_k (p_k - o) x g_k = sign * w . (sum_k p_k x g_k - o x sum_k g_k)
 
-with the sums over the keypoints below the node: two (nodes x 31) matrix products for the whole
-batch. Fixed ids get no gradient.
+with the sums over the keypoints below the node; in depth-first order those keypoints are a
+contiguous run, so all the sums are differences of one prefix sum. Fixed ids get no gradient.
 """
 import json
-import threading
 import pathlib
+import threading
 
 import numpy as np
 
@@ -270,8 +273,8 @@ class HandModel:
         #    rotations is a constant matrix times the frame of the nearest free rotation above it
         #    (or the identity), so runs of fixed rotations cost one small matrix product;
         #  * every translation node moves by one column of the frame before it times a length (or a
-        #    translation parameter), and a keypoint is the sum of the moves above it: one product
-        #    with a (keypoints x translations) 0/1 matrix.
+        #    translation parameter); positions accumulate the moves level by level down the tree
+        #    of translations, and a keypoint is the position after the last translation above it.
         def rot_parent(n):  # nearest rotation node strictly above n, or top
             m = n.parent
             while m is not top and m.kind != "R":
