@@ -59,7 +59,7 @@ fit: caffe ## fit the hand model to the 8252 NYU test labels -> $(RESULTS)/fit
 	@$(RUN) $(PY) tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt --out $(RESULTS)/fit/fits.npz
 
 docs: caffe ## regenerate the figures of docs/
-	@$(RUN) $(PY) tools/draw_rest_pose.py --out docs/img/rest_pose.png
+	@$(RUN) $(PY) tools/draw_rest_pose.py --out docs/img/rest_pose.png --markdown docs/hand-model.md
 
 clean: ## remove results and generated data (keeps .venv and the Caffe cache)
 	rm -rf $(RESULTS) data/lmdb data/synthetic
