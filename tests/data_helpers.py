@@ -1,0 +1,59 @@
+"""Helpers shared by the tests of the data pipeline (tests/test_data_*.py)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+# keypoint k of the hand model takes NYU joint SPEC_MAP[k] (../shared/specs/hand-model.md)
+SPEC_MAP = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 5, 11, 17, 23,
+            32, 30, 31, 28, 27, 25, 24]
+FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0     # NYU camera (../shared/specs/datasets.md)
+
+
+def nyu_uvd_to_xyz(uvd):
+    """The datasets.md formulas, written out independently of data_prep.camera."""
+    uvd = np.asarray(uvd, np.float64)
+    u, v, d = uvd[..., 0], uvd[..., 1], uvd[..., 2]
+    return np.stack([(u - CX) * d / FX, (CY - v) * d / FY, d], axis=-1)
+
+
+def nyu_xyz_to_uvd(xyz):
+    xyz = np.asarray(xyz, np.float64)
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    return np.stack([CX + x * FX / z, CY - y * FY / z, z], axis=-1)
+
+
+def make_synthetic(root, n_train, n_test, seed=0, workers=1):
+    """A small synthetic NYU-format set (the real generator) in ``root``; returns root."""
+    from data_prep import synthetic
+    synthetic.generate(root, n_train=n_train, n_test=n_test, seed=seed, workers=workers, progress=False)
+    return root
+
+
+def run_module(project_root, *args, timeout=300, env_extra=None):
+    """Run ``python -m <args>`` (or a script) in the project with the venv's Python."""
+    env = dict(os.environ, GLOG_minloglevel="2", **(env_extra or {}))
+    return subprocess.run([sys.executable, *map(str, args)], cwd=project_root, capture_output=True,
+                          text=True, timeout=timeout, env=env)
+
+
+def assert_one_line_error(proc, *needles):
+    """Exit code 2, one ``error:`` line on stderr naming every needle, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert str(n) in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def data_layer_net(sources, batch):
+    """Prototxt text: one native Data layer (LMDB) per ``{top: source}``."""
+    layers = []
+    for top, src in sources.items():
+        layers.append(f'layer {{ name: "{top}" type: "Data" top: "{top}" '
+                      f'data_param {{ source: "{src}" backend: LMDB batch_size: {batch} }} }}')
+    return 'name: "lmdb_round_trip"\n' + "\n".join(layers) + "\n"

@@ -1,0 +1,157 @@
+#!/usr/bin/env python
+"""Draw one 128x128 crop with its joints (PNG), from a built LMDB or from a raw NYU frame.
+
+    python tools/show_sample.py --lmdb data/lmdb --split test --index 0 --out results/sample.png
+    python tools/show_sample.py --frame data/synthetic/test/depth_1_0000001.png --out results/raw.png
+
+From an LMDB: record ``index`` of ``<dataset>_<split>_depth`` and ``_joint``; the joints are drawn
+where they project into the crop (exactly, using com and cube from ``_meta.npz``; without it,
+orthographically). From a raw frame: the frame is cropped with the NYU pipeline at joint 34 of the
+``joint_data.mat`` beside it (frame number from the file name), or at ``--center U V D``.
+"""
+import argparse
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lmdb", type=pathlib.Path, help="folder of the LMDBs (e.g. data/lmdb)")
+    src.add_argument("--frame", type=pathlib.Path, help="a raw NYU depth PNG (depth_1_%%07d.png)")
+    p.add_argument("--dataset", default="nyu", help="LMDB name prefix (default nyu)")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--index", type=int, default=0, help="LMDB record (default 0)")
+    p.add_argument("--center", type=float, nargs=3, metavar=("U", "V", "D"),
+                   help="raw frame: crop centre (pixels, mm) instead of joint 34 of joint_data.mat")
+    p.add_argument("--cube", type=float, default=300.0, help="raw frame: cube edge in mm (default 300)")
+    p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/sample.png"),
+                   help="output PNG (default results/sample.png)")
+    return p.parse_args(argv)
+
+
+def _read_record(path, index):
+    import lmdb
+
+    from data_prep.lmdb_writer import count_records, key, parse_datum
+    n = count_records(path)
+    if n < 0:
+        raise InputError(f"{path}: not an LMDB (build it with python -m data_prep.make_lmdb)")
+    if not 0 <= index < n:
+        raise InputError(f"--index {index}: {path} has records 0..{n - 1}")
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
+    try:
+        with env.begin() as txn:
+            buf = txn.get(key(index))
+    finally:
+        env.close()
+    if buf is None:
+        raise InputError(f"{path}: no record {key(index).decode()}")
+    return parse_datum(buf)
+
+
+def from_lmdb(args):
+    from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
+    from data_prep.crop import crop_pixel_of_uvd
+
+    prefix = f"{args.dataset}_{args.split}"
+    crop = _read_record(args.lmdb / f"{prefix}_depth", args.index)[0]
+    joints = _read_record(args.lmdb / f"{prefix}_joint", args.index).reshape(-1, 3)
+    size = crop.shape[0]
+    meta_path = args.lmdb / f"{prefix}_meta.npz"
+    info = f"{prefix} record {args.index}"
+    if meta_path.is_file():
+        with np.load(meta_path) as meta:
+            com, cube, frame = meta["com"][args.index], float(meta["cube"][args.index]), int(meta["frame"][args.index])
+        camera = ICVL_CAMERA if args.dataset == "icvl" else NYU_CAMERA
+        xyz = joints * cube / 2 + com
+        center = camera.xyz_to_uvd(com)
+        pix = crop_pixel_of_uvd(camera.xyz_to_uvd(xyz), center, cube, camera, size)
+        info += f" (frame {frame}, cube {cube:g} mm)"
+    else:
+        pix = np.stack([(joints[:, 0] + 1) * size / 2, (1 - joints[:, 1]) * size / 2], axis=1)
+        info += " (no meta: orthographic)"
+    return crop, pix, info
+
+
+def from_frame(args):
+    from data_prep import nyu
+    from data_prep.camera import NYU_CAMERA
+    from data_prep.crop import crop_depth, crop_pixel_of_uvd
+
+    try:
+        depth = nyu.read_depth(args.frame)
+    except nyu.BadFrame as err:
+        raise InputError(f"{args.frame}: {err}") from None
+    pix = None
+    if args.center is not None:
+        center = np.asarray(args.center, np.float64)
+        info = f"{args.frame.name} at ({center[0]:g}, {center[1]:g}, {center[2]:g})"
+    else:
+        m = re.fullmatch(r"depth_1_(\d{7})\.png", args.frame.name)
+        mat = args.frame.parent / "joint_data.mat"
+        if not m or not mat.is_file():
+            raise InputError(f"{args.frame}: no joint_data.mat beside it (or not named depth_1_NNNNNNN.png); "
+                             "give the crop centre with --center U V D")
+        frame = int(m.group(1)) - 1
+        jd = nyu.load_joint_data(mat)
+        if not 0 <= frame < len(jd):
+            raise InputError(f"{args.frame}: frame {frame + 1} but {mat} has {len(jd)} frames")
+        center = jd.uvd[frame, nyu.PALM_JOINT]
+        uvd = jd.uvd[frame, nyu.keypoint_joints()]
+        pix = crop_pixel_of_uvd(uvd, center, args.cube, NYU_CAMERA)
+        info = f"{args.frame.name} (frame {frame}), centre joint {nyu.PALM_JOINT}"
+    try:
+        crop = crop_depth(depth, center, args.cube, NYU_CAMERA)
+    except ValueError as err:
+        raise InputError(f"{args.frame}: {err}") from None
+    return crop, pix, info
+
+
+def draw(crop, pix, info, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = crop.shape[0]
+    fig, ax = plt.subplots(figsize=(5.2, 5.6), dpi=100)
+    ax.imshow(crop, cmap="gray", vmin=-1, vmax=1, extent=(0, size, size, 0), interpolation="nearest")
+    if pix is not None:
+        if len(pix) == 31:
+            from hand_model import HandModel
+            for a, b in HandModel.nyu().edges:
+                ax.plot(pix[[a, b], 0], pix[[a, b], 1], "-", color="tab:orange", lw=1.2)
+        ax.scatter(pix[:, 0], pix[:, 1], s=12, c="tab:red", zorder=3)
+    ax.set_xlim(0, size)
+    ax.set_ylim(size, 0)
+    ax.set_title(info, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp, bbox_inches="tight")
+    plt.close(fig)
+    replace_atomically(str(tmp), str(out))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    crop, pix, info = from_lmdb(args) if args.lmdb is not None else from_frame(args)
+    draw(crop, pix, info, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, sys.argv[1:])
