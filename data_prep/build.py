@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import shutil
 
 import numpy as np
 from tqdm import tqdm
@@ -193,7 +194,13 @@ def _finish(table, out, bad, written, n, max_bad, fingerprint, with_theta, meta_
                 bad_frames=np.array(sorted(int(table.frame[r]) for r, _ in bad), dtype=np.int64))
     if with_theta:
         meta["theta"] = np.asarray(table.theta, np.float64)[rows]
-    out.commit(before_rename=lambda: meta_path.unlink(missing_ok=True))
+    def before_rename():
+        meta_path.unlink(missing_ok=True)
+        stale_theta = meta_path.parent / f"{table.prefix}_theta"
+        if not with_theta and stale_theta.is_dir():      # from an earlier build with true angles
+            shutil.rmtree(stale_theta)
+
+    out.commit(before_rename=before_rename)
     lw.save_npz_atomically(meta_path, **meta)
     if bad:
         lw.write_text_atomically(bad_path, _bad_lines(table, bad))
