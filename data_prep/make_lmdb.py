@@ -71,11 +71,12 @@ def parse_args(argv):
 
 def _ensure_synthetic(root, args):
     from data_prep import synthetic
-    if synthetic.is_complete(root):
+    if synthetic.is_current(root):
         return
     n_train = args.synthetic_train or synthetic.DEFAULT_TRAIN
     n_test = args.synthetic_test or synthetic.DEFAULT_TEST
-    print(f"[lmdb-nyu] no --root/NYU_ROOT given and no synthetic set in {_show(root)}: generating "
+    why = "one from an older generator" if synthetic.is_complete(root) else "no synthetic set"
+    print(f"[lmdb-nyu] no --root/NYU_ROOT given and {why} in {_show(root)}: generating "
           f"{n_train} train / {n_test} test NYU-format frames", flush=True)
     synthetic.generate(root, n_train=n_train, n_test=n_test, seed=synthetic.DEFAULT_SEED,
                        workers=args.workers, progress=not args.quiet)

@@ -324,6 +324,16 @@ def is_complete(root):
         for s in ("train", "test"))
 
 
+def is_current(root):
+    """A finished set written by this version of the generator (``format`` in synthetic.json)."""
+    if not is_complete(root):
+        return False
+    try:
+        return json.loads((pathlib.Path(root) / "synthetic.json").read_text()).get("format") == FORMAT_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
              chunk=64):

@@ -288,3 +288,39 @@ def test_lmdbset_abort_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+
+
+def test_rebuild_without_angles_removes_stale_theta(synth, tmp_path):
+    out = tmp_path / "lmdb"
+    assert make_lmdb.main(["nyu", "--root", str(synth), "--out", str(out), "--splits", "test", "--quiet",
+                           "--workers", "1"]) == 0
+    assert lmdb_writer.count_records(out / "nyu_test_theta") == N_TEST
+    real_like = _fake_root(synth, tmp_path / "nyu", 10)          # no theta.npy, like real NYU
+    assert make_lmdb.main(["nyu", "--root", str(real_like), "--out", str(out), "--splits", "test",
+                           "--quiet", "--workers", "1"]) == 0
+    assert not (out / "nyu_test_theta").exists()
+    assert "theta" not in np.load(out / "nyu_test_meta.npz").files
+
+
+def test_show_sample_from_lmdb_and_raw_frame(built, synth, shared_data, project_root, tmp_path):
+    out = tmp_path / "lmdb.png"
+    proc = run_module(project_root, "tools/show_sample.py", "--lmdb", built, "--split", "train", "--index", "5",
+                      "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    img = cv2.imread(str(out))
+    red = (img[..., 2] > 180) & (img[..., 1] < 90) & (img[..., 0] < 90)
+    assert img.shape[0] > 300 and red.sum() > 50                     # joints drawn
+    raw = tmp_path / "raw.png"
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", synth / "test" / "depth_1_0000003.png",
+                      "--out", raw)
+    assert proc.returncode == 0, proc.stderr
+    assert raw.is_file()
+    real = tmp_path / "real.png"
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", shared_data / "nyu" / "depth_1_0000001.png",
+                      "--center", "205.5", "288", "784.2", "--out", real)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_module(project_root, "tools/show_sample.py", "--lmdb", built, "--index", "999", "--out", out)
+    assert_one_line_error(proc, "--index 999", f"records 0..{N_TEST - 1}")
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", shared_data / "nyu" / "depth_1_0000001.png",
+                      "--out", real)
+    assert_one_line_error(proc, "joint_data.mat", "--center")
