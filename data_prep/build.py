@@ -185,7 +185,8 @@ def _finish(table, out, bad, written, n, max_bad, fingerprint, with_theta, meta_
     if len(bad) > max_bad * n or not written:
         lines = _bad_lines(table, bad)
         lw.write_text_atomically(bad_path, lines)
-        raise InputError(f"{table.prefix}: {len(bad)} of {n} frames unusable (limit "
+        some = "" if len(bad) + len(written) == n else "at least "    # stopped at the limit
+        raise InputError(f"{table.prefix}: {some}{len(bad)} of {n} frames unusable (limit "
                          f"{max_bad:.1%}); nothing written; see {bad_path} (first: "
                          f"{lines.splitlines()[0]})")
     rows = np.asarray(written, dtype=np.int64)

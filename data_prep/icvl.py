@@ -34,7 +34,8 @@ def read_depth(path):
         raise BadFrame(f"cannot read ({err.strerror})") from None
     if not buf.endswith(b"IEND\xaeB`\x82"):
         raise BadFrame("truncated or not a PNG (no IEND chunk at the end)")
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_ANYDEPTH)
+    from data_prep.nyu import quiet_imdecode
+    img = quiet_imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise BadFrame("PNG data cannot be decoded")
     if img.ndim != 2 or img.shape != IMAGE_SHAPE:

@@ -53,7 +53,7 @@ def decode_depth(buf):
         raise BadFrame("not a PNG file")
     if bytes(arr[-12:]) != b"\x00\x00\x00\x00IEND\xaeB`\x82":
         raise BadFrame("truncated PNG (no IEND chunk at the end)")
-    img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
+    img = quiet_imdecode(arr, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise BadFrame("PNG data cannot be decoded")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] < 2:
@@ -64,6 +64,19 @@ def decode_depth(buf):
     depth <<= 8
     depth |= img[:, :, 0]
     return depth
+
+
+def quiet_imdecode(arr, flags):
+    """``cv2.imdecode`` without OpenCV's log lines for broken data (the caller reports it); None if bad."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(arr, flags)
+    except cv2.error:
+        return None
+    finally:
+        log.setLogLevel(level)
 
 
 def read_depth(path):

@@ -157,28 +157,35 @@ def _fake_root(src, dst, n, bad=()):
 def test_unreadable_pngs_are_skipped_counted_and_logged(synth, tmp_path, project_root):
     root = _fake_root(synth, tmp_path / "root", 120, bad={7})
     (root / "test" / "depth_1_0000031.png").unlink()                     # missing file
+    corrupt = root / "test" / "depth_1_0000013.png"                      # damaged data, complete file
+    data = bytearray(corrupt.read_bytes())
+    corrupt.unlink()                                                     # (a hard link: do not edit)
+    data[40:80] = b"x" * 40
+    corrupt.write_bytes(bytes(data))
     out = tmp_path / "lmdb"
     proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--quiet", "--max-bad", "0.05", "--subject2-cube", "off")
     assert proc.returncode == 0, proc.stderr
-    assert "2 frames skipped" in proc.stdout and "nyu_test_bad.txt" in proc.stdout
+    assert proc.stderr == ""                                             # no decoder chatter
+    assert "3 frames skipped" in proc.stdout and "nyu_test_bad.txt" in proc.stdout
     log = (out / "nyu_test_bad.txt").read_text().splitlines()
-    assert len(log) == 2
+    assert len(log) == 3
     assert log[0].startswith("7 ") and "truncated" in log[0]
-    assert log[1].startswith("30 ") and "cannot read" in log[1]
+    assert log[1].startswith("12 ") and "cannot be decoded" in log[1]
+    assert log[2].startswith("30 ") and "cannot read" in log[2]
     meta = np.load(out / "nyu_test_meta.npz")
-    assert len(meta["frame"]) == 118 and 7 not in meta["frame"] and 30 not in meta["frame"]
-    assert list(meta["bad_frames"]) == [7, 30]
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 118
+    assert len(meta["frame"]) == 117 and not {7, 12, 30} & set(meta["frame"].tolist())
+    assert list(meta["bad_frames"]) == [7, 12, 30]
+    assert lmdb_writer.count_records(out / "nyu_test_depth") == 117
     # past the threshold: fails, one line, nothing written (the previous LMDBs stay)
     before = (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns
-    for i in range(40, 46):
+    for i in range(40, 44):
         (root / "test" / f"depth_1_{i:07d}.png").unlink()
     proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--quiet", "--max-bad", "0.05", "--subject2-cube", "off")
-    assert_one_line_error(proc, "8 of 120 frames unusable", "nyu_test_bad.txt")
+    assert_one_line_error(proc, "7 of 120 frames unusable", "nyu_test_bad.txt")
     assert (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns == before
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 118
+    assert lmdb_writer.count_records(out / "nyu_test_depth") == 117
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
 
