@@ -42,7 +42,8 @@ def parse_args(argv):
                         "NYU default: the synthetic NYU-format set data/synthetic/, generated if absent")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
                    help="output folder (default: data/lmdb)")
-    p.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"])
+    p.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"],
+                   help="splits to build (default: both)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="decoding/cropping processes (default: one per core)")
     p.add_argument("--seed", type=int, default=0, help="seed of the training-set shuffle (default 0)")

@@ -22,8 +22,10 @@ How a frame is made (all vectorised over a batch of frames):
   labels the NYU reader makes, ``(xyz - xyz[34]) / 150``, equal ``forward(theta)`` (before the
   [-1, 1] clip). ids 3-5 are the global rotation in the camera frame.
 * Placement: joint 34 at a random pixel, 500-1000 mm from the camera.
-* Body: sphere chains along the finger and thumb bones (radii 8-12 mm, tapering), a palm slab of
-  12.5 mm spheres, a forearm; rendered exactly through a z-buffer (``data_prep.render``).
+* Body: sphere chains along the finger and thumb bones (radii 8-12 mm, tapering), a flat palm slab
+  25 mm thick with a rounded rim (a sphere chain along its outline), a forearm (a chain of 22-29 mm
+  spheres); rendered exactly (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``),
+  only inside each primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
 """
@@ -58,11 +60,11 @@ BATCH = 16      # frames rendered together
 
 # ---------------------------------------------------------------------------- hand body
 class HandBody:
-    """Linear maps from the 31 keypoints to the extra NYU joints and to the body's spheres.
+    """The 36 NYU joints and the rendered body as functions of the 31 keypoints.
 
-    Everything here is a fixed linear combination of keypoints (the palm is rigid, so distances
-    within it do not change): ``joints36(kp)`` -> ``(B, 36, 3)``; ``spheres(kp, scale)`` ->
-    centres ``(B, S, 3)``, radii ``(B, S)``.
+    Joints and sphere centres are fixed linear combinations of keypoints (the palm is rigid, so
+    distances within it do not change): ``joints36(kp)`` -> ``(B, 36, 3)``; ``spheres(kp, scale)``
+    -> centres ``(B, S, 3)``, radii ``(B, S)``; ``slab_frames(kp)`` -> the palm slab's frame.
     """
 
     FINGER_RADIUS = (8.0, 8.8, 9.2, 9.0)       # little, ring, middle, index at the base (mm)
@@ -399,7 +401,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="python -m data_prep.synthetic",
         description="Render a synthetic hand-depth dataset in the exact NYU on-disk format "
-                    "(train/ and test/ with joint_data.mat, depth_1_%%07d.png, plus theta.npy).")
+                    "(train/ and test/ with joint_data.mat, depth_1_%07d.png, plus theta.npy).")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="output folder (default data/synthetic)")
     p.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training frames (default {DEFAULT_TRAIN})")
     p.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test frames (default {DEFAULT_TEST})")
