@@ -38,9 +38,10 @@ def read_depth(path):
     img = quiet_imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise BadFrame("PNG data cannot be decoded")
-    if img.ndim != 2 or img.shape != IMAGE_SHAPE:
-        raise BadFrame(f"expected a 320x240 single-channel depth PNG, got shape {img.shape}")
-    return img.astype(np.uint16, copy=False)
+    if img.ndim != 2 or img.shape != IMAGE_SHAPE or img.dtype != np.uint16:
+        raise BadFrame(f"expected a 320x240 16-bit single-channel depth PNG, got {img.dtype} "
+                       f"shape {img.shape}")
+    return img
 
 
 def read_labels(path):
