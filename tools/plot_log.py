@@ -148,6 +148,8 @@ def plot_logs(parsed_logs, labels, path, title=None):
         ax.grid(True, alpha=0.4)
         if _use_log_scale(values):
             ax.set_yscale("log")
+        elif values and min(values) >= 0:
+            ax.set_ylim(bottom=0, top=max(values) * 1.1 if max(values) > 0 else 1)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(panels):]:
