@@ -50,3 +50,23 @@ def make_net(tmp_path):
         return caffe.Net(str(path), ph)
 
     return build
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The default hand model, ``HandModel.nyu()`` (one per test module)."""
+    from hand_model import HandModel
+
+    return HandModel.nyu()
+
+
+@pytest.fixture(scope="module")
+def golden(shared_data):
+    """The released C++ layer's outputs: ``theta47``, ``joints93``, ``top_grad93``,
+    ``bottom_diff47``, each ``(16, width)`` float64."""
+    import json
+
+    import numpy as np
+
+    g = json.loads((shared_data / "golden" / "deepmodel_layer_golden.json").read_text())
+    return {k: np.array(v, dtype=np.float64) for k, v in g.items() if k != "about"}

@@ -17,12 +17,6 @@ def synth(tmp_path_factory):
     return make_synthetic(tmp_path_factory.mktemp("s") / "synthetic", 48, 16, seed=7, workers=2)
 
 
-@pytest.fixture(scope="module")
-def model():
-    from hand_model import HandModel
-    return HandModel.nyu()
-
-
 def test_files_are_in_the_nyu_layout(synth):
     for split, n in (("train", 48), ("test", 16)):
         folder = synth / split

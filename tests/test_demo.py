@@ -8,7 +8,6 @@ import sys
 
 import cv2
 import numpy as np
-import pytest
 
 PY = sys.executable
 FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0

@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 
-from hand_model import HandModel
 from pose_fitting import PoseFitter, euler_of_global_rotation, global_rotation
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -21,11 +20,6 @@ TOOL = ROOT / "tools" / "fit_pose.py"
 # the 14 evaluation columns as model keypoints (../shared/specs/hand-model.md), typed in here
 EVAL14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
 LABELS = "nyu/nyu_test_groundtruth_label.txt"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return HandModel.nyu()
 
 
 def run_tool(*args, cwd=ROOT):

@@ -11,17 +11,6 @@ from hand_model import HandModel, ModelDefinitionError
 
 
 @pytest.fixture(scope="module")
-def model():
-    return HandModel.nyu()
-
-
-@pytest.fixture(scope="module")
-def golden(shared_data):
-    g = json.loads((shared_data / "golden" / "deepmodel_layer_golden.json").read_text())
-    return {k: np.array(v, dtype=np.float64) for k, v in g.items() if k != "about"}
-
-
-@pytest.fixture(scope="module")
 def config(shared_data):
     d = shared_data / "deepmodel-config"
 

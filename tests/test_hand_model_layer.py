@@ -1,10 +1,8 @@
 """HandModelLayer through a real caffe.Net: golden outputs, float32 gradient checks, setup errors."""
-import json
 
 import numpy as np
 import pytest
 
-from hand_model import HandModel
 
 LAYER = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ {dims} }} }} }}
@@ -15,17 +13,6 @@ layer {{ name: "hand" type: "Python" bottom: "theta" top: "joints"
 
 def net_text(shape, param='{"model": "nyu31"}'):
     return LAYER.format(dims=" ".join(f"dim: {d}" for d in shape), param=param)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return HandModel.nyu()
-
-
-@pytest.fixture(scope="module")
-def golden(shared_data):
-    g = json.loads((shared_data / "golden" / "deepmodel_layer_golden.json").read_text())
-    return {k: np.array(v, dtype=np.float64) for k, v in g.items() if k != "about"}
 
 
 def run(net, theta, top_grad=None):

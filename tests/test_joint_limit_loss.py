@@ -4,7 +4,6 @@ out-of-range fraction, loss weights and setup errors."""
 import numpy as np
 import pytest
 
-from hand_model import HandModel
 
 NET = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ dim: {n} dim: {w} }} }} }}
@@ -17,11 +16,6 @@ layer {{ name: "limits" type: "Python" bottom: "theta" top: "loss" {extra_top}
 def net_text(n, w, param="{}", fraction=False, weight=1.0):
     return NET.format(n=n, w=w, param=param, extra_top='top: "out_of_range"' if fraction else "",
                       weights=f"loss_weight: {weight}" + (" loss_weight: 0" if fraction else ""))
-
-
-@pytest.fixture(scope="module")
-def model():
-    return HandModel.nyu()
 
 
 def spec_limits(shared_data):

@@ -21,7 +21,6 @@ for _p in (ROOT, ROOT / "python_layers"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-import numpy as np  # noqa: E402
 
 from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
 from hand_model import HandModel, ModelDefinitionError  # noqa: E402
