@@ -42,6 +42,8 @@ def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     assert "max_iter: 40" in solver and "base_lr: 0.003" in solver and "momentum: 0.9" in solver
     assert f'snapshot_prefix: "{res}/snapshots/deepmodel"' in solver
     assert "batch_size: 16" in (res / "train_val.prototxt").read_text()
+    # test interval as given; snapshots every 200 x 512 / 16 iterations, capped at max_iter
+    assert "test_interval: 20\n" in solver and "snapshot: 40\n" in solver
     log = (res / "train.log").read_text()
     losses = _losses(log)
     assert [i for i, _ in losses] == list(range(0, 41, 10))
@@ -67,6 +69,21 @@ def test_max_minutes_stops_early_with_a_snapshot(project_root, tiny, tmp_path):
             ).is_file()
     assert (res / "deepmodel_direct_joints.caffemodel").is_file()
     assert "stopped early by --max-minutes" in proc.stdout
+    # intervals scaled with the batch: the committed 100 (test) and 200 (snapshot) x 512 / 4
+    solver = (res / "solver.prototxt").read_text()
+    assert "test_interval: 12800\n" in solver and "snapshot: 25600\n" in solver
+
+
+def test_paper_batch_keeps_the_committed_solver(project_root, tiny, tmp_path):
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--paper-batch",
+                  "--iters", 1, "--no-eval")
+    assert proc.returncode == 0, proc.stderr
+    solver = (res / "solver.prototxt").read_text()
+    assert "max_iter: 1\n" in solver and "test_interval: 100\n" in solver
+    net = (res / "train_val.prototxt").read_text()      # only the LMDB folder differs
+    assert net.count("batch_size: 512") == 2 and f'source: "{tiny}/nyu_train_depth"' in net
+    assert json.loads((res / "train.json").read_text())["batch"] == 512
 
 
 def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp_path):
@@ -106,7 +123,8 @@ def test_table1_page_from_two_short_trainings(project_root, tiny, tmp_path):
     assert proc.returncode == 0, proc.stderr
     page = doc.read_text()
     assert fig.stat().st_size > 0 and "![threshold curves](img/t1.png)" in page
-    assert "**Reduced budget**: 10 iterations per variant" in page
+    assert "**Reduced budget**: 10 iterations of batch 8 per variant instead of the default 4800" \
+        in page
     evals = {v: json.loads((tmp_path / "t1" / v / "eval" / "eval.json").read_text())
              for v in ("direct_joints", "paper")}
     row = next(line for line in page.splitlines() if line.startswith("| direct joint regression | 17.2"))
