@@ -35,8 +35,9 @@ TEST phase) and the losses; layer names match train_val so the snapshots load in
 
 Initialisation: conv and the two fc 1024 layers use Xavier (as released), biases 0. The last layer
 (fc 26 or fc 93) starts from Gaussian weights of std 0.001 and zero bias, so at iteration 0 the net
-outputs theta ~ 0, i.e. the model layer's rest pose (inside every joint limit, so the limit loss
-starts at 0) - or, for direct joint regression, joints ~ the crop centre. The released training
+outputs theta ~ 0 (rms 0.002-0.008 measured), i.e. the model layer's rest pose, whose angles are
+all within their limits (so the limit loss starts at about 0; three upper limits lie within
+0.03 rad of the rest pose) - or, for direct joint regression, joints ~ the crop centre. The released training
 prototxt also used std 0.001 for the second fc 1024; we use Xavier there, because two stacked tiny
 layers make the first hundreds of iterations nearly flat, and our budget is a few hundred iterations.
 
