@@ -22,6 +22,7 @@ def test_bench_cli_tiny(project_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["batch"] == 8
+    assert res["inputs"] == "nyu_train_depth (first 8 records)"
     for key in ("model_fwd_bwd_ms_b8", "layer_fwd_bwd_ms_b8", "iteration_ms_b8",
                 "model_layer_in_iteration_ms_b8", "net_forward_ms_b1",
                 "net_forward_ms_b1_without_model_layer", "data_layers_ms_per_batch_b8",
@@ -50,6 +51,7 @@ def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     res = json.loads(out.read_text())
     assert res["data_layers_ms_per_batch_b2"] is None and res["data_frames_per_s"] is None
+    assert res["inputs"] == "synthetic blobs (no LMDBs)" and res["iteration_ms_b2"] > 0
     assert "no LMDBs" in proc.stdout
 
     proc = subprocess.run([PY, "tools/bench.py", "--batch", "0"], cwd=project_root,

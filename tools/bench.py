@@ -10,6 +10,8 @@ Measured (median over repeats, after a warm-up):
   3. one training iteration of the paper's net at batch B (pycaffe SGDSolver.step(1) on the train
      net with Input layers in place of the Data layers, so data loading is excluded), and each
      layer's forward + backward time in that net: the model layer's share of the iteration;
+     inputs are real records of the train LMDBs when present (ReLU and pooling times depend on
+     the data), else synthetic hand-like crops;
   4. single-frame forward of the deploy net (frames/s), with and without the model layer;
   5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B.
 
@@ -69,6 +71,38 @@ def build_net(caffe, net_param, phase, folder, name):
     return caffe.Net(str(path), phase), path
 
 
+def sample_inputs(lmdb_dir, n, rng):
+    """Inputs for the timings: ``(depth (n, 1, 128, 128), joints (n, 93), source description)``.
+
+    Real crops and labels from the train LMDBs when they exist: timings of ReLU and max-pooling
+    depend on the data (random noise makes their branches unpredictable and costs ~0.5 ms per
+    frame more than a depth crop). Otherwise synthetic crops: far background (+1) with a smooth
+    hand-sized blob, and the hand model's keypoints for small random parameters.
+    """
+    from hand_model import HandModel
+
+    paths = [lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")]
+    if all((p / "data.mdb").is_file() for p in paths):
+        from net_io import DatumLMDB
+
+        out = []
+        for p, shape in zip(paths, ((1, 128, 128), (93, 1, 1))):
+            db = DatumLMDB(p)
+            try:
+                rows = next(db.iter_batches(min(n, len(db)), shape))[1]
+            finally:
+                db.close()
+            reps = -(-n // len(rows))
+            out.append(np.concatenate([rows] * reps)[:n])
+        return out[0], out[1].reshape(n, 93), f"{paths[0].name} (first {min(n, len(rows))} records)"
+    v, u = np.mgrid[0:128, 0:128] / 64.0 - 1.0
+    c = rng.uniform(-0.2, 0.2, (n, 2, 1, 1))
+    r2 = ((u - c[:, 0]) / 0.45) ** 2 + ((v - c[:, 1]) / 0.6) ** 2
+    depth = np.where(r2 < 1, -0.3 + 0.3 * r2, 1.0)[:, None].astype(np.float32)
+    joints = HandModel.nyu().forward(rng.uniform(-0.2, 0.2, (n, 26))).reshape(n, 93)
+    return depth, joints, "synthetic blobs (no LMDBs)"
+
+
 def bench_model(batch, repeats, rng):
     """HandModel forward+backward in NumPy: (median ms, peak MB of one call)."""
     from hand_model import HandModel
@@ -113,7 +147,7 @@ def bench_layer(caffe, batch, repeats, rng, folder):
     return ms
 
 
-def bench_iteration(caffe, batch, repeats, rng, folder):
+def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
     """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
     import make_nets as mn
     from caffe.proto import caffe_pb2
@@ -131,10 +165,8 @@ def bench_iteration(caffe, batch, repeats, rng, folder):
     solver_path.write_text(text_format.MessageToString(s))
     solver = caffe.SGDSolver(str(solver_path))
     net = solver.net
-    model = __import__("hand_model").HandModel.nyu()
-    theta = rng.uniform(-0.3, 0.3, (batch, 26))
-    net.blobs["depth"].data[...] = rng.uniform(-1, 1, (batch, 1, 128, 128))
-    net.blobs["joint_gt"].data[...] = model.forward(theta).reshape(batch, 93)
+    net.blobs["depth"].data[...] = inputs[0]
+    net.blobs["joint_gt"].data[...] = inputs[1]
     iter_ms, _ = timeit(lambda: solver.step(1), repeats, warmup=1)
 
     names = list(net._layer_names)
@@ -156,12 +188,12 @@ def bench_iteration(caffe, batch, repeats, rng, folder):
     return iter_ms, per_layer
 
 
-def bench_deploy(caffe, repeats, rng, folder):
+def bench_deploy(caffe, repeats, rng, folder, depth):
     """Single-frame forward of the deploy net: (ms with the model layer, ms up to theta)."""
     import make_nets as mn
 
     net, _ = build_net(caffe, mn.deploy_net("paper", batch=1), caffe.TEST, folder, "deploy")
-    net.blobs["depth"].data[...] = rng.uniform(-1, 1, (1, 1, 128, 128))
+    net.blobs["depth"].data[...] = depth
     names = list(net._layer_names)
     theta_idx = names.index("theta")
     full_ms, _ = timeit(net.forward, repeats, warmup=10)
@@ -213,6 +245,7 @@ def main(argv=None):
            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
     iter_repeats = max(2, args.repeats // 4)
+    depth, joints, res["inputs"] = sample_inputs(args.lmdb_dir, b, rng)
     with tempfile.TemporaryDirectory() as folder:
         steps = ["model", "layer", "iteration", "deploy", "data"]
         from tqdm import tqdm
@@ -227,7 +260,8 @@ def main(argv=None):
             elif step == "layer":
                 res[f"layer_fwd_bwd_ms_b{b}"] = bench_layer(caffe, b, args.repeats, rng, folder)
             elif step == "iteration":
-                it_ms, per_layer = bench_iteration(caffe, b, iter_repeats, rng, folder)
+                it_ms, per_layer = bench_iteration(caffe, b, iter_repeats, rng, folder,
+                                                   (depth, joints))
                 res[f"iteration_ms_b{b}"] = it_ms
                 res[f"iteration_layers_ms_b{b}"] = per_layer
                 res[f"model_layer_in_iteration_ms_b{b}"] = per_layer["joints"]
@@ -236,7 +270,7 @@ def main(argv=None):
                 res["python_layers_share_pct"] = (100 * (per_layer["joints"] + per_layer["limit_loss"])
                                                   / it_ms)
             elif step == "deploy":
-                full, trunk = bench_deploy(caffe, args.frames, rng, folder)
+                full, trunk = bench_deploy(caffe, args.frames, rng, folder, depth[:1])
                 res["net_forward_ms_b1"] = full
                 res["net_forward_fps_b1"] = 1000 / full
                 res["net_forward_ms_b1_without_model_layer"] = trunk
@@ -270,7 +304,7 @@ def main(argv=None):
                  "no LMDBs (make lmdb-nyu)" if ms is None else f"{res['data_frames_per_s']:.0f} frames/s"))
     width = max(len(r[0]) for r in rows)
     print(f"bench: {res['cpus']} CPUs, load average {res['loadavg_1min_at_start']} at start, "
-          f"OPENBLAS_CORETYPE={res['openblas_coretype']}")
+          f"OPENBLAS_CORETYPE={res['openblas_coretype']}, inputs: {res['inputs']}")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")
     if args.json:
