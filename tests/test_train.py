@@ -141,3 +141,19 @@ def test_table1_page_from_two_short_trainings(project_root, tiny, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert doc.read_text().split("\n", 3)[3] == page.split("\n", 3)[3]
+
+
+def test_a_failing_caffe_run_is_a_one_line_error(project_root, tiny, tmp_path):
+    # a net whose fc gives 25 parameters: the hand model layer refuses it at setup
+    net = (project_root / "prototxt" / "train_val.prototxt").read_text()
+    (tmp_path / "train_val.prototxt").write_text(net.replace("num_output: 26", "num_output: 25"))
+    solver = (project_root / "prototxt" / "solver.prototxt").read_text()
+    (tmp_path / "solver.prototxt").write_text(
+        solver.replace("prototxt/train_val.prototxt", str(tmp_path / "train_val.prototxt")))
+    proc = _train(project_root, "--solver", tmp_path / "solver.prototxt", "--lmdb-dir", tiny,
+                  "--results", tmp_path / "r", "--iters", 2, "--batch", 4, "--no-eval")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: caffe train failed (exit code ")
+    assert "HandModelLayer: bottom[0] has shape (4, 25)" in last
+    assert f"(log: {tmp_path / 'r' / 'train.log'})" in last

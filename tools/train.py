@@ -254,9 +254,11 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
               + (f", last snapshot: {rel(ROOT / snapshot)}" if snapshot else ""), file=sys.stderr)
         raise KeyboardInterrupt
     if code != 0:
-        tail = log_path.read_text().splitlines()[-15:]
-        print("\n".join(tail), file=sys.stderr)
-        raise InputError(f"caffe train failed (exit code {code}); its log: {rel(log_path)}")
+        # the reason: glog's last FATAL/ERROR line, or a Python layer's exception
+        lines = log_path.read_text().splitlines()
+        why = [ln for ln in lines if re.match(r"[FE]\d{4} ", ln) or re.match(r"\w*(Error|Exception):", ln)]
+        reason = f": {' '.join(why[-1].split())}" if why else ""
+        raise InputError(f"caffe train failed (exit code {code}){reason} (log: {rel(log_path)})")
     if snapshot is None:
         raise InputError(f"caffe train wrote no snapshot; its log: {rel(log_path)}")
     snap = pathlib.Path(snapshot)
