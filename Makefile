@@ -49,13 +49,13 @@ train: caffe lmdb-nyu ## the main job: data, train the paper's net, evaluate, pl
 table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs/table1.md
 	@$(RUN) $(PY) tools/table1.py --results $(RESULTS)/table1
 
-demo: caffe ## run a trained net on the five real NYU crops -> $(RESULTS)/demo
+demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
 
-bench: caffe ## speed figures: model layer, training iteration, deploy net, data pipeline
+bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
 	@$(RUN) $(PY) tools/bench.py
 
-fit: caffe ## fit the hand model to the 8252 NYU test labels -> $(RESULTS)/fit
+fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 	@$(RUN) $(PY) tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt --out $(RESULTS)/fit/fits.npz
 
 docs: caffe ## regenerate the figures of docs/
