@@ -384,7 +384,7 @@ def run_weights(args):
         [(f"{label}: 31 keypoints", thr, list(report["frac_max_error_within_mm"].values())),
          (f"{label}: 14 NYU joints", thr,
           list(report["frac_max_error_within_nyu14_mm"].values()))],
-        outdir / "threshold.png", f"{args.lmdb}: {report['frames']} frames")
+        outdir / "threshold.png", f"{pathlib.Path(args.lmdb).name}: {report['frames']} frames")
     plot_per_joint([(label, list(report["per_joint_error_mm"].values()))],
                    report["per_joint_error_mm"].keys(), outdir / "per_joint.png",
                    f"per-keypoint mean error, mean {report['mean_error_mm']:.2f} mm")
