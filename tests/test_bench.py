@@ -25,7 +25,8 @@ def test_bench_cli_tiny(project_root, tmp_path):
     assert res["inputs"] == "nyu_train_depth (first 8 records)"
     for key in ("model_fwd_bwd_ms_b8", "layer_fwd_bwd_ms_b8", "iteration_ms_b8",
                 "model_layer_in_iteration_ms_b8", "net_forward_ms_b1",
-                "net_forward_ms_b1_without_model_layer", "data_layers_ms_per_batch_b8",
+                "net_forward_ms_b1_without_model_layer", "model_layer_forward_ms_b1",
+                "data_layers_ms_per_batch_b8",
                 "model_fwd_bwd_peak_mb_b8"):
         assert _positive(res[key]), key
     assert math.isclose(res["net_forward_fps_b1"], 1000 / res["net_forward_ms_b1"])
@@ -41,6 +42,7 @@ def test_bench_cli_tiny(project_root, tmp_path):
     # the printed table carries the same figures
     assert f"{res['layer_fwd_bwd_ms_b8']:.2f} ms" in proc.stdout
     assert f"{res['net_forward_fps_b1']:.0f} frames/s" in proc.stdout
+    assert f"{res['model_layer_forward_ms_b1']:.3f} ms" in proc.stdout
 
 
 def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):

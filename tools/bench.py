@@ -14,7 +14,9 @@ Measured (median over repeats, after a warm-up):
      layer's forward + backward time in that net: the model layer's share of the iteration;
      inputs are real records of the train LMDBs when present (ReLU and pooling times depend on
      the data), else synthetic hand-like crops;
-  4. single-frame forward of the deploy net (frames/s), with and without the model layer;
+  4. single-frame forward of the deploy net (frames/s), with and without the model layer, and the
+     model layer alone (interleaved in one loop, measured first: after the batch-512 work the
+     single-frame figures were less stable);
   5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B.
 
 Goals (issue 4 and 6): layer forward+backward <= 5 ms at batch 512; the layer's share of an
@@ -193,17 +195,31 @@ def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
     return iter_ms, per_layer
 
 
-def bench_deploy(caffe, repeats, rng, folder, depth):
-    """Single-frame forward of the deploy net: (ms with the model layer, ms up to theta)."""
+def bench_deploy(caffe, repeats, folder, depth):
+    """Single-frame forward of the deploy net, median ms of: the whole net (``net.forward()``),
+    the net up to ``theta`` (without the model layer) and the model layer alone, measured
+    interleaved in one loop so that all three see the same machine state."""
     import make_nets as mn
 
     net, _ = build_net(caffe, mn.deploy_net("paper", batch=1), caffe.TEST, folder, "deploy")
     net.blobs["depth"].data[...] = depth
     names = list(net._layer_names)
-    theta_idx = names.index("theta")
-    full_ms, _ = timeit(net.forward, repeats, warmup=10)
-    trunk_ms, _ = timeit(lambda: net._forward(0, theta_idx), repeats, warmup=10)
-    return full_ms, trunk_ms
+    theta_idx, joints_idx = names.index("theta"), names.index("joints")
+    for _ in range(20):
+        net.forward()
+    full, trunk, layer = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        net.forward()
+        t1 = time.perf_counter()
+        net._forward(0, theta_idx)
+        t2 = time.perf_counter()
+        net._forward(joints_idx, joints_idx)
+        t3 = time.perf_counter()
+        full.append(t1 - t0)
+        trunk.append(t2 - t1)
+        layer.append(t3 - t2)
+    return tuple(1000 * statistics.median(x) for x in (full, trunk, layer))
 
 
 def bench_data(caffe, batch, repeats, folder, lmdb_dir):
@@ -252,7 +268,8 @@ def main(argv=None):
     iter_repeats = max(2, args.repeats // 4)
     depth, joints, res["inputs"] = sample_inputs(args.lmdb_dir, b, rng)
     with tempfile.TemporaryDirectory() as folder:
-        steps = ["model", "layer", "iteration", "deploy", "data"]
+        # deploy first: after the batch-512 iteration the single-frame times were less stable
+        steps = ["deploy", "model", "layer", "iteration", "data"]
         from tqdm import tqdm
 
         bar = tqdm(steps, desc="bench", leave=False)
@@ -275,8 +292,9 @@ def main(argv=None):
                 res["python_layers_share_pct"] = (100 * (per_layer["joints"] + per_layer["limit_loss"])
                                                   / it_ms)
             elif step == "deploy":
-                full, trunk = bench_deploy(caffe, args.frames, rng, folder, depth[:1])
+                full, trunk, layer = bench_deploy(caffe, args.frames, folder, depth[:1])
                 res["net_forward_ms_b1"] = full
+                res["model_layer_forward_ms_b1"] = layer
                 res["net_forward_fps_b1"] = 1000 / full
                 res["net_forward_ms_b1_without_model_layer"] = trunk
                 res["net_forward_fps_b1_without_model_layer"] = 1000 / trunk
@@ -303,6 +321,8 @@ def main(argv=None):
          f"{res['net_forward_fps_b1']:.0f} frames/s (goal >= {GOALS['deploy_fps']:g})"),
         ("  without the model layer", f"{res['net_forward_ms_b1_without_model_layer']:.3f} ms",
          f"{res['net_forward_fps_b1_without_model_layer']:.0f} frames/s"),
+        ("  the model layer alone", f"{res['model_layer_forward_ms_b1']:.3f} ms",
+         "forward, one frame"),
     ]
     ms = res[f"data_layers_ms_per_batch_b{b}"]
     rows.append((f"Data layers (depth + joint LMDB), batch {b}",
