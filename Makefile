@@ -29,6 +29,7 @@ $(VENV)/.requirements.stamp: requirements.txt
 
 caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python layers
 	@bash scripts/setup_caffe.sh
+	@mkdir -p $(RESULTS)/snapshots  # the solver's snapshot folder: Caffe will not create it
 
 test: caffe ## run all tests
 	@$(RUN) $(PY) -m pytest -q
