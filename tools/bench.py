@@ -42,6 +42,7 @@ for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from tools.net_io import import_caffe  # noqa: E402
 
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0}
 
@@ -56,15 +57,6 @@ def timeit(fn, repeats, warmup=1):
         fn()
         times.append(1000 * (time.perf_counter() - t))
     return statistics.median(times), times
-
-
-def import_caffe():
-    try:
-        import caffe
-    except ImportError as err:
-        raise InputError(f"pycaffe cannot be imported ({err}): run `make caffe`") from None
-    caffe.set_mode_cpu()
-    return caffe
 
 
 def build_net(caffe, net_param, phase, folder, name):
@@ -157,7 +149,6 @@ def bench_layer(caffe, batch, repeats, rng, folder):
 def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
     """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
     import make_nets as mn
-    from caffe.proto import caffe_pb2
     from google.protobuf import text_format
 
     net_path = pathlib.Path(folder) / "train_bench.prototxt"
