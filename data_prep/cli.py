@@ -28,6 +28,14 @@ def run(main, argv=None):
     sys.exit(code or 0)
 
 
+def open_text(path):
+    """Open a text file for reading, or raise an InputError naming it and why it cannot be read."""
+    try:
+        return open(path, "r")
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+
+
 def replace_atomically(tmp_path, final_path):
     """Rename a completed temporary file or folder onto its final name (same filesystem)."""
     if os.path.isdir(final_path) and not os.path.islink(final_path):

@@ -15,7 +15,7 @@ import pathlib
 import cv2
 import numpy as np
 
-from data_prep.cli import InputError
+from data_prep.cli import InputError, open_text
 
 NUM_JOINTS = 16
 CENTER_JOINT = 0
@@ -47,11 +47,7 @@ def read_depth(path):
 def read_labels(path):
     """A label file -> (list of relative paths, ``(N, 16, 3)`` uvd float64). InputError on bad lines."""
     names, rows = [], []
-    try:
-        fh = open(path, "r")
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-    with fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:

@@ -5,7 +5,7 @@ NYU joints 0,3,6,9,12,15,18,21,24,25,27,30,31,32, i.e. keypoints :data:`NYU14_KE
 """
 import numpy as np
 
-from data_prep.cli import InputError
+from data_prep.cli import InputError, open_text
 
 # keypoint id (of the 31-keypoint hand model) of each column of the 14-joint evaluation format
 NYU14_KEYPOINTS = (0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24)
@@ -23,11 +23,7 @@ def load_uvd_file(path, num_joints=14, skip_bad_rows=False):
     """
     width = 3 * num_joints
     rows, bad = [], []
-    try:
-        fh = open(path, "r")
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-    with fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue

@@ -306,13 +306,8 @@ class DatumLMDB:
 
     def read_all(self):
         """All records: ``(keys list, (N, C*H*W) float32)`` (for the small label LMDBs)."""
-        keys, rows, shape = [], [], None
-        for key, rshape, values in self.iter_records():
-            if shape is None:
-                shape = rshape
-            elif tuple(rshape) != tuple(shape):
-                raise InputError(f"{self.path}: record {key!r} has shape {rshape}, expected "
-                                 f"{shape}")
-            keys.append(key)
-            rows.append(values)
-        return keys, np.stack(rows)
+        keys, rows = [], []
+        for batch_keys, batch in self.iter_batches(4096):
+            keys += batch_keys
+            rows.append(batch.reshape(len(batch_keys), -1))
+        return keys, np.concatenate(rows)
