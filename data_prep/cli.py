@@ -4,6 +4,7 @@ Raise :class:`InputError` with a message that names the file or value and what i
 wrap a tool's ``main`` with :func:`run` so the user never sees a traceback for it.
 """
 import os
+import shutil
 import sys
 
 
@@ -39,13 +40,11 @@ def open_text(path):
 def replace_atomically(tmp_path, final_path):
     """Rename a completed temporary file or folder onto its final name (same filesystem)."""
     if os.path.isdir(final_path) and not os.path.islink(final_path):
-        old = final_path + ".old"
+        old = os.fspath(final_path) + ".old"
         if os.path.exists(old):
-            import shutil
             shutil.rmtree(old)
         os.rename(final_path, old)
         os.rename(tmp_path, final_path)
-        import shutil
         shutil.rmtree(old)
     else:
         os.replace(tmp_path, final_path)
