@@ -57,7 +57,7 @@ bench: caffe ## speed figures: model layer, training iteration, deploy net, data
 	@$(RUN) $(PY) tools/bench.py
 
 fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
-	@$(RUN) $(PY) tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt --out $(RESULTS)/fit/fits.npz
+	@$(RUN) $(PY) tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/fits.npz
 
 docs: caffe ## regenerate the figures of docs/
 	@$(RUN) $(PY) tools/draw_rest_pose.py --out docs/img/rest_pose.png --markdown docs/hand-model.md

@@ -3,6 +3,8 @@
 Raise :class:`InputError` with a message that names the file or value and what is wrong;
 wrap a tool's ``main`` with :func:`run` so the user never sees a traceback for it.
 """
+import gzip
+import lzma
 import os
 import shutil
 import sys
@@ -30,9 +32,15 @@ def run(main, argv=None):
 
 
 def open_text(path):
-    """Open a text file for reading, or raise an InputError naming it and why it cannot be read."""
+    """Open a text file for reading (``.xz`` and ``.gz`` compressed files too, as the repository's
+    reference files are), or raise an InputError naming it and why it cannot be read."""
+    name = os.fspath(path)
     try:
-        return open(path, "r")
+        if name.endswith(".xz"):
+            return lzma.open(name, "rt")
+        if name.endswith(".gz"):
+            return gzip.open(name, "rt")
+        return open(name, "r")
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror})") from None
 

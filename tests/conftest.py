@@ -1,20 +1,19 @@
-"""Shared test fixtures: where ../shared is, a fresh temporary folder per test."""
+"""Test fixtures: the repository's reference data, real Caffe nets from text, the hand model."""
 import os
 import pathlib
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-SHARED_DATA = SHARED / "data"
+REFERENCE = ROOT / "data" / "reference"
 
 
 @pytest.fixture(scope="session")
-def shared_data():
-    """``../shared/data`` beside the project; tests that need it fail loudly if it is absent."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA} is missing: clone the project next to shared/")
-    return SHARED_DATA
+def reference_data():
+    """``data/reference/`` of the repository (public reference data, see its README.md)."""
+    if not REFERENCE.is_dir():
+        pytest.fail(f"{REFERENCE} is missing: it is part of the repository (git checkout it)")
+    return REFERENCE
 
 
 @pytest.fixture(scope="session")
@@ -61,12 +60,12 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def golden(shared_data):
+def golden(reference_data):
     """The released C++ layer's outputs: ``theta47``, ``joints93``, ``top_grad93``,
     ``bottom_diff47``, each ``(16, width)`` float64."""
     import json
 
     import numpy as np
 
-    g = json.loads((shared_data / "golden" / "deepmodel_layer_golden.json").read_text())
+    g = json.loads((reference_data / "golden" / "deepmodel_layer_golden.json").read_text())
     return {k: np.array(v, dtype=np.float64) for k, v in g.items() if k != "about"}

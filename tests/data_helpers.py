@@ -1,14 +1,22 @@
-"""Helpers shared by the tests of the data pipeline (tests/test_data_*.py)."""
+"""Helpers for the tests: the data pipeline's independent formulas, reading reference files."""
+import lzma
 import os
 import subprocess
 import sys
 
 import numpy as np
 
-# keypoint k of the hand model takes NYU joint SPEC_MAP[k] (../shared/specs/hand-model.md)
+# keypoint k of the hand model takes NYU joint SPEC_MAP[k] (the hand model spec, docs/hand-model.md)
 SPEC_MAP = [0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15, 16, 18, 19, 20, 21, 22, 5, 11, 17, 23,
             32, 30, 31, 28, 27, 25, 24]
-FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0     # NYU camera (../shared/specs/datasets.md)
+FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0     # NYU camera (the dataset's published intrinsics)
+
+
+def reference_lines(path):
+    """The lines of a reference text file (``.txt.xz`` as stored in data/reference, or plain)."""
+    opener = lzma.open if str(path).endswith(".xz") else open
+    with opener(path, "rt") as fh:
+        return fh.read().splitlines()
 
 
 def nyu_uvd_to_xyz(uvd):

@@ -73,9 +73,9 @@ def test_caffe_data_layers_read_aligned_records(built, synth, make_net):
             assert out["depth"].min() >= -1 and out["depth"].max() <= 1
 
 
-def test_real_crops_load_into_net_input_range(shared_data, tmp_path, make_net):
+def test_real_crops_load_into_net_input_range(reference_data, tmp_path, make_net):
     """The five released crops, written as Datums, come out of a Data layer unchanged, in [-1, 1]."""
-    crops = sorted((shared_data / "nyu" / "test_crops").glob("*.png"), key=lambda p: int(p.stem))
+    crops = sorted((reference_data / "nyu" / "test_crops").glob("*.png"), key=lambda p: int(p.stem))
     assert len(crops) == 5
     arrs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255 * 2 - 1 for p in crops]
     path = tmp_path / "real_depth"
@@ -309,7 +309,7 @@ def test_rebuild_without_angles_removes_stale_theta(synth, tmp_path):
     assert "theta" not in np.load(out / "nyu_test_meta.npz").files
 
 
-def test_show_sample_from_lmdb_and_raw_frame(built, synth, shared_data, project_root, tmp_path):
+def test_show_sample_from_lmdb_and_raw_frame(built, synth, reference_data, project_root, tmp_path):
     out = tmp_path / "lmdb.png"
     proc = run_module(project_root, "tools/show_sample.py", "--lmdb", built, "--split", "train", "--index", "5",
                       "--out", out)
@@ -323,11 +323,11 @@ def test_show_sample_from_lmdb_and_raw_frame(built, synth, shared_data, project_
     assert proc.returncode == 0, proc.stderr
     assert raw.is_file()
     real = tmp_path / "real.png"
-    proc = run_module(project_root, "tools/show_sample.py", "--frame", shared_data / "nyu" / "depth_1_0000001.png",
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", reference_data / "nyu" / "depth_1_0000001.png",
                       "--center", "205.5", "288", "784.2", "--out", real)
     assert proc.returncode == 0, proc.stderr
     proc = run_module(project_root, "tools/show_sample.py", "--lmdb", built, "--index", "999", "--out", out)
     assert_one_line_error(proc, "--index 999", f"records 0..{N_TEST - 1}")
-    proc = run_module(project_root, "tools/show_sample.py", "--frame", shared_data / "nyu" / "depth_1_0000001.png",
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", reference_data / "nyu" / "depth_1_0000001.png",
                       "--out", real)
     assert_one_line_error(proc, "joint_data.mat", "--center")

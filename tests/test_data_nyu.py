@@ -27,14 +27,14 @@ def test_depth_png_round_trip(tmp_path):
     assert not bgr[..., 2].any()
 
 
-def test_real_frame_decodes_to_plausible_depths(shared_data):
+def test_real_frame_decodes_to_plausible_depths(reference_data):
     """The distributed frame: depth at the labelled joints lies 3-35 mm in front of the labels."""
-    depth = nyu.read_depth(shared_data / "nyu" / "depth_1_0000001.png")
-    bgr = cv2.imread(str(shared_data / "nyu" / "depth_1_0000001.png"), cv2.IMREAD_UNCHANGED)
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    bgr = cv2.imread(str(reference_data / "nyu" / "depth_1_0000001.png"), cv2.IMREAD_UNCHANGED)
     expect = bgr[..., 0].astype(np.int32) + 256 * bgr[..., 1].astype(np.int32)
     assert np.array_equal(depth, expect)
     assert expect.max() > 255 * 2          # a uint8 * 256 overflow would have wrapped these
-    labels = np.loadtxt(shared_data / "nyu" / "nyu_test_groundtruth_label.txt", max_rows=1).reshape(14, 3)
+    labels = np.loadtxt(reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz", max_rows=1).reshape(14, 3)
     u, v = np.rint(labels[:, 0]).astype(int), np.rint(labels[:, 1]).astype(int)
     gap = labels[:, 2] - depth[v, u]
     assert np.median(gap) > 3 and np.median(gap) < 35, gap
@@ -126,7 +126,7 @@ def test_hand_partly_outside_image_is_padded():
     assert inside[first_row:, first_col:].all()
 
 
-def test_crop_of_real_frame_matches_released_crop(shared_data):
+def test_crop_of_real_frame_matches_released_crop(reference_data):
     """Our crop of depth_1_0000001.png equals the released 0.png at every pixel, for a centre on the palm.
 
     What this checks, honestly: joint 34's uvd (the released crop centre) is not in the label file,
@@ -138,10 +138,10 @@ def test_crop_of_real_frame_matches_released_crop(shared_data):
     the one found lies on the palm (within 40 mm of joint 32), and that a 250 mm cube or a centre
     3 px off do not match.
     """
-    depth = nyu.read_depth(shared_data / "nyu" / "depth_1_0000001.png")
-    target = cv2.imread(str(shared_data / "nyu" / "test_crops" / "0.png"), cv2.IMREAD_GRAYSCALE)
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    target = cv2.imread(str(reference_data / "nyu" / "test_crops" / "0.png"), cv2.IMREAD_GRAYSCALE)
     target = target.astype(np.float64)
-    labels = np.loadtxt(shared_data / "nyu" / "nyu_test_groundtruth_label.txt", max_rows=1).reshape(14, 3)
+    labels = np.loadtxt(reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz", max_rows=1).reshape(14, 3)
     palm = labels[13]                                     # column 13 = NYU joint 32 (palm)
 
     def err(c, cube=300.0):

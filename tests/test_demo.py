@@ -8,6 +8,7 @@ import sys
 
 import cv2
 import numpy as np
+from data_helpers import reference_lines
 
 PY = sys.executable
 FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0
@@ -64,8 +65,8 @@ def probe_net(tmp_path, bias93, theta_width=None, theta_bias=None):
     return model, weights
 
 
-def label_row(shared_data, i=0):
-    line = (shared_data / "nyu" / "nyu_test_groundtruth_label.txt").read_text().splitlines()[i]
+def label_row(reference_data, i=0):
+    line = reference_lines(reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz")[i]
     return np.array(line.split(), float).reshape(14, 3)
 
 
@@ -74,19 +75,19 @@ def uvd_to_xyz(uvd):
     return np.stack([(u - CX) * d / FX, (CY - v) * d / FY, d], -1)
 
 
-def test_raw_frame_geometry(shared_data, project_root, tmp_path):
+def test_raw_frame_geometry(reference_data, project_root, tmp_path):
     """Raw NYU frame + centre: the crop the net sees is data_prep's, keypoints go back to the labels."""
     from data_prep.camera import NYU_CAMERA
     from data_prep.crop import crop_depth
 
-    labels = label_row(shared_data)
+    labels = label_row(reference_data)
     center = labels[13]                              # the palm label as crop centre
     com = uvd_to_xyz(center)
     nyu14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
     norm = np.tile((com - com) / 150.0, (31, 1))
     norm[nyu14] = (uvd_to_xyz(labels) - com) / 150.0
     model, weights = probe_net(tmp_path, norm.ravel())
-    frame = shared_data / "nyu" / "depth_1_0000001.png"
+    frame = reference_data / "nyu" / "depth_1_0000001.png"
     out = tmp_path / "out"
     proc = run_demo(project_root, frame, "--center", *center, "--weights", weights,
                     "--model", model, "--out", out)
@@ -123,7 +124,7 @@ def test_raw_frame_geometry(shared_data, project_root, tmp_path):
     assert cv2.imread(str(out / "depth_1_0000001_frame.png")).shape == (480, 640, 3)
 
 
-def test_crops_default_and_orthographic_placement(shared_data, project_root, tmp_path):
+def test_crops_default_and_orthographic_placement(reference_data, project_root, tmp_path):
     """No inputs: the five real crops; the crop is gray/255*2-1; keypoints placed 64 + 64 (x, -y)."""
     rng = np.random.default_rng(1)
     norm = rng.uniform(-0.8, 0.8, (31, 3))
@@ -135,7 +136,7 @@ def test_crops_default_and_orthographic_placement(shared_data, project_root, tmp
     names = [e["name"] for e in report["inputs"]]
     assert names == ["0", "772", "1150", "1350", "1739"]
     for e in report["inputs"]:
-        gray = cv2.imread(str(shared_data / "nyu" / "test_crops" / f"{e['name']}.png"),
+        gray = cv2.imread(str(reference_data / "nyu" / "test_crops" / f"{e['name']}.png"),
                           cv2.IMREAD_GRAYSCALE).astype(np.float64)
         kp = np.array(e["keypoints_normalised"])
         np.testing.assert_allclose(kp[0], [gray[r, c] / 255 * 2 - 1 for r, c in PROBE_PIXELS],
@@ -216,10 +217,10 @@ def test_released_47_output_layout(project_root, tmp_path):
                                    64 + 64 * expect[:, 0], atol=1e-3)
 
 
-def test_bad_input(shared_data, project_root, tmp_path):
+def test_bad_input(reference_data, project_root, tmp_path):
     model, weights = probe_net(tmp_path, np.zeros(93))
     common = ("--weights", weights, "--model", model, "--out", tmp_path / "o")
-    frame = shared_data / "nyu" / "depth_1_0000001.png"
+    frame = reference_data / "nyu" / "depth_1_0000001.png"
     assert_one_line_error(run_demo(project_root, frame, *common), "depth_1_0000001.png",
                           "--center")
     odd = tmp_path / "odd.png"
@@ -242,14 +243,14 @@ def test_bad_input(shared_data, project_root, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_project_deploy_net(shared_data, project_root, tmp_path):
+def test_project_deploy_net(reference_data, project_root, tmp_path):
     """The default --model (prototxt/deploy.prototxt) with random weights on a real crop."""
     import caffe
 
     net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), caffe.TEST)
     weights = tmp_path / "random.caffemodel"
     net.save(str(weights))
-    crop = shared_data / "nyu" / "test_crops" / "772.png"
+    crop = reference_data / "nyu" / "test_crops" / "772.png"
     proc = run_demo(project_root, crop, "--weights", weights, "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     e = json.loads((tmp_path / "o" / "demo.json").read_text())["inputs"][0]

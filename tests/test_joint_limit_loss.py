@@ -18,9 +18,9 @@ def net_text(n, w, param="{}", fraction=False, weight=1.0):
                       weights=f"loss_weight: {weight}" + (" loss_weight: 0" if fraction else ""))
 
 
-def spec_limits(shared_data):
+def spec_limits(reference_data):
     """Limits straight from the released files, and the ids the released loss ignores."""
-    d = shared_data / "deepmodel-config"
+    d = reference_data / "deepmodel-config"
     low = np.array((d / "DofConstraintLow.txt").read_text().split(), dtype=np.float64)
     up = np.array((d / "DofConstraintUp.txt").read_text().split(), dtype=np.float64)
     ignored = [int(x) for x in (d / "DofConstraintId.txt").read_text().split()[1:]]
@@ -62,8 +62,8 @@ def theta_with_violations(model, n, seed):
 
 @pytest.mark.parametrize("penalty,lam", [("hinge", 1.0), ("squared", 1.0), ("hinge", 0.25), ("squared", 3.0)])
 @pytest.mark.parametrize("layout", [26, 47])
-def test_loss_matches_independent_computation(make_net, model, shared_data, penalty, lam, layout):
-    low, up, ignored = spec_limits(shared_data)
+def test_loss_matches_independent_computation(make_net, model, reference_data, penalty, lam, layout):
+    low, up, ignored = spec_limits(reference_data)
     theta26 = theta_with_violations(model, 6, seed=1)
     theta47 = np.random.default_rng(2).normal(scale=3.0, size=(6, 47))  # fixed ids far out of "range"
     theta47[:, model.free_ids] = theta26

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tools import metrics
+from data_helpers import reference_lines
 
 PY = sys.executable
 
@@ -100,12 +101,12 @@ def test_angle_error_and_limits_hand_made():
 # ---------------------------------------------------------------------------------------------
 # mode 2 through the CLI
 
-def test_published_predictions_give_published_means(shared_data, project_root, tmp_path):
-    preds = shared_data / "nyu" / "predictions"
+def test_published_predictions_give_published_means(reference_data, project_root, tmp_path):
+    preds = reference_data / "nyu" / "predictions"
     out = tmp_path / "cmp"
-    proc = run_cli(project_root, "--predictions", preds / "CVWW15_NYU_Prior.txt",
-                   preds / "ICCVW17_NYU_DeepPrior++.txt",
-                   "--labels", shared_data / "nyu" / "nyu_test_groundtruth_label.txt",
+    proc = run_cli(project_root, "--predictions", preds / "CVWW15_NYU_Prior.txt.xz",
+                   preds / "ICCVW17_NYU_DeepPrior++.txt.xz",
+                   "--labels", reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz",
                    "--names", "DeepPrior", "DeepPrior++", "--out", out)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "eval.json").read_text())
@@ -124,8 +125,8 @@ def test_published_predictions_give_published_means(shared_data, project_root, t
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_labels_as_predictions_give_zero(shared_data, project_root, tmp_path):
-    labels = shared_data / "nyu" / "nyu_test_groundtruth_label.txt"
+def test_labels_as_predictions_give_zero(reference_data, project_root, tmp_path):
+    labels = reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz"
     proc = run_cli(project_root, "--predictions", labels, "--labels", labels,
                    "--out", tmp_path, "--json", tmp_path / "z.json")
     assert proc.returncode == 0, proc.stderr
@@ -148,10 +149,10 @@ def test_hand_made_files_through_cli(project_root, tmp_path):
     assert (f["4"], f["5"], f["11"], f["12"], f["80"]) == (0.0, 0.5, 0.5, 1.0, 1.0)
 
 
-def test_wrong_column_count_is_one_line_error(project_root, tmp_path, shared_data):
-    labels = shared_data / "nyu" / "nyu_test_groundtruth_label.txt"
+def test_wrong_column_count_is_one_line_error(project_root, tmp_path, reference_data):
+    labels = reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz"
     bad = tmp_path / "bad.txt"
-    lines = labels.read_text().splitlines()[:5]
+    lines = reference_lines(labels)[:5]
     lines[3] = " ".join(lines[3].split()[:-1])          # 41 values
     bad.write_text("\n".join(lines) + "\n")
     proc = run_cli(project_root, "--predictions", bad, "--labels", labels, "--out", tmp_path / "o")
@@ -159,10 +160,10 @@ def test_wrong_column_count_is_one_line_error(project_root, tmp_path, shared_dat
     assert not (tmp_path / "o" / "eval.json").exists()
 
 
-def test_frame_count_mismatch_is_one_line_error(project_root, tmp_path, shared_data):
-    labels = shared_data / "nyu" / "nyu_test_groundtruth_label.txt"
+def test_frame_count_mismatch_is_one_line_error(project_root, tmp_path, reference_data):
+    labels = reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz"
     short = tmp_path / "short.txt"
-    short.write_text("\n".join(labels.read_text().splitlines()[:100]) + "\n")
+    short.write_text("\n".join(reference_lines(labels)[:100]) + "\n")
     proc = run_cli(project_root, "--predictions", short, "--labels", labels, "--out", tmp_path / "o")
     assert_one_line_error(proc, str(short), "100 frames", "8252")
     assert not (tmp_path / "o" / "eval.json").exists()
@@ -398,7 +399,7 @@ def test_datum_fast_path_equals_protobuf():
 # ---------------------------------------------------------------------------------------------
 # the project's real deploy net (model layer included) on LMDBs written by data_prep's writer
 
-def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, shared_data):
+def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_data):
     import caffe
     import cv2
     from hand_model import HandModel
@@ -415,7 +416,7 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, shared_data):
     weights = tmp_path / "random.caffemodel"
     net.save(str(weights))
 
-    crops = sorted((shared_data / "nyu" / "test_crops").glob("*.png"))
+    crops = sorted((reference_data / "nyu" / "test_crops").glob("*.png"))
     depth = np.stack([cv2.imread(str(c), cv2.IMREAD_GRAYSCALE) / 255.0 * 2 - 1 for c in crops])
     depth = np.concatenate([depth, depth[::-1], depth[:2]])            # 12 frames
     n = len(depth)

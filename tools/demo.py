@@ -5,7 +5,7 @@ Inputs (PNG files or folders of PNGs):
 
 * a depth crop the size of the net's input (128x128), 8-bit gray (or 3 equal channels), holding
   normalised depth = gray / 255 * 2 - 1 - like the five real NYU test crops in
-  ``../shared/data/nyu/test_crops/`` (used when no input is given and that folder exists);
+  ``data/reference/nyu/test_crops/`` (used when no input is given);
 * a raw depth frame: NYU's 640x480 blue/green encoding (depth mm = blue + 256 * green) or a
   16-bit single-channel PNG in mm, with the crop centre ``--center U V D`` (pixels, mm), the camera
   (``--camera nyu|icvl`` or ``--intrinsics FX FY CX CY``) and the cube (``--cube``, mm). The frame is
@@ -43,9 +43,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera  # noqa: E402
 from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from data_prep.reference import NYU_TEST_CROPS  # noqa: E402
 
-DEFAULT_MODEL = "prototxt/deploy.prototxt"
-DEFAULT_CROPS = ROOT.parent / "shared" / "data" / "nyu" / "test_crops"
+DEFAULT_MODEL = ROOT / "prototxt" / "deploy.prototxt"
+DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
 
@@ -89,7 +90,7 @@ def find_inputs(paths):
 def default_inputs():
     if DEFAULT_CROPS.is_dir():
         return find_inputs([DEFAULT_CROPS])
-    raise InputError("no input images given (and the default folder ../shared/data/nyu/test_crops "
+    raise InputError(f"no input images given (and the default folder {DEFAULT_CROPS} "
                      "does not exist): give depth crop PNGs or raw depth frames")
 
 
@@ -308,7 +309,7 @@ def build_parser():
                     "predicted skeleton (2D overlay, 3D) into PNGs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="*", help="crop PNGs, raw depth frames or folders (default: "
-                   "../shared/data/nyu/test_crops when it exists)")
+                   "the five real NYU test crops in data/reference/nyu/test_crops)")
     p.add_argument("--weights", default=None, help=".caffemodel (default: the newest snapshot "
                    "under the parent of --out, e.g. results/snapshots)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt (input: the depth "

@@ -36,7 +36,7 @@ for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from data_prep.cli import InputError, open_text, replace_atomically, run  # noqa: E402
 from data_prep.camera import NYU_CAMERA  # noqa: E402
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
 
@@ -54,7 +54,7 @@ SUBJECT2_CUBE_FACTOR = 0.87          # the released pipeline's cube for test sub
 def load_uvd14(path, skip_bad):
     uvd, bad = load_uvd_file(path, num_joints=len(NYU14_KEYPOINTS), skip_bad_rows=skip_bad)
     # 0-based frame index of each kept row: position among the non-blank lines
-    with open(path, "r") as fh:
+    with open_text(path) as fh:
         nonblank = [i for i, line in enumerate(fh, 1) if line.strip()]
     bad_set = set(bad)
     frame = np.array([f for f, line in enumerate(nonblank) if line not in bad_set], dtype=np.int64)
@@ -226,7 +226,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         description="Fit the 26-DoF hand model to labelled joints (bounded Levenberg-Marquardt, "
                     "all frames at once).",
-        epilog="example: tools/fit_pose.py ../shared/data/nyu/nyu_test_groundtruth_label.txt "
+        epilog="example: tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz "
                "--out results/fit/fits.npz")
     p.add_argument("labels", help="label file: 14-joint uvd .txt, NYU joint_data.mat, or an LMDB "
                                   "<set>_meta.npz")

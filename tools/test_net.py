@@ -17,8 +17,8 @@ Two modes:
 2. Prediction files (``--predictions``) in the community NYU format (one line per frame, 14 joints
    x u, v, d) against a label file in the same format; several methods share one plot:
 
-       tools/test_net.py --predictions ../shared/data/nyu/predictions/*.txt \\
-           --labels ../shared/data/nyu/nyu_test_groundtruth_label.txt --out results/compare
+       tools/test_net.py --predictions data/reference/nyu/predictions/*.txt.xz \\
+           --labels data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out results/compare
 
 Writes into ``--out``: ``eval.json`` (or ``--json``), ``threshold.png`` (fraction of frames whose
 worst joint is within t mm), ``per_joint.png`` and, in mode 1, ``predictions_nyu14_uvd.txt`` (the
@@ -135,6 +135,14 @@ def plot_per_joint(bars, joint_names, path, title):
 # ---------------------------------------------------------------------------------------------
 # mode 2: prediction files
 
+def method_name(path):
+    """A prediction file's name without folder and suffixes: ``X.txt.xz`` -> ``X``."""
+    name = pathlib.Path(path).name
+    for suffix in (".xz", ".gz", ".txt"):
+        name = name.removesuffix(suffix)
+    return name or pathlib.Path(path).name
+
+
 def evaluate_prediction_files(files, labels, names=None, num_joints=14, camera=NYU_CAMERA):
     """Errors of community-format prediction files against a label file.
 
@@ -144,7 +152,7 @@ def evaluate_prediction_files(files, labels, names=None, num_joints=14, camera=N
     true_uvd, _ = load_uvd_file(labels, num_joints)
     true_xyz = camera.uvd_to_xyz(true_uvd)
     if names is None:
-        names = [pathlib.Path(f).stem for f in files]
+        names = [method_name(f) for f in files]
     errors = []
     for f in files:
         pred_uvd, _ = load_uvd_file(f, num_joints)
