@@ -61,6 +61,12 @@ fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 
 docs: caffe ## regenerate the figures of docs/
 	@$(RUN) $(PY) tools/draw_rest_pose.py --out docs/img/rest_pose.png --markdown docs/hand-model.md
+	@for d in nyu icvl; do \
+	  $(RUN) $(PY) tools/test_net.py --predictions data/reference/$$d/predictions/*.txt.xz --sort \
+	    --out $(RESULTS)/published_$$d > /dev/null && \
+	  cp $(RESULTS)/published_$$d/threshold.png docs/img/published_$${d}_curves.png && \
+	  cp $(RESULTS)/published_$$d/per_joint.png docs/img/published_$${d}_per_joint.png || exit 1; \
+	done; echo "wrote docs/img/published_{nyu,icvl}_{curves,per_joint}.png"
 
 clean: ## remove results and generated data (keeps .venv and the Caffe cache)
 	rm -rf $(RESULTS) data/lmdb data/synthetic

@@ -5,7 +5,8 @@ Writes, for ``prefix = "<dataset>_<split>"`` in the output folder:
 * ``<prefix>_depth``: Datum float_data ``1 x size x size`` crops in [-1, 1];
 * ``<prefix>_joint``: Datum float_data ``K x 1 x 1`` labels (normalised, clipped);
 * ``<prefix>_theta``: Datum float_data ``26 x 1 x 1`` true angles, only when the table has them;
-* ``<prefix>_meta.npz``: ``com`` (N, 3) mm, ``cube`` (N,) mm, ``frame`` (N,) 0-based frame index,
+* ``<prefix>_meta.npz``: ``dataset`` (``nyu`` or ``icvl``), ``com`` (N, 3) mm, ``cube`` (N,) mm,
+  ``frame`` (N,) 0-based frame index,
   ``theta`` (N, 26) when known, ``fingerprint`` (what the LMDBs were built from) and ``bad_frames``;
 * ``<prefix>_bad.txt`` when frames were skipped: one line per frame, ``frame path: reason``.
 
@@ -192,6 +193,7 @@ def _finish(table, out, bad, written, n, max_bad, fingerprint, with_theta, meta_
     rows = np.asarray(written, dtype=np.int64)
     meta = dict(com=np.asarray(table.com, np.float64)[rows], cube=np.asarray(table.cube, np.float64)[rows],
                 frame=np.asarray(table.frame, np.int64)[rows], fingerprint=np.array(fingerprint),
+                dataset=np.array(table.dataset),
                 bad_frames=np.array(sorted(int(table.frame[r]) for r, _ in bad), dtype=np.int64))
     if with_theta:
         meta["theta"] = np.asarray(table.theta, np.float64)[rows]

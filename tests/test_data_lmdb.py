@@ -46,6 +46,7 @@ def test_caffe_data_layers_read_aligned_records(built, synth, make_net):
     for split in ("train", "test"):
         meta = np.load(built / f"nyu_{split}_meta.npz")
         n = len(meta["frame"])
+        assert str(meta["dataset"]) == "nyu"
         net = make_net(data_layer_net({t: built / f"nyu_{split}_{t}" for t in ("depth", "joint", "theta")},
                                       batch))
         assert net.blobs["depth"].data.shape == (batch, 1, 128, 128)
@@ -266,6 +267,7 @@ def test_icvl_build(tmp_path, make_net):
     out = tmp_path / "lmdb"
     assert make_lmdb.main(["icvl", "--root", str(root), "--out", str(out), "--quiet", "--workers", "1"]) == 0
     meta = np.load(out / "icvl_test_meta.npz")
+    assert str(meta["dataset"]) == "icvl"
     assert list(meta["frame"]) == [0, 1, 2, 3] and (meta["cube"] == 250).all()
     net = make_net(data_layer_net({"depth": out / "icvl_test_depth", "joint": out / "icvl_test_joint"}, 4))
     res = net.forward()

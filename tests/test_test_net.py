@@ -35,30 +35,44 @@ def assert_one_line_error(proc, *fragments):
 
 
 # ---------------------------------------------------------------------------------------------
-# metrics on a hand-made case
+# metrics on hand-made cases
 
-NYU_FX, NYU_FY = 588.03, 587.07
+# the evaluation kit's cameras (fx, fy, cx, cy) and joints per line, typed in from its conventions
+KIT = {"nyu": (588.03, -587.07, 320.0, 240.0, 14), "icvl": (240.99, 240.96, 160.0, 120.0, 16),
+       "msra": (241.42, 241.42, 160.0, 120.0, 21)}
+
+
+def kit_xyz_to_uvd(xyz, dataset):
+    fx, fy, cx, cy, _ = KIT[dataset]
+    x, y, z = xyz[..., 0], xyz[..., 1], xyz[..., 2]
+    return np.stack([cx + x * fx / z, cy + y * fy / z, z], -1)
 
 
 def write_uvd(path, rows):
+    rows = np.asarray(rows).reshape(len(rows), -1)
     path.write_text("\n".join(" ".join(f"{v:.10f}" for v in row) for row in rows) + "\n")
 
 
-def hand_made_case(tmp_path):
-    """Two frames, two joints; errors built in xyz: [[3, 5], [0, 12]] mm (joint 14 -> 2 joints)."""
-    labels = [
-        [320.0, 240.0, 500.0, 320.0, 240.0, 500.0],
-        [320.0, 240.0, 1000.0, 320.0, 240.0, 1000.0],
-    ]
-    preds = [
-        # joint 0: 3 mm deeper; joint 1: x = 3 mm at depth 504 -> (3, 0, 4) off = 5 mm
-        [320.0, 240.0, 503.0, 320.0 + 3.0 * NYU_FX / 504.0, 240.0, 504.0],
-        # joint 0 exact; joint 1: y = +12 mm (up) at depth 1000
-        [320.0, 240.0, 1000.0, 320.0, 240.0 - 12.0 * NYU_FY / 1000.0, 1000.0],
-    ]
-    write_uvd(tmp_path / "labels.txt", labels)
-    write_uvd(tmp_path / "pred.txt", preds)
-    return tmp_path / "labels.txt", tmp_path / "pred.txt"
+def hand_made_files(tmp_path, dataset, n=5, seed=1):
+    """Labels and predictions of ``n`` frames in the kit's format whose joint errors are known.
+
+    True joints scattered in a 160 mm box 500-800 mm from the camera; each prediction is the true
+    joint moved by a chosen distance (k + 0.37 mm, never a whole number, so no curve threshold
+    sits on an error) in a random direction; both written as uvd with the kit's camera. Returns
+    ``(labels path, predictions path, errors (n, J) mm)``.
+    """
+    rng = np.random.default_rng(seed)
+    joints = KIT[dataset][4]
+    true = np.stack([rng.uniform(-80, 80, (n, joints)), rng.uniform(-80, 80, (n, joints)),
+                     rng.uniform(500, 800, (n, joints))], -1)
+    errors = rng.integers(0, 60, (n, joints)) + 0.37
+    direction = rng.normal(size=(n, joints, 3))
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    pred = true + errors[..., None] * direction
+    labels, preds = tmp_path / f"{dataset}_labels.txt", tmp_path / f"{dataset}_pred.txt"
+    write_uvd(labels, kit_xyz_to_uvd(true, dataset))
+    write_uvd(preds, kit_xyz_to_uvd(pred, dataset))
+    return labels, preds, errors
 
 
 def test_metrics_hand_made_numbers():
@@ -73,6 +87,12 @@ def test_metrics_hand_made_numbers():
     # worst joints are 5 and 12 mm: 0 frames below 5, one from 5 to 11, both from 12
     expect = {str(t): (0.0 if t < 5 else 0.5 if t < 12 else 1.0) for t in range(14)}
     assert s["frac_max_error_within_mm"] == pytest.approx(expect)
+    # frame means are 4 and 6 mm
+    expect = {str(t): (0.0 if t < 4 else 0.5 if t < 6 else 1.0) for t in range(14)}
+    assert s["frac_mean_error_within_mm"] == pytest.approx(expect)
+    # the four joints: 0, 3, 5, 12 mm
+    expect = {str(t): (1 + (t >= 3) + (t >= 5) + (t >= 12)) / 4 for t in range(14)}
+    assert s["frac_joints_within_mm"] == pytest.approx(expect)
 
 
 def test_angle_error_and_limits_hand_made():
@@ -98,31 +118,65 @@ def test_angle_error_and_limits_hand_made():
                                   [False, True, False])
 
 
+
 # ---------------------------------------------------------------------------------------------
 # mode 2 through the CLI
 
-def test_published_predictions_give_published_means(reference_data, project_root, tmp_path):
-    preds = reference_data / "nyu" / "predictions"
+PUBLISHED = {   # published means (mm) of the reference prediction files, the kit's conventions
+    "nyu": {"CVWW15_NYU_Prior": 20.750, "ICCVW17_NYU_DeepPrior++": 12.238},
+    "icvl": {"CVPR14_LRF_Results": 12.578, "JVCI18_ICVL_REN_9x6x6": 7.305},
+}
+LABEL_FILES = {"nyu": "nyu_test_groundtruth_label.txt.xz",
+               "icvl": "icvl_test_groundtruth_label.txt.xz"}
+
+
+@pytest.mark.parametrize("dataset", ["nyu", "icvl"])
+def test_published_predictions_give_published_means(reference_data, project_root, tmp_path,
+                                                     dataset):
+    preds = sorted((reference_data / dataset / "predictions").glob("*.txt.xz"))
     out = tmp_path / "cmp"
-    proc = run_cli(project_root, "--predictions", preds / "CVWW15_NYU_Prior.txt.xz",
-                   preds / "ICCVW17_NYU_DeepPrior++.txt.xz",
-                   "--labels", reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz",
-                   "--names", "DeepPrior", "DeepPrior++", "--out", out)
+    proc = run_cli(project_root, "--predictions", *preds,
+                   "--labels", reference_data / dataset / LABEL_FILES[dataset], "--out", out)
     assert proc.returncode == 0, proc.stderr
+    assert f"dataset: {dataset} (inferred" in proc.stdout
     report = json.loads((out / "eval.json").read_text())
+    assert report["dataset"] == dataset
     by_name = {m["name"]: m for m in report["methods"]}
-    assert round(by_name["DeepPrior"]["mean_error_mm"], 2) == 20.75
-    assert round(by_name["DeepPrior++"]["mean_error_mm"], 2) == 12.24
-    assert report["frames"] == 8252 and by_name["DeepPrior++"]["frames"] == 8252
-    assert report["mean_error_mm"] == by_name["DeepPrior"]["mean_error_mm"]   # first file on top
-    assert len(by_name["DeepPrior"]["per_joint_error_mm"]) == 14
-    frac = by_name["DeepPrior++"]["frac_max_error_within_mm"]
-    assert list(frac) == [str(t) for t in range(81)]
-    values = list(frac.values())
-    assert values == sorted(values) and 0.0 <= values[0] and values[-1] <= 1.0
-    assert "20.75" in proc.stdout and "12.24" in proc.stdout
+    assert set(by_name) == set(PUBLISHED[dataset])
+    frames = 8252 if dataset == "nyu" else 1596
+    for name, published in PUBLISHED[dataset].items():
+        assert abs(by_name[name]["mean_error_mm"] - published) < 0.01, name
+        assert by_name[name]["frames"] == frames
+        assert f"{published:.3f}" in proc.stdout
+        assert len(by_name[name]["per_joint_error_mm"]) == (14 if dataset == "nyu" else 16)
+        for key in ("frac_max_error_within_mm", "frac_mean_error_within_mm",
+                    "frac_joints_within_mm"):
+            values = list(by_name[name][key].values())
+            assert list(by_name[name][key]) == [str(t) for t in range(81)]
+            assert values == sorted(values) and 0.0 <= values[0] and values[-1] <= 1.0
+    first = by_name[method_name(preds[0])]
+    assert report["mean_error_mm"] == first["mean_error_mm"]          # first file on top
+    assert report["frames"] == frames
     for png in ("threshold.png", "per_joint.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def method_name(path):
+    return path.name.removesuffix(".xz").removesuffix(".txt")
+
+
+def test_icvl_defaults_to_its_labels_and_camera_and_sorts(reference_data, project_root, tmp_path):
+    """No --labels, no --dataset: ICVL inferred from 16 joints, its camera, its labels; --sort."""
+    preds = sorted((reference_data / "icvl" / "predictions").glob("*.txt.xz"))
+    proc = run_cli(project_root, "--predictions", *preds, "--sort", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert report["labels"].endswith("icvl_test_groundtruth_label.txt.xz")
+    assert report["camera"] == {"fx": 240.99, "fy": 240.96, "cx": 160.0, "cy": 120.0}
+    assert [m["name"] for m in report["methods"]] == ["JVCI18_ICVL_REN_9x6x6", "CVPR14_LRF_Results"]
+    rows = [line.split()[0] for line in proc.stdout.splitlines() if line.startswith(("JVCI", "CVPR"))]
+    assert rows == ["JVCI18_ICVL_REN_9x6x6", "CVPR14_LRF_Results"]    # one row per file, sorted
+    assert list(report["per_joint_error_mm"])[:2] == ["palm", "thumb root"]
 
 
 def test_labels_as_predictions_give_zero(reference_data, project_root, tmp_path):
@@ -132,21 +186,43 @@ def test_labels_as_predictions_give_zero(reference_data, project_root, tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "z.json").read_text())
     assert report["mean_error_mm"] == 0.0
-    assert report["frac_max_error_within_mm"]["0"] == 1.0
+    for key in ("frac_max_error_within_mm", "frac_mean_error_within_mm", "frac_joints_within_mm"):
+        assert report[key]["0"] == 1.0
     assert set(report["per_joint_error_mm"].values()) == {0.0}
 
 
-def test_hand_made_files_through_cli(project_root, tmp_path):
-    labels, pred = hand_made_case(tmp_path)
-    proc = run_cli(project_root, "--predictions", pred, "--labels", labels, "--num-joints", 2,
+@pytest.mark.parametrize("dataset", ["nyu", "icvl", "msra"])
+def test_three_curves_on_hand_made_files_against_independent_computation(project_root, tmp_path,
+                                                                          dataset):
+    labels, pred, errors = hand_made_files(tmp_path, dataset)
+    args = ["--dataset", dataset] if dataset == "msra" else []       # msra: also by inference
+    proc = run_cli(project_root, "--predictions", pred, "--labels", labels, *args,
                    "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     r = json.loads((tmp_path / "o" / "eval.json").read_text())
-    assert r["frames"] == 2
-    assert r["mean_error_mm"] == pytest.approx(5.0, abs=1e-6)
-    assert list(r["per_joint_error_mm"].values()) == pytest.approx([1.5, 8.5], abs=1e-6)
-    f = r["frac_max_error_within_mm"]
-    assert (f["4"], f["5"], f["11"], f["12"], f["80"]) == (0.0, 0.5, 0.5, 1.0, 1.0)
+    assert r["dataset"] == dataset and r["frames"] == len(errors)
+    assert r["mean_error_mm"] == pytest.approx(errors.mean(), abs=1e-5)
+    assert list(r["per_joint_error_mm"].values()) == pytest.approx(errors.mean(0), abs=1e-5)
+    t = np.arange(81)
+    expect = {
+        "frac_max_error_within_mm": (errors.max(1)[None, :] <= t[:, None]).mean(1),
+        "frac_mean_error_within_mm": (errors.mean(1)[None, :] <= t[:, None]).mean(1),
+        "frac_joints_within_mm": (errors.reshape(1, -1) <= t[:, None]).mean(1),
+    }
+    for key, values in expect.items():
+        assert list(r[key].values()) == pytest.approx(values), key
+        assert 0 < np.count_nonzero(np.diff(values))       # the curve does rise: not trivially 0/1
+
+
+def test_the_camera_matters(project_root, tmp_path):
+    """ICVL files read with the NYU camera would be scored about 30% too small: not here."""
+    labels, pred, errors = hand_made_files(tmp_path, "icvl")
+    proc = run_cli(project_root, "--predictions", pred, "--labels", labels, "--out", tmp_path / "o")
+    r = json.loads((tmp_path / "o" / "eval.json").read_text())
+    assert r["mean_error_mm"] == pytest.approx(errors.mean(), abs=1e-5)
+    proc = run_cli(project_root, "--predictions", pred, "--labels", labels, "--dataset", "nyu",
+                   "--out", tmp_path / "x")
+    assert_one_line_error(proc, "16 joints", "nyu", "14")
 
 
 def test_wrong_column_count_is_one_line_error(project_root, tmp_path, reference_data):
@@ -160,6 +236,14 @@ def test_wrong_column_count_is_one_line_error(project_root, tmp_path, reference_
     assert not (tmp_path / "o" / "eval.json").exists()
 
 
+def test_joint_count_mismatch_names_both_counts(project_root, tmp_path, reference_data):
+    icvl = reference_data / "icvl" / "predictions" / "CVPR14_LRF_Results.txt.xz"
+    labels = reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz"
+    proc = run_cli(project_root, "--predictions", icvl, "--labels", labels, "--out", tmp_path / "o")
+    assert_one_line_error(proc, "CVPR14_LRF_Results", "16 joints", "14")
+    assert not (tmp_path / "o" / "eval.json").exists()
+
+
 def test_frame_count_mismatch_is_one_line_error(project_root, tmp_path, reference_data):
     labels = reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz"
     short = tmp_path / "short.txt"
@@ -169,14 +253,25 @@ def test_frame_count_mismatch_is_one_line_error(project_root, tmp_path, referenc
     assert not (tmp_path / "o" / "eval.json").exists()
 
 
+def test_unknown_joint_count_asks_for_dataset(project_root, tmp_path):
+    odd = tmp_path / "odd.txt"
+    write_uvd(odd, np.full((3, 2, 3), 400.0))                  # 2 joints per line
+    proc = run_cli(project_root, "--predictions", odd, "--labels", odd, "--out", tmp_path / "o")
+    assert_one_line_error(proc, "2 joints per line", "--dataset")
+    proc = run_cli(project_root, "--predictions", odd, "--out", tmp_path / "o", "--dataset", "msra")
+    assert_one_line_error(proc, "2 joints per line", "msra", "21")
+
+
 def test_option_errors(project_root, tmp_path):
-    labels, pred = hand_made_case(tmp_path)
-    assert_one_line_error(run_cli(project_root, "--predictions", pred, "--num-joints", 2),
-                          "--labels")
+    labels, pred, _ = hand_made_files(tmp_path, "nyu")
+    assert_one_line_error(run_cli(project_root, "--predictions", pred, "--dataset", "msra"),
+                          "21")
+    msra_labels, msra_pred, _ = hand_made_files(tmp_path, "msra")
+    assert_one_line_error(run_cli(project_root, "--predictions", msra_pred), "msra", "--labels")
     assert_one_line_error(run_cli(project_root, "--predictions", pred, "--labels", labels,
-                                  "--num-joints", 2, "--names", "a", "b"), "--names")
+                                  "--names", "a", "b"), "--names")
     assert_one_line_error(run_cli(project_root, "--predictions", tmp_path / "nope.txt",
-                                  "--labels", labels, "--num-joints", 2), "nope.txt")
+                                  "--labels", labels), "nope.txt")
     assert_one_line_error(run_cli(project_root), "--weights")
 
 
@@ -213,8 +308,10 @@ def write_datum_lmdb(path, arrays):
     env.close()
 
 
-def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny", seed=0):
-    """Tiny deploy net + random weights + LMDBs of n records. Returns a dict of paths/arrays."""
+def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny", seed=0,
+              dataset=None):
+    """Tiny deploy net + random weights + LMDBs of n records (joint records of ``nj`` values;
+    ``dataset`` recorded in the meta file when given). Returns a dict of paths/arrays."""
     import caffe
 
     rng = np.random.default_rng(seed)
@@ -231,7 +328,7 @@ def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny"
         depth[:, 0, 0, 0] = np.resize([-0.9, 0.5, -0.5, 0.9, 0.0, 0.3, -0.2], n)
     weights = tmp_path / f"{name}.caffemodel"
     net.save(str(weights))
-    joints = rng.uniform(-0.9, 0.9, (n, 93, 1, 1)).astype(np.float32)
+    joints = rng.uniform(-0.9, 0.9, (n, nj, 1, 1)).astype(np.float32)
     prefix = tmp_path / "lmdb" / "nyu_test"
     prefix.parent.mkdir(exist_ok=True)
     write_datum_lmdb(f"{prefix}_depth", depth)
@@ -242,10 +339,12 @@ def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny"
             "frame": rng.permutation(n)}
     if theta_meta:
         meta["theta"] = rng.normal(0, 0.4, (n, 26))
+    if dataset is not None:
+        meta["dataset"] = np.array(dataset)
     np.savez(f"{prefix}_meta.npz", **meta)
     params = {k: [b.data.copy() for b in v] for k, v in net.params.items()}
     return {"model": model, "weights": weights, "prefix": prefix, "depth": depth,
-            "joints": joints.reshape(n, 93), "meta": meta, "params": params}
+            "joints": joints.reshape(n, nj), "meta": meta, "params": params}
 
 
 def test_net_mode_matches_independent_computation(project_root, tmp_path):
@@ -273,6 +372,9 @@ def test_net_mode_matches_independent_computation(project_root, tmp_path):
     assert r["mean_error_mm"] == pytest.approx(err.mean(), rel=1e-5)
     nyu14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]
     assert r["mean_error_nyu14_mm"] == pytest.approx(err[:, nyu14].mean(), rel=1e-5)
+    assert r["dataset"] == "nyu"                               # a meta file without the key
+    assert r["dataset_joints"]["frac_joints_within_mm"]["30"] == pytest.approx(
+        np.mean(err[:, nyu14] <= 30))
     assert list(r["per_joint_error_mm"].values()) == pytest.approx(err.mean(0), rel=1e-5)
     worst = err.max(1)
     for thr in (0, 50, 80):
@@ -298,6 +400,53 @@ def test_net_mode_matches_independent_computation(project_root, tmp_path):
     for png in ("threshold.png", "per_joint.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "mean joint error" in proc.stdout
+
+
+def test_icvl_net_scored_with_the_kit_conventions(project_root, tmp_path):
+    """A direct-joint net on an ICVL set (meta says icvl, 48 values per record): the 16 joints,
+    the kit's ICVL camera, predictions exported with the ICVL camera as its label files hold them."""
+    t = make_tiny(tmp_path, n=6, nj=48, theta_net=False, theta_meta=False, dataset="icvl")
+    out = tmp_path / "eval"
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"],
+                   "--lmdb", t["prefix"], "--out", out, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "dataset: icvl" in proc.stdout
+    r = json.loads((out / "eval.json").read_text())
+    assert r["dataset"] == "icvl" and "mean_error_nyu14_mm" not in r
+
+    x = t["depth"].reshape(len(t["depth"]), -1).astype(np.float64)
+    wj, bj = t["params"]["fcj"]
+    half = t["meta"]["cube"][:, None, None] / 2
+    com = t["meta"]["com"][:, None, :]
+    p_mm = (x @ wj.T.astype(np.float64) + bj).reshape(-1, 16, 3) * half + com
+    g_mm = t["joints"].astype(np.float64).reshape(-1, 16, 3) * half + com
+
+    def icvl_uvd(xyz):            # the dataset's own camera: 241.42, (160, 120), y up
+        return np.stack([160 + xyz[..., 0] * 241.42 / xyz[..., 2],
+                         120 - xyz[..., 1] * 241.42 / xyz[..., 2], xyz[..., 2]], -1)
+
+    def kit_xyz(uvd):             # the kit's ICVL camera
+        return np.stack([(uvd[..., 0] - 160) * uvd[..., 2] / 240.99,
+                         (uvd[..., 1] - 120) * uvd[..., 2] / 240.96, uvd[..., 2]], -1)
+
+    err = np.linalg.norm(kit_xyz(icvl_uvd(p_mm)) - kit_xyz(icvl_uvd(g_mm)), axis=-1)
+    kit = r["dataset_joints"]
+    assert kit["mean_error_mm"] == pytest.approx(err.mean(), rel=1e-5)
+    assert list(kit["per_joint_error_mm"])[0] == "palm"
+    assert kit["frac_mean_error_within_mm"]["80"] == pytest.approx(np.mean(err.mean(1) <= 80))
+    assert r["mean_error_mm"] == pytest.approx(np.linalg.norm(p_mm - g_mm, axis=-1).mean(),
+                                               rel=1e-5)
+    order = np.argsort(t["meta"]["frame"])
+    got = np.loadtxt(out / "predictions_icvl16_uvd.txt")
+    np.testing.assert_allclose(got, icvl_uvd(p_mm[order]).reshape(6, 48), atol=2e-3)
+
+
+def test_model_keypoint_net_on_icvl_set_is_refused(project_root, tmp_path):
+    t = make_tiny(tmp_path, n=2, dataset="icvl")
+    proc = run_cli(project_root, "--weights", t["weights"], "--model", t["model"],
+                   "--lmdb", t["prefix"], "--out", tmp_path / "o", "--quiet")
+    assert_one_line_error(proc, "31 joints per frame on the icvl set", "16")
+    assert not (tmp_path / "o" / "eval.json").exists()
 
 
 def test_net_without_theta_reports_na(project_root, tmp_path):

@@ -4,8 +4,10 @@ The community NYU measures:
 - mean 3D joint error: Euclidean distance between predicted and true joint positions (mm),
   averaged over all joints and frames;
 - per-joint mean error (mm);
-- the fraction of frames whose *worst* joint is within t mm, for t = 0..80 (a frame counts when
-  its largest error is ``<= t``);
+- the evaluation kit's three success-rate curves over t = 0..80 mm: the fraction of frames whose
+  *worst* joint is within t (a frame counts when its largest error is ``<= t``), the fraction of
+  frames whose *mean* joint error is within t, and the fraction of all joints (every frame's
+  every joint counted once) within t;
 and the paper's two angle measures:
 - mean angle error (degrees): mean absolute difference between predicted and true angles,
   wrapped to [-180, 180), over the rotational parameters (the global translation ids 0, 1, 2 are
@@ -39,26 +41,60 @@ def frac_max_error_within(errors, thresholds=THRESHOLDS_MM):
     return (worst[None, :] <= t[:, None]).mean(axis=1)
 
 
+def frac_mean_error_within(errors, thresholds=THRESHOLDS_MM):
+    """Fraction of frames whose mean joint error is ``<= t`` for each t.
+
+    errors: ``(N, J)`` mm. Returns ``(T,)`` float64 in [0, 1].
+    """
+    mean = np.asarray(errors, dtype=np.float64).mean(axis=1)
+    t = np.asarray(thresholds, dtype=np.float64)
+    return (mean[None, :] <= t[:, None]).mean(axis=1)
+
+
+def frac_joints_within(errors, thresholds=THRESHOLDS_MM):
+    """Fraction of all joints (N x J, each counted once) whose error is ``<= t`` for each t.
+
+    errors: ``(N, J)`` mm. Returns ``(T,)`` float64 in [0, 1].
+    """
+    flat = np.sort(np.asarray(errors, dtype=np.float64).reshape(-1))
+    t = np.asarray(thresholds, dtype=np.float64)
+    return np.searchsorted(flat, t, side="right") / flat.size
+
+
+# the three curves of the kit, by their JSON key
+CURVES = {
+    "frac_max_error_within_mm": frac_max_error_within,
+    "frac_mean_error_within_mm": frac_mean_error_within,
+    "frac_joints_within_mm": frac_joints_within,
+}
+CURVE_TITLES = {
+    "frac_max_error_within_mm": "frames with every joint within t (max error)",
+    "frac_mean_error_within_mm": "frames with mean joint error within t",
+    "frac_joints_within_mm": "joints within t",
+}
+
+
 def error_summary(errors, joint_names, thresholds=THRESHOLDS_MM):
     """The standard figures of one method as a JSON-ready dict.
 
     errors: ``(N, J)`` mm; joint_names: J names. Keys: ``frames``, ``mean_error_mm``,
-    ``per_joint_error_mm`` (name -> mm, in joint order), ``frac_max_error_within_mm``
-    (str(t) -> fraction), ``median_error_mm``, ``max_error_mm``.
+    ``median_error_mm``, ``max_error_mm``, ``per_joint_error_mm`` (name -> mm, in joint order)
+    and the three curves of :data:`CURVES`, each str(t) -> fraction.
     """
     errors = np.asarray(errors, dtype=np.float64)
     if errors.ndim != 2 or len(joint_names) != errors.shape[1]:
         raise ValueError(f"errors {errors.shape} do not match {len(joint_names)} joint names")
     per_joint = errors.mean(axis=0)
-    frac = frac_max_error_within(errors, thresholds)
-    return {
+    summary = {
         "frames": int(errors.shape[0]),
         "mean_error_mm": float(errors.mean()),
         "median_error_mm": float(np.median(errors)),
         "max_error_mm": float(errors.max()),
         "per_joint_error_mm": {str(n): float(e) for n, e in zip(joint_names, per_joint)},
-        "frac_max_error_within_mm": {str(int(t)): float(f) for t, f in zip(thresholds, frac)},
     }
+    for key, curve in CURVES.items():
+        summary[key] = {str(int(t)): float(f) for t, f in zip(thresholds, curve(errors, thresholds))}
+    return summary
 
 
 def free_columns(theta, free_ids):

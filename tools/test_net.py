@@ -1,29 +1,34 @@
 #!/usr/bin/env python3
 """Evaluate hand-pose predictions: a trained net on the test LMDBs, or prediction files.
 
-Two modes:
+Two modes, both with the community evaluation kit's conventions (data_prep/kit.py: one camera
+per dataset, mean joint error, per-joint error and three success-rate curves over 0..80 mm:
+frames whose worst joint is within t, frames whose mean joint error is within t, joints within t).
 
 1. A trained net (``--weights``): runs the deploy net in batches over the test LMDBs
-   (``<lmdb>_depth``, ``<lmdb>_joint``, ``<lmdb>_meta.npz`` and, if present, the true angles in the
-   meta file), maps its (N, 93) normalised joints back to mm with each frame's com and cube, and
-   reports the mean joint error over the 31 keypoints and over the 14 standard NYU joints, the
-   per-joint error, the fraction of frames whose worst joint is within t mm (t = 0..80), the mean
-   angle error (degrees; needs a ``theta`` blob in the net and true angles in the meta file) and the
-   fraction of frames with an angle outside its limits (needs the ``theta`` blob).
+   (``<lmdb>_depth``, ``<lmdb>_joint``, ``<lmdb>_meta.npz``, which names the dataset and may hold
+   the true angles), maps its (N, 93) normalised joints back to mm with each frame's com and cube,
+   and reports the errors over the 31 keypoints and over the dataset's benchmark joints (14 for
+   NYU; a net that predicts the dataset's joints directly is scored on those), the mean angle
+   error (degrees; needs a ``theta`` blob and true angles) and the fraction of frames with an
+   angle outside its limits (needs the ``theta`` blob).
 
        tools/test_net.py --weights results/snapshots/deepmodel_iter_1000.caffemodel \\
            --model prototxt/deploy.prototxt --lmdb data/lmdb/nyu_test --out results/eval
 
-2. Prediction files (``--predictions``) in the community NYU format (one line per frame, 14 joints
-   x u, v, d) against a label file in the same format; several methods share one plot:
+2. Prediction files (``--predictions``) in the kit's format (one line per frame, J joints x u, v,
+   d; NYU 14, ICVL 16, MSRA 21 joints, the dataset inferred from J or given with ``--dataset``)
+   against a label file (default: the repository's NYU or ICVL test labels); several methods
+   share one table and one figure (``--sort`` orders them by mean error):
 
-       tools/test_net.py --predictions data/reference/nyu/predictions/*.txt.xz \\
-           --labels data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out results/compare
+       tools/test_net.py --predictions data/reference/nyu/predictions/*.txt.xz --sort
+       tools/test_net.py --predictions data/reference/icvl/predictions/*.txt.xz \\
+           --labels data/reference/icvl/icvl_test_groundtruth_label.txt.xz --out results/icvl
 
-Writes into ``--out``: ``eval.json`` (or ``--json``), ``threshold.png`` (fraction of frames whose
-worst joint is within t mm), ``per_joint.png`` and, in mode 1, ``predictions_nyu14_uvd.txt`` (the
-net's predictions in the community format, frame order) and ``predictions.npz`` (xyz mm of the 31
-keypoints, frame index, theta).
+Writes into ``--out``: ``eval.json`` (or ``--json``), ``threshold.png`` (the three success-rate
+curves side by side), ``per_joint.png`` and, in mode 1, ``predictions_<dataset><J>_uvd.txt`` (the
+net's predictions in the kit's format, frame order) and ``predictions.npz`` (xyz mm of the
+predicted joints, frame index, theta).
 """
 import argparse
 import json
@@ -39,10 +44,16 @@ for _p in (ROOT, ROOT / "python_layers"):
         sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import NYU_CAMERA  # noqa: E402
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, NYU14_NAMES, load_uvd_file  # noqa: E402
+from data_prep import kit  # noqa: E402
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA  # noqa: E402
+from data_prep.cli import InputError, open_text, replace_atomically, run  # noqa: E402
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
+from data_prep.reference import ICVL_LABELS, NYU_LABELS  # noqa: E402
 from tools import metrics  # noqa: E402
+
+# the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
+DATASET_CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
+REFERENCE_LABELS = {"nyu": NYU_LABELS, "icvl": ICVL_LABELS}
 
 DEFAULT_MODEL = "prototxt/deploy.prototxt"
 DEFAULT_LMDB = "data/lmdb/nyu_test"
@@ -89,22 +100,30 @@ def _save_figure(fig, path):
     replace_atomically(str(tmp), str(path))
 
 
-def plot_threshold_curves(curves, path, title):
-    """curves: list of ``(label, thresholds (T,), fraction (T,))`` -> one PNG."""
+def plot_success_rates(series, path, title):
+    """The kit's three success-rate curves side by side, one line per method.
+
+    series: list of ``(label, summary)`` with ``summary`` holding the three curve keys of
+    :data:`tools.metrics.CURVES` (str(t) -> fraction) -> one PNG with three panels.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    for label, thr, frac in curves:
-        ax.plot(thr, 100.0 * np.asarray(frac), lw=2, label=label)
-    ax.set_xlabel("maximum allowed distance to ground truth (mm)")
-    ax.set_ylabel("frames with all joints within distance (%)")
-    ax.set_xlim(0, max(max(c[1]) for c in curves))
-    ax.set_ylim(0, 100)
-    ax.grid(True, alpha=0.4)
-    ax.set_title(title)
-    ax.legend(loc="lower right")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), sharey=True)
+    for ax, key in zip(axes, metrics.CURVES):
+        for label, summary in series:
+            curve = summary[key]
+            ax.plot([int(t) for t in curve], 100.0 * np.asarray(list(curve.values())), lw=2,
+                    label=f"{label} ({summary['mean_error_mm']:.2f} mm)")
+        ax.set_xlabel("distance threshold t (mm)")
+        ax.set_title(metrics.CURVE_TITLES[key], fontsize=10)
+        ax.set_xlim(0, max(metrics.THRESHOLDS_MM))
+        ax.set_ylim(0, 100)
+        ax.grid(True, alpha=0.4)
+    axes[0].set_ylabel("success rate (%)")
+    axes[-1].legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
     _save_figure(fig, path)
     plt.close(fig)
 
@@ -143,24 +162,84 @@ def method_name(path):
     return name or pathlib.Path(path).name
 
 
-def evaluate_prediction_files(files, labels, names=None, num_joints=14, camera=NYU_CAMERA):
-    """Errors of community-format prediction files against a label file.
+def joints_per_line(path):
+    """Joints per line of a community-format file, from its first non-blank line."""
+    with open_text(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            values = line.split()
+            if values:
+                if len(values) % 3:
+                    raise InputError(f"{path}: line {lineno} has {len(values)} values, not a "
+                                     "multiple of 3 (u, v, d per joint)")
+                return len(values) // 3
+    raise InputError(f"{path}: empty file")
 
-    Returns ``(names, [errors (N, J) mm for each file], N)``; a file with the wrong column count
-    or another frame count than the labels is an InputError naming it.
+
+def choose_dataset(name, labels, first_prediction):
+    """The kit dataset and label file of mode 2: ``(KitDataset, labels path, how it was chosen)``.
+
+    With ``name`` (``--dataset``) that dataset; else the one whose joint count the labels (or,
+    without labels, the first prediction file) have per line. Without labels, the repository's
+    test labels of that dataset.
     """
-    true_uvd, _ = load_uvd_file(labels, num_joints)
-    true_xyz = camera.uvd_to_xyz(true_uvd)
+    probe = labels if labels is not None else first_prediction
+    joints = joints_per_line(probe)
+    if name is not None:
+        dataset = kit.DATASETS[name]
+        how = "--dataset"
+    else:
+        dataset = kit.dataset_for_joints(joints)
+        if dataset is None:
+            known = ", ".join(f"{d.name} {d.num_joints}" for d in kit.DATASETS.values())
+            raise InputError(f"{probe}: {joints} joints per line, not a dataset of the evaluation "
+                             f"kit ({known}); give --dataset")
+        how = f"inferred from {joints} joints per line"
+    if joints != dataset.num_joints:
+        raise InputError(f"{probe}: {joints} joints per line, but {dataset.name} files have "
+                         f"{dataset.num_joints}")
+    if labels is None:
+        labels = REFERENCE_LABELS.get(dataset.name)
+        if labels is None:
+            raise InputError(f"no {dataset.name} labels in the repository: give --labels")
+        how += "; the repository's test labels"
+    return dataset, labels, how
+
+
+def evaluate_prediction_files(files, labels, dataset, names=None):
+    """Errors of community-format prediction files against a label file, the kit's way.
+
+    dataset: a :class:`data_prep.kit.KitDataset` (camera, joints). Returns ``(names, [errors
+    (N, J) mm for each file], N)``; a file with another joint count or another frame count than
+    the labels is an InputError naming both counts.
+    """
+    true_uvd, _ = load_uvd_file(labels, dataset.num_joints)
+    true_xyz = dataset.uvd_to_xyz(true_uvd)
     if names is None:
         names = [method_name(f) for f in files]
     errors = []
     for f in files:
-        pred_uvd, _ = load_uvd_file(f, num_joints)
+        joints = joints_per_line(f)
+        if joints != dataset.num_joints:
+            raise InputError(f"{f}: {joints} joints per line, but the labels {labels} have "
+                             f"{dataset.num_joints}")
+        pred_uvd, _ = load_uvd_file(f, dataset.num_joints)
         if len(pred_uvd) != len(true_uvd):
             raise InputError(f"{f}: {len(pred_uvd)} frames, but the labels {labels} have "
                              f"{len(true_uvd)}")
-        errors.append(metrics.joint_errors(camera.uvd_to_xyz(pred_uvd), true_xyz))
+        errors.append(metrics.joint_errors(dataset.uvd_to_xyz(pred_uvd), true_xyz))
     return list(names), errors, len(true_uvd)
+
+
+def print_table(methods):
+    """One row per method: frames, mean error (3 decimals, as the kit's published figures) and
+    the max-error curve at 20/40/80 mm."""
+    width = max(12, max(len(m["name"]) for m in methods))
+    print(f"{'method':<{width}}  {'frames':>6}  {'mean mm':>8}  {'<=20mm':>7}  {'<=40mm':>7}  "
+          f"{'<=80mm':>7}  (frames with every joint within)")
+    for m in methods:
+        fr = m["frac_max_error_within_mm"]
+        print(f"{m['name']:<{width}}  {m['frames']:>6d}  {m['mean_error_mm']:>8.3f}  "
+              f"{100 * fr['20']:>6.1f}%  {100 * fr['40']:>6.1f}%  {100 * fr['80']:>6.1f}%")
 
 
 def run_predictions(args):
@@ -169,38 +248,33 @@ def run_predictions(args):
         raise InputError(f"--names gives {len(args.names)} names for {len(files)} prediction files")
     if len(set(args.names or [])) != len(args.names or []):
         raise InputError("--names has a name twice")
-    names, errors, frames = evaluate_prediction_files(files, args.labels, args.names,
-                                                      args.num_joints)
-    joint_names = (NYU14_NAMES if args.num_joints == 14
-                   else tuple(f"joint {j}" for j in range(args.num_joints)))
+    dataset, labels, how = choose_dataset(args.dataset, args.labels, files[0])
+    print(f"dataset: {dataset.name} ({how}); camera fx {dataset.fx}, fy {dataset.fy}, "
+          f"cx {dataset.cx}, cy {dataset.cy}")
+    names, errors, frames = evaluate_prediction_files(files, labels, dataset, args.names)
     methods = []
     for name, f, err in zip(names, files, errors):
-        summ = metrics.error_summary(err, joint_names)
+        summ = metrics.error_summary(err, dataset.joint_names)
         methods.append({"name": name, "file": str(f), **summ})
+    shown = sorted(methods, key=lambda m: m["mean_error_mm"]) if args.sort else methods
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = pathlib.Path(args.json) if args.json else out / "eval.json"
-    thr = list(metrics.THRESHOLDS_MM)
-    plot_threshold_curves([(m["name"], thr, list(m["frac_max_error_within_mm"].values()))
-                           for m in methods], out / "threshold.png",
-                          f"{pathlib.Path(args.labels).name}: {frames} frames")
-    plot_per_joint([(m["name"], list(m["per_joint_error_mm"].values())) for m in methods],
-                   joint_names, out / "per_joint.png", "per-joint mean error")
+    plot_success_rates([(m["name"], m) for m in shown], out / "threshold.png",
+                       f"{dataset.name.upper()} test set, {frames} frames")
+    plot_per_joint([(m["name"], list(m["per_joint_error_mm"].values())) for m in shown],
+                   dataset.joint_names, out / "per_joint.png",
+                   f"{dataset.name.upper()}: per-joint mean error")
     # the first file's figures at the top level, so both modes share the basic keys
     first = {k: v for k, v in methods[0].items() if k not in ("name", "file")}
-    report = {"mode": "predictions", "labels": str(args.labels), **first, "methods": methods,
+    report = {"mode": "predictions", "dataset": dataset.name, "labels": str(labels),
+              "camera": {"fx": dataset.fx, "fy": dataset.fy, "cx": dataset.cx, "cy": dataset.cy},
+              **first, "sorted": bool(args.sort), "methods": shown,
               "plots": {"threshold": str(out / "threshold.png"),
                         "per_joint": str(out / "per_joint.png")}}
     write_json(json_path, report)
-
-    width = max(12, max(len(n) for n in names))
-    print(f"{'method':<{width}}  {'frames':>6}  {'mean mm':>8}  {'<=20mm':>7}  {'<=40mm':>7}  "
-          f"{'<=80mm':>7}")
-    for m in methods:
-        fr = m["frac_max_error_within_mm"]
-        print(f"{m['name']:<{width}}  {m['frames']:>6d}  {m['mean_error_mm']:>8.2f}  "
-              f"{100 * fr['20']:>6.1f}%  {100 * fr['40']:>6.1f}%  {100 * fr['80']:>6.1f}%")
+    print_table(shown)
     print(f"wrote {json_path}, {out / 'threshold.png'}, {out / 'per_joint.png'}")
     return 0
 
@@ -209,7 +283,8 @@ def run_predictions(args):
 # mode 1: a trained net on the LMDBs
 
 def load_meta(path, n):
-    """The ``_meta.npz`` of a split: com (N, 3) mm, cube (N,) mm, frame (N,), theta (N, 26)|None."""
+    """The ``_meta.npz`` of a split: com (N, 3) mm, cube (N,) mm, frame (N,), theta (N, 26)|None,
+    dataset (str: ``nyu`` for sets built before the meta recorded it)."""
     path = str(path)
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such meta file (com and cube per frame)")
@@ -226,6 +301,10 @@ def load_meta(path, n):
     cube = np.asarray(meta["cube"], dtype=np.float64).reshape(-1)
     frame = np.asarray(meta["frame"]).astype(np.int64) if "frame" in keys else np.arange(n)
     theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in keys else None
+    dataset = str(meta["dataset"]) if "dataset" in keys else "nyu"
+    if dataset not in DATASET_CAMERAS:
+        raise InputError(f"{path}: dataset '{dataset}' is not one of "
+                         f"{', '.join(DATASET_CAMERAS)}")
     if com.shape != (n, 3) or cube.shape != (n,) or frame.shape != (n,):
         raise InputError(f"{path}: com {com.shape}, cube {cube.shape}, frame {frame.shape} do not "
                          f"match the {n} records of the LMDB")
@@ -233,11 +312,11 @@ def load_meta(path, n):
         raise InputError(f"{path}: theta has shape {theta.shape}, expected ({n}, 26)")
     if not np.all(np.isfinite(com)) or not np.all(cube > 0):
         raise InputError(f"{path}: com has non-finite values or cube is not positive")
-    return com, cube, frame, theta
+    return com, cube, frame, theta, dataset
 
 
 def to_mm(norm93, com, cube):
-    """``(N, 93)`` normalised (x0,y0,z0,x1,...) -> ``(N, 31, 3)`` mm: * cube/2 + com."""
+    """``(N, 3K)`` normalised (x0,y0,z0,x1,...) -> ``(N, K, 3)`` mm: * cube/2 + com."""
     norm = np.asarray(norm93, dtype=np.float64).reshape(len(norm93), -1, 3)
     return norm * (cube[:, None, None] / 2.0) + com[:, None, :]
 
@@ -246,8 +325,9 @@ def run_net_on_lmdb(net, data_blob, lmdb_prefix, joints_blob, theta_blob, batch_
                     progress=True):
     """Forward every depth record through ``net`` in batches.
 
-    Returns a dict: ``pred`` (N, 93) and ``theta`` (N, K) or None as the net gives them (float64),
-    ``true`` (N, 93) from the joint LMDB, and ``n``.
+    Returns a dict: ``pred`` (N, W) and ``theta`` (N, K) or None as the net gives them (float64),
+    ``true`` (N, W) from the joint LMDB (W = 93 for the 31 keypoints, 3 x the dataset's joints for
+    a direct-joint net), and ``n``.
     """
     from tqdm import tqdm
 
@@ -259,11 +339,13 @@ def run_net_on_lmdb(net, data_blob, lmdb_prefix, joints_blob, theta_blob, batch_
         raise InputError(f"{depth.path} has {len(depth)} records but {joint.path} has "
                          f"{len(joint)}")
     joint_keys, true = joint.read_all()
-    if true.shape[1] != 93:
-        raise InputError(f"{joint.path}: records hold {true.shape[1]} values, expected 93")
+    width = int(np.prod(net.blobs[joints_blob].data.shape[1:]))
+    if true.shape[1] != width:
+        raise InputError(f"{joint.path}: records hold {true.shape[1]} values, but the net's "
+                         f"'{joints_blob}' has {width}")
     in_shape = tuple(net.blobs[data_blob].data.shape[1:])
     n = len(depth)
-    pred = np.empty((n, 93), np.float64)
+    pred = np.empty((n, width), np.float64)
     theta = None
     if theta_blob is not None:
         theta = np.empty((n, int(np.prod(net.blobs[theta_blob].data.shape[1:]))), np.float64)
@@ -292,30 +374,64 @@ def run_net_on_lmdb(net, data_blob, lmdb_prefix, joints_blob, theta_blob, batch_
     return {"pred": pred, "theta": theta, "true": true.astype(np.float64), "n": n}
 
 
+def dataset_joints(pred_xyz, true_xyz, dataset, source):
+    """The dataset's benchmark joints of mode 1's output, scored with the kit's conventions.
+
+    pred_xyz, true_xyz: ``(N, K, 3)`` mm, K = 31 model keypoints or the dataset's own joints.
+    The positions go to uvd with the dataset's own camera (as its label files hold them) and back
+    to xyz with the kit's camera, so the figures are those of the kit on exported predictions.
+    Returns ``(pred_uvd (N, J, 3), errors (N, J) mm)``.
+    """
+    bench = kit.DATASETS[dataset]
+    if pred_xyz.shape[1] == 31 and dataset == "nyu":
+        cols = list(NYU14_KEYPOINTS)
+    elif pred_xyz.shape[1] == bench.num_joints:
+        cols = list(range(bench.num_joints))
+    else:
+        raise InputError(f"{source}: {pred_xyz.shape[1]} joints per frame on the {dataset} set: "
+                         f"expected its {bench.num_joints} joints (or the 31 model keypoints on "
+                         "NYU)")
+    camera = DATASET_CAMERAS[dataset]
+    pred_uvd = camera.xyz_to_uvd(pred_xyz[:, cols])
+    true_uvd = camera.xyz_to_uvd(true_xyz[:, cols])
+    return pred_uvd, metrics.joint_errors(bench.uvd_to_xyz(pred_uvd), bench.uvd_to_xyz(true_uvd))
+
+
 def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=None,
-                         model=None):
+                         model=None, dataset="nyu", source="the net"):
     """All figures of mode 1 from arrays.
 
-    pred93, true93: ``(N, 93)`` normalised; com ``(N, 3)`` mm; cube ``(N,)`` mm; pred_theta
-    ``(N, 26)``/``(N, 47)`` radians or None; true_theta ``(N, 26)`` or None; model: a HandModel
-    (names, limits). Returns ``(report dict, pred_xyz (N, 31, 3) mm, errors (N, 31) mm)``.
+    pred93, true93: ``(N, 93)`` normalised (or ``(N, 3J)`` for a net that predicts the dataset's
+    J joints directly); com ``(N, 3)`` mm; cube ``(N,)`` mm; pred_theta ``(N, 26)``/``(N, 47)``
+    radians or None; true_theta ``(N, 26)`` or None; model: a HandModel (names, limits); dataset:
+    the set's benchmark (``nyu``, ``icvl``). Returns ``(report dict, pred_xyz (N, K, 3) mm,
+    errors (N, K) mm, pred_uvd (N, J, 3) of the dataset's joints)``.
     """
     pred_xyz = to_mm(pred93, com, cube)
     true_xyz = to_mm(true93, com, cube)
     errors = metrics.joint_errors(pred_xyz, true_xyz)
-    names = list(model.keypoint_names) if model is not None else [
-        f"keypoint {k}" for k in range(errors.shape[1])]
+    bench = kit.DATASETS[dataset]
+    if errors.shape[1] == 31 and model is not None:
+        names = list(model.keypoint_names)
+    elif errors.shape[1] == bench.num_joints:
+        names = list(bench.joint_names)
+    else:
+        names = [f"keypoint {k}" for k in range(errors.shape[1])]
     report = metrics.error_summary(errors, names)
-    nyu14 = metrics.error_summary(errors[:, list(NYU14_KEYPOINTS)], NYU14_NAMES)
-    report["mean_error_nyu14_mm"] = nyu14["mean_error_mm"]
-    report["per_joint_error_nyu14_mm"] = nyu14["per_joint_error_mm"]
-    report["frac_max_error_within_nyu14_mm"] = nyu14["frac_max_error_within_mm"]
+    pred_uvd, kit_errors = dataset_joints(pred_xyz, true_xyz, dataset, source)
+    report["dataset"] = dataset
+    report["dataset_joints"] = metrics.error_summary(kit_errors, bench.joint_names)
+    if dataset == "nyu":      # the names train.py and table1.py read
+        nyu14 = report["dataset_joints"]
+        report["mean_error_nyu14_mm"] = nyu14["mean_error_mm"]
+        report["per_joint_error_nyu14_mm"] = nyu14["per_joint_error_mm"]
+        report["frac_max_error_within_nyu14_mm"] = nyu14["frac_max_error_within_mm"]
 
     report["mean_angle_error_deg"] = None
     report["frac_out_of_limits"] = None
     if pred_theta is None:
         report["angle_note"] = "n/a: the net has no theta blob (direct joint regression?)"
-        return report, pred_xyz, errors
+        return report, pred_xyz, errors, pred_uvd
     free_ids = np.asarray(model.free_ids)
     try:
         outside = metrics.out_of_limits(pred_theta, model.lower, model.upper, free_ids)
@@ -325,7 +441,7 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
     report["frames_out_of_limits"] = int(outside.sum())
     if true_theta is None:
         report["angle_note"] = "n/a: the true angles are not known (no theta in the meta file)"
-        return report, pred_xyz, errors
+        return report, pred_xyz, errors, pred_uvd
     try:
         mean_deg, per_param = metrics.angle_error_deg(pred_theta, true_theta, free_ids)
     except ValueError as err:
@@ -336,7 +452,20 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
                                      for c, v in zip(cols, per_param)}
     report["angle_note"] = ("mean |wrapped difference| over the 23 rotational free parameters "
                             "(ids 0-2 are translations)")
-    return report, pred_xyz, errors
+    return report, pred_xyz, errors, pred_uvd
+
+
+def joint_record_width(path):
+    """Values per record of a joint LMDB (93 for the 31 keypoints, 48 for ICVL's 16 joints)."""
+    from tools.net_io import DatumLMDB
+
+    lm = DatumLMDB(path)
+    try:
+        for _, shape, _ in lm.iter_records():
+            return int(np.prod(shape))
+    finally:
+        lm.close()
+    raise InputError(f"{path}: no records")
 
 
 def _default_path(value, default):
@@ -356,16 +485,17 @@ def run_weights(args):
 
     net = load_net(args.model, args.weights)
     data_blob = input_blob(net, args.input, args.model)
-    joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
-    theta_blob = args.theta_blob if args.theta_blob in net.blobs else None
-    if theta_blob is not None and args.theta_blob == args.blob:
-        theta_blob = None
-    # check the meta file before the long forward pass
+    # check the LMDBs and the meta file before the long forward pass
     from tools.net_io import DatumLMDB
     probe = DatumLMDB(f"{args.lmdb}_depth")
     com_n = len(probe)
     probe.close()
-    com, cube, frame, true_theta = load_meta(f"{args.lmdb}_meta.npz", com_n)
+    joints_blob = output_blob(net, args.blob, joint_record_width(f"{args.lmdb}_joint"),
+                              args.model, "--blob")
+    theta_blob = args.theta_blob if args.theta_blob in net.blobs else None
+    if theta_blob is not None and args.theta_blob == args.blob:
+        theta_blob = None
+    com, cube, frame, true_theta, dataset = load_meta(f"{args.lmdb}_meta.npz", com_n)
 
     out = run_net_on_lmdb(net, data_blob, args.lmdb, joints_blob, theta_blob, args.batch_size,
                           progress=not args.quiet)
@@ -374,31 +504,34 @@ def run_weights(args):
         raise InputError(f"{args.weights}: the net predicts non-finite joints for {int(bad.sum())} "
                          f"of {len(bad)} frames (diverged training?)")
     model = HandModel.nyu()
-    report, pred_xyz, errors = evaluate_net_outputs(out["pred"], out["true"], com, cube,
-                                                    out["theta"], true_theta, model)
+    report, pred_xyz, errors, pred_uvd = evaluate_net_outputs(
+        out["pred"], out["true"], com, cube, out["theta"], true_theta, model, dataset,
+        f"{args.model}, blob '{joints_blob}'")
+    bench = kit.DATASETS[dataset]
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     json_path = pathlib.Path(args.json) if args.json else outdir / "eval.json"
     order = np.argsort(frame, kind="stable")
-    pred_uvd14 = NYU_CAMERA.xyz_to_uvd(pred_xyz[order][:, list(NYU14_KEYPOINTS)])
-    write_uvd_file(outdir / "predictions_nyu14_uvd.txt", pred_uvd14)
+    uvd_name = f"predictions_{dataset}{bench.num_joints}_uvd.txt"
+    write_uvd_file(outdir / uvd_name, pred_uvd[order])
     arrays = {"xyz_mm": pred_xyz[order], "frame": frame[order]}
     if out["theta"] is not None:
         arrays["theta"] = out["theta"][order]
     write_npz(outdir / "predictions.npz", **arrays)
     thr = list(metrics.THRESHOLDS_MM)
     label = pathlib.Path(args.weights).stem
-    plot_threshold_curves(
-        [(f"{label}: 31 keypoints", thr, list(report["frac_max_error_within_mm"].values())),
-         (f"{label}: 14 NYU joints", thr,
-          list(report["frac_max_error_within_nyu14_mm"].values()))],
-        outdir / "threshold.png", f"{pathlib.Path(args.lmdb).name}: {report['frames']} frames")
+    series = [(f"{label}: {errors.shape[1]} joints", report)]
+    if report["dataset_joints"]["per_joint_error_mm"].keys() != report["per_joint_error_mm"].keys():
+        series.append((f"{label}: {bench.num_joints} {dataset.upper()} joints",
+                       report["dataset_joints"]))
+    plot_success_rates(series, outdir / "threshold.png",
+                       f"{pathlib.Path(args.lmdb).name}: {report['frames']} frames")
     plot_per_joint([(label, list(report["per_joint_error_mm"].values()))],
                    report["per_joint_error_mm"].keys(), outdir / "per_joint.png",
                    f"per-keypoint mean error, mean {report['mean_error_mm']:.2f} mm")
     report = {"mode": "net", "weights": str(args.weights), "model": str(args.model),
               "lmdb": str(args.lmdb), "blob": joints_blob, "theta_blob": theta_blob, **report,
-              "files": {"predictions_uvd": str(outdir / "predictions_nyu14_uvd.txt"),
+              "files": {"predictions_uvd": str(outdir / uvd_name),
                         "predictions_npz": str(outdir / "predictions.npz"),
                         "threshold": str(outdir / "threshold.png"),
                         "per_joint": str(outdir / "per_joint.png")}}
@@ -406,8 +539,10 @@ def run_weights(args):
 
     fr = report["frac_max_error_within_mm"]
     print(f"frames: {report['frames']}")
-    print(f"mean joint error: {report['mean_error_mm']:.2f} mm (31 keypoints), "
-          f"{report['mean_error_nyu14_mm']:.2f} mm (14 NYU joints)")
+    print(f"dataset: {dataset} (from the meta file)")
+    print(f"mean joint error: {report['mean_error_mm']:.2f} mm ({errors.shape[1]} joints), "
+          f"{report['dataset_joints']['mean_error_mm']:.2f} mm ({bench.num_joints} "
+          f"{dataset.upper()} joints, the kit's camera)")
     print(f"frames with the worst joint within 20/40/80 mm: {100 * fr['20']:.1f}% / "
           f"{100 * fr['40']:.1f}% / {100 * fr['80']:.1f}%")
     if report["mean_angle_error_deg"] is not None:
@@ -419,7 +554,7 @@ def run_weights(args):
     else:
         print("frames with an angle out of its limits: n/a (no theta blob)")
     print(f"wrote {json_path}, {outdir / 'threshold.png'}, {outdir / 'per_joint.png'}, "
-          f"{outdir / 'predictions_nyu14_uvd.txt'}")
+          f"{outdir / uvd_name}")
     return 0
 
 
@@ -439,11 +574,17 @@ def build_parser():
     mode.add_argument("--theta-blob", default="theta", help="blob with the predicted angles "
                       "(N, 26) or (N, 47); angle figures are n/a when the net has none")
     mode.add_argument("--batch-size", type=int, default=256, help="frames per forward pass")
-    pred = p.add_argument_group("mode 2: prediction files (14 joints x u, v, d per line)")
+    pred = p.add_argument_group("mode 2: prediction files (J joints x u, v, d per line, the "
+                                "evaluation kit's format; plain text, .xz or .gz)")
     pred.add_argument("--predictions", nargs="+", metavar="FILE", help="prediction files")
-    pred.add_argument("--labels", help="label file in the same format")
-    pred.add_argument("--names", nargs="+", help="legend names (default: file stems)")
-    pred.add_argument("--num-joints", type=int, default=14, help="joints per line")
+    pred.add_argument("--labels", help="label file in the same format (default: the repository's "
+                      "test labels of the dataset, NYU or ICVL)")
+    pred.add_argument("--dataset", choices=sorted(kit.DATASETS), default=None,
+                      help="camera and joints of the kit: nyu (14 joints), icvl (16), msra (21) "
+                      "(default: inferred from the joints per line)")
+    pred.add_argument("--names", nargs="+", help="legend names (default: file names)")
+    pred.add_argument("--sort", action="store_true", help="order the table and plots by mean "
+                      "error")
     p.add_argument("--out", default=DEFAULT_OUT, help="folder for the JSON, plots, predictions")
     p.add_argument("--json", default=None, help="JSON file (default: OUT/eval.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -455,10 +596,6 @@ def main(argv=None):
     if (args.weights is None) == (args.predictions is None):
         raise InputError("give either --weights (evaluate a net) or --predictions with --labels")
     if args.predictions is not None:
-        if args.labels is None:
-            raise InputError("--predictions needs --labels (the label file, same format)")
-        if args.num_joints < 1:
-            raise InputError(f"--num-joints {args.num_joints}: must be positive")
         return run_predictions(args)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
