@@ -56,6 +56,11 @@ def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     assert summary["eval"]["mean_error_mm"] == ev["mean_error_mm"]
     assert f"mean joint error {ev['mean_error_mm']:.2f} mm" in proc.stdout
     assert "trained paper: 40 iterations" in proc.stdout
+    # the real NYU crops scored beside the mean pose (tools/score_real.py)
+    real = json.loads((res / "eval" / "real_crops.json").read_text())
+    assert summary["real_crops"]["net_mean_mm"] == pytest.approx(real["net_mean_mm"])
+    assert f"{real['net_mean_mm']:.2f} mm (mean-pose baseline {real['mean_pose_mean_mm']:.2f} mm" \
+        in proc.stdout
 
 
 def test_max_minutes_stops_early_with_a_snapshot(project_root, tiny, tmp_path):

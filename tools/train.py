@@ -286,6 +286,19 @@ def evaluate(weights, deploy, lmdb_prefix, out):
     return json.loads(json_path.read_text())
 
 
+def score_real_crops(weights, deploy, out_json):
+    """Run tools/score_real.py (the real NYU crops, centred 14-joint error, beside the mean
+    pose); returns its JSON (dict) or None (with a warning) when it fails."""
+    cmd = [sys.executable, str(ROOT / "tools" / "score_real.py"), "--weights", str(weights),
+           "--model", str(deploy), "--json", str(out_json)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        print(f"warning: tools/score_real.py failed: {msg}", file=sys.stderr)
+        return None
+    return json.loads(pathlib.Path(out_json).read_text())
+
+
 def plot(log_path, png):
     """Run tools/plot_log.py; returns the PNG path or None (with a warning) when it fails."""
     script = ROOT / "tools" / "plot_log.py"
@@ -330,6 +343,10 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
         lmdb_prefix = eval_lmdb or str(pathlib.Path(lmdb_dir) / "nyu_test")
         summary["eval_dir"] = rel(results / "eval")
         summary["eval"] = evaluate(weights, ROOT / summary["deploy"], lmdb_prefix, results / "eval")
+        real = score_real_crops(weights, ROOT / summary["deploy"], results / "eval" / "real_crops.json")
+        if real is not None:
+            summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "mean_pose_mean_mm",
+                                                          "frames")}
     tmp = results / "train.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1) + "\n")
     replace_atomically(str(tmp), str(results / "train.json"))
@@ -399,6 +416,11 @@ def main(argv=None):
         print(f"loss curves: {summary['loss_plot']}")
     if "eval" in summary:
         print(f"test: {describe_eval(summary['eval'])}")
+        if "real_crops" in summary:
+            r = summary["real_crops"]
+            print(f"real NYU test crops ({len(r['frames'])}, 14 joints centred on their mean): "
+                  f"{r['net_mean_mm']:.2f} mm (mean-pose baseline {r['mean_pose_mean_mm']:.2f} mm; "
+                  "tools/score_real.py)")
         print(f"evaluation (JSON, plots, predictions): {summary['eval_dir']}/")
     return 0
 

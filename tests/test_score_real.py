@@ -1,0 +1,96 @@
+"""tools/score_real.py: the real-crop metric against an independent computation, through Caffe."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_helpers import nyu_uvd_to_xyz
+
+EVAL14 = [0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24]   # typed in from the model spec
+CROPS = [0, 772, 1150, 1350, 1739]
+
+CONST_NET = """
+name: "const"
+layer { name: "data" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 1 dim: 128 dim: 128 } } }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool"
+        pooling_param { pool: AVE global_pooling: true } }
+layer { name: "fc" type: "InnerProduct" bottom: "pool" top: "joints"
+        inner_product_param { num_output: 93 } }
+"""
+
+
+@pytest.fixture(scope="module")
+def labels_xyz(reference_data):
+    uvd = np.loadtxt(reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz").reshape(-1, 14, 3)
+    return nyu_uvd_to_xyz(uvd)
+
+
+def const_weights(tmp_path, pose93):
+    """A real deploy net whose output is ``pose93`` whatever the crop (weights 0, bias = pose)."""
+    import caffe
+
+    model = tmp_path / "const.prototxt"
+    model.write_text(CONST_NET)
+    net = caffe.Net(str(model), caffe.TEST)
+    net.params["fc"][0].data[...] = 0
+    net.params["fc"][1].data[...] = pose93
+    weights = tmp_path / "const.caffemodel"
+    net.save(str(weights))
+    return model, weights
+
+
+def run_tool(project_root, *args):
+    return subprocess.run([sys.executable, str(project_root / "tools" / "score_real.py"),
+                           *map(str, args)], capture_output=True, text=True, cwd=project_root)
+
+
+def to93(pose14_norm):
+    out = np.zeros((31, 3))
+    out[EVAL14] = pose14_norm
+    return out.reshape(93)
+
+
+def test_mean_pose_net_scores_the_baseline(project_root, tmp_path, labels_xyz):
+    centred = labels_xyz - labels_xyz.mean(axis=1, keepdims=True)
+    mean_pose = centred.mean(axis=0)                                 # (14, 3) mm
+    model, weights = const_weights(tmp_path, to93(mean_pose / 150.0))   # all crops < 2440
+    proc = run_tool(project_root, "--weights", weights, "--model", model,
+                    "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["frames"] == CROPS
+    true = centred[CROPS]
+    expect = np.linalg.norm(true - mean_pose, axis=2).mean(axis=1)
+    np.testing.assert_allclose(r["mean_pose_mm"], expect, rtol=1e-9)
+    np.testing.assert_allclose(r["net_mm"], expect, rtol=1e-5)       # float32 through Caffe
+    assert 45 < r["mean_pose_mean_mm"] < 60                           # the issue's ~52 mm
+    assert f"{r['mean_pose_mean_mm']:.2f}" in proc.stdout
+
+
+def test_exact_pose_scores_zero_and_shift_is_ignored(project_root, tmp_path, labels_xyz):
+    """A net that outputs frame 772's true pose, shifted by 40 mm: 0 mm on that frame only."""
+    pose = labels_xyz[772] + np.array([40.0, -10.0, 25.0])
+    model, weights = const_weights(tmp_path, to93(pose / 150.0))
+    proc = run_tool(project_root, "--weights", weights, "--model", model,
+                    "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["net_mm"][1] == pytest.approx(0.0, abs=1e-3)
+    assert min(r["net_mm"][i] for i in (0, 2, 3, 4)) > 5.0
+
+
+def test_subject_two_frames_use_the_smaller_cube():
+    from tools.score_real import half_cube_mm
+    np.testing.assert_allclose(half_cube_mm([0, 2439, 2440, 8251]), [150, 150, 130.5, 130.5])
+
+
+def test_bad_input(project_root, tmp_path):
+    proc = run_tool(project_root, "--weights", tmp_path / "none.caffemodel")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "none.caffemodel" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    (tmp_path / "crops").mkdir()
+    proc = run_tool(project_root, "--crops", tmp_path / "crops", "--weights", tmp_path / "w")
+    assert proc.returncode == 2 and "no crops" in proc.stderr

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Score a trained net on the real NYU test crops in the repository, beside the mean-pose baseline.
+
+The five crops in ``data/reference/nyu/test_crops/`` (128x128, 8-bit, normalised depth = gray /
+255 x 2 - 1, named by 0-based NYU test-frame index) are the only real depth the project has. Their
+crop centres are not known, so the metric compares shapes, not positions:
+
+* the net's 31 keypoints (normalised units) -> the 14 NYU evaluation joints -> mm with the crop's
+  half cube (150 mm; 0.87 x 150 mm for test frames 2440 and later, the second subject);
+* the frame's labels (the NYU test label file, 14 joints u, v, d) -> xyz mm with the NYU camera;
+* both centred on their mean over the 14 joints; the error of a frame is the mean Euclidean
+  distance of its 14 joints (mm).
+
+The baseline predicts, for every frame, the average centred pose of all 8252 NYU test labels.
+The crops are a test: nothing in the project is tuned on them.
+
+    tools/score_real.py --weights results/deepmodel.caffemodel
+    tools/score_real.py                  # the newest snapshot under results/, the deploy net
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "python_layers"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from data_prep.camera import NYU_CAMERA  # noqa: E402
+from data_prep.cli import InputError, run  # noqa: E402
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
+from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS  # noqa: E402
+
+DEFAULT_MODEL = ROOT / "prototxt" / "deploy.prototxt"
+HALF_CUBE_MM = 150.0            # the 300 mm cube of the released crop
+SUBJECT2_FIRST = 2440           # 0-based test frame where the second (smaller) subject starts
+SUBJECT2_FACTOR = 0.87
+
+
+def half_cube_mm(frames):
+    """``(N,)`` 0-based test-frame indices -> ``(N,)`` mm per normalised unit."""
+    frames = np.asarray(frames)
+    return np.where(frames >= SUBJECT2_FIRST, SUBJECT2_FACTOR * HALF_CUBE_MM, HALF_CUBE_MM)
+
+
+def centred(xyz):
+    """``(N, J, 3)`` mm -> the same centred on each frame's mean joint."""
+    xyz = np.asarray(xyz, dtype=np.float64)
+    return xyz - xyz.mean(axis=1, keepdims=True)
+
+
+def centred_error(pred_mm, true_mm):
+    """Per-frame mean joint distance ``(N,)`` mm after centring both on their mean joint."""
+    return np.linalg.norm(centred(pred_mm) - centred(true_mm), axis=2).mean(axis=1)
+
+
+def real_crops(folder=NYU_TEST_CROPS, labels=NYU_LABELS):
+    """The real crops and their labels: ``dict(frames (N,), crops (N, 1, 128, 128) float32 in
+    [-1, 1], true_mm (N, 14, 3) xyz, mean_pose_mm (14, 3) centred average of all labels)``."""
+    import cv2
+
+    paths = sorted(pathlib.Path(folder).glob("*.png"), key=lambda p: p.stem)
+    paths = [p for p in paths if p.stem.isdigit()]
+    if not paths:
+        raise InputError(f"{folder}: no crops named by their test-frame index (e.g. 772.png)")
+    paths.sort(key=lambda p: int(p.stem))
+    uvd, _ = load_uvd_file(labels, len(NYU14_KEYPOINTS))
+    all_xyz = NYU_CAMERA.uvd_to_xyz(uvd)
+    frames = np.array([int(p.stem) for p in paths])
+    if frames.max() >= len(all_xyz):
+        raise InputError(f"{folder}: crop {frames.max()}.png, but {labels} has {len(all_xyz)} "
+                         "frames")
+    crops = []
+    for p in paths:
+        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+        if gray is None or gray.shape != (128, 128):
+            raise InputError(f"{p}: not a 128x128 gray crop")
+        crops.append(gray.astype(np.float32) / 255.0 * 2.0 - 1.0)
+    return {"frames": frames, "crops": np.stack(crops)[:, None],
+            "true_mm": all_xyz[frames], "mean_pose_mm": centred(all_xyz).mean(axis=0)}
+
+
+def net_keypoints(net, data_blob, joints_blob, crops):
+    """Forward the crops: ``(N, 1, H, W)`` -> the net's ``(N, 93)`` normalised keypoints."""
+    n = len(crops)
+    net.blobs[data_blob].reshape(n, *crops.shape[1:])
+    net.reshape()
+    net.blobs[data_blob].data[...] = crops
+    net.forward()
+    return np.array(net.blobs[joints_blob].data.reshape(n, -1), dtype=np.float64)
+
+
+def score(pred93, data):
+    """Errors of ``(N, 93)`` normalised predictions on the real crops, and of the mean pose.
+
+    Returns ``dict(frames, net_mm (N,), mean_pose_mm (N,))``.
+    """
+    pred14 = np.asarray(pred93).reshape(len(pred93), 31, 3)[:, list(NYU14_KEYPOINTS)]
+    pred_mm = pred14 * half_cube_mm(data["frames"])[:, None, None]
+    baseline = np.broadcast_to(data["mean_pose_mm"], data["true_mm"].shape)
+    return {"frames": data["frames"].tolist(),
+            "net_mm": centred_error(pred_mm, data["true_mm"]),
+            "mean_pose_mm": centred_error(baseline, data["true_mm"])}
+
+
+def default_weights():
+    """The newest ``.caffemodel`` under ``results/`` (the project's), else an InputError."""
+    found = sorted((ROOT / "results").glob("**/*.caffemodel"), key=lambda f: f.stat().st_mtime)
+    if not found:
+        raise InputError("no trained weights under results/: run `make train` or give --weights")
+    return found[-1]
+
+
+def print_report(result, weights):
+    print(f"real NYU test crops, 14 joints, centred on their mean (mm); weights {weights}")
+    print(f"{'frame':>6}  {'net':>7}  {'mean pose':>9}")
+    for f, a, b in zip(result["frames"], result["net_mm"], result["mean_pose_mm"]):
+        print(f"{f:>6d}  {a:>7.2f}  {b:>9.2f}")
+    print(f"{'mean':>6}  {np.mean(result['net_mm']):>7.2f}  {np.mean(result['mean_pose_mm']):>9.2f}")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Score a trained net on the five real NYU test crops of the repository "
+                    "(14 joints, centred on their mean, mm) beside the mean-pose baseline.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest under "
+                   "results/)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
+    p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
+    p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
+                   "0-based test-frame index")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from tools.net_io import input_blob, load_net, output_blob
+    from tools.test_net import write_json
+
+    weights = args.weights or default_weights()
+    data = real_crops(args.crops)
+    net = load_net(args.model, weights)
+    data_blob = input_blob(net, None, args.model)
+    if tuple(net.blobs[data_blob].data.shape[1:]) != data["crops"].shape[1:]:
+        raise InputError(f"{args.model}: input '{data_blob}' has shape "
+                         f"{tuple(net.blobs[data_blob].data.shape[1:])}, the crops "
+                         f"{data['crops'].shape[1:]}")
+    joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
+    result = score(net_keypoints(net, data_blob, joints_blob, data["crops"]), data)
+    print_report(result, weights)
+    if args.json:
+        write_json(args.json, {"weights": str(weights), "model": str(args.model),
+                               "frames": result["frames"],
+                               "net_mm": [float(x) for x in result["net_mm"]],
+                               "mean_pose_mm": [float(x) for x in result["mean_pose_mm"]],
+                               "net_mean_mm": float(np.mean(result["net_mm"])),
+                               "mean_pose_mean_mm": float(np.mean(result["mean_pose_mm"]))})
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
