@@ -50,7 +50,7 @@ Cost: all steps are array operations (no per-pixel Python loop); about 1-2 ms fo
 core (``make bench`` measures it with the crop).
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -82,7 +82,7 @@ class Localization:
     before the mean shift (visible surface); ``surface_uvd``: ``(3,)`` after the mean shift, before
     the depth offset; ``near_mm``: the supported nearest depth z0; ``region_pixels``: coarse pixels
     in the connected region; ``iterations``: mean-shift steps taken; ``refined``: whether a
-    refinement callable changed the centre.
+    refinement callable was applied; ``stride``: pixel step of the coarse frame.
     """
     center_uvd: np.ndarray
     cube_mm: float
@@ -92,7 +92,7 @@ class Localization:
     region_pixels: int
     iterations: int
     refined: bool = False
-    stride: int = field(default=1)
+    stride: int = 1
 
 
 def learned_refiner():
@@ -210,6 +210,12 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
     band = _positive("band_mm", cube / 2 if band_mm is None else band_mm)
     radius = _positive("radius_mm", 0.4 * cube if radius_mm is None else radius_mm)
     min_area = _positive("min_area_mm2", min_area_mm2)
+    if isinstance(refine, str):
+        if refine != "learned":
+            raise ValueError(f"refine must be 'learned', None or a callable, got {refine!r}")
+        refine = learned_refiner()
+    elif refine is not None and not callable(refine):
+        raise ValueError(f"refine must be 'learned', None or a callable, got {refine!r}")
     H, W = depth.shape
     s = max(1, W // COARSE_WIDTH)
     rs = refine_stride if refine_stride is not None else (2 if W >= 480 else 1)
@@ -220,7 +226,7 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
     z = coarse[valid]
     z0 = None
     if len(z):
-        z0, _, need = _nearest_supported(z, s, fx, fy, near, far, min_area)
+        z0, _, _ = _nearest_supported(z, s, fx, fy, near, far, min_area)
     if z0 is None:
         raw = np.asarray(depth[::s, ::s], dtype=np.float64)
         readings = raw[np.isfinite(raw) & (raw > 0)]
@@ -257,7 +263,7 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
         ax, ay = radius * fx / zc, radius * fy / zc
         x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
         y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
-        # align to the stride grid so the region lookup is exact
+        # sample the same grid (every rs-th pixel of the frame) at every step
         x0 -= x0 % rs
         y0 -= y0 % rs
         if x1 <= x0 or y1 <= y0:
@@ -288,10 +294,6 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
     center = surface_uvd.copy()
     center[2] += float(depth_offset_mm)
 
-    if isinstance(refine, str):
-        if refine != "learned":
-            raise ValueError(f"refine must be 'learned', None or a callable, got {refine!r}")
-        refine = learned_refiner()
     refined = False
     if refine is not None:
         out = np.asarray(refine(depth, camera, center.copy(), cube), dtype=np.float64)

@@ -299,3 +299,5 @@ def test_bad_camera_and_options():
         locate_hand(depth, NYU_CAMERA, near_mm=900, far_mm=800)
     with pytest.raises(ValueError, match="refine"):
         locate_hand(depth, NYU_CAMERA, refine="neural")
+    with pytest.raises(ValueError, match="refine must be"):
+        locate_hand(np.zeros((480, 640)), NYU_CAMERA, refine=5)     # checked before the frame
