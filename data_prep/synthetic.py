@@ -292,6 +292,58 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
     return depth, uvd, xyz, theta
 
 
+def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300, hole_fraction=0.05,
+                hole_blocks=3):
+    """A harder scene around rendered hands, for testing a hand localiser; not used by the generator.
+
+    Args:
+        depth: ``(n, H, W)`` depth in mm (e.g. :func:`make_frames`'s), not modified.
+        xyz: ``(n, 36, 3)`` the frames' NYU joints in mm (joint 34 places the clutter).
+        rng: a ``numpy.random.Generator``.
+        body: add a torso (a sphere of radius 220-320 mm whose front is 200-400 mm behind joint
+            34, 50-250 mm below it and up to 150 mm to either side) and a head (radius 100 mm,
+            above the torso), rendered exactly (:func:`data_prep.render.render_spheres`); they fill
+            missing readings and what they are in front of.
+        noise_pixels: isolated readings per frame at random pixels, depths uniform between 150 mm
+            and 50 mm in front of the frame's nearest reading (nearer than the hand).
+        hole_fraction: fraction of the pixels set to 0 (no reading), at random.
+        hole_blocks: 6x6-pixel holes per frame within 40 px of joint 34.
+    Returns:
+        ``(n, H, W)`` uint16 depth in mm.
+
+    The generator's own output is unchanged; issue 13 part 3 is to put such a scene into it.
+    """
+    out = np.asarray(depth, np.float32).copy()
+    n, H, W = out.shape
+    com = np.asarray(xyz, np.float64)[:, nyu.PALM_JOINT]
+    if body:
+        zb = np.full(out.shape, np.inf, np.float32)
+        r_t = rng.uniform(220.0, 320.0, n)
+        torso = com + np.stack([rng.uniform(-150, 150, n), rng.uniform(-250, -50, n),
+                                rng.uniform(200, 400, n) + r_t], axis=1)
+        head = torso + np.stack([np.zeros(n), r_t + 120.0, np.zeros(n)], axis=1)
+        render_spheres(zb, np.stack([torso, head], axis=1),
+                       np.stack([r_t, np.full(n, 100.0)], axis=1), camera)
+        put = np.isfinite(zb) & ((zb < out) | (out == 0))
+        out[put] = np.rint(zb[put])
+    for i in range(n):
+        valid = out[i] > 0
+        nearest = float(out[i][valid].min()) if valid.any() else 1000.0
+        k = int(noise_pixels)
+        if k > 0:
+            out[i, rng.integers(0, H, k), rng.integers(0, W, k)] = np.rint(
+                rng.uniform(150.0, max(nearest - 50.0, 151.0), k))
+        m = int(round(hole_fraction * H * W))
+        if m > 0:
+            out[i, rng.integers(0, H, m), rng.integers(0, W, m)] = 0
+        u, v = camera.xyz_to_uvd(com[i])[:2]
+        for _ in range(int(hole_blocks)):
+            bu = int(np.clip(u + rng.uniform(-40, 40), 0, W - 6))
+            bv = int(np.clip(v + rng.uniform(-40, 40), 0, H - 6))
+            out[i, bv:bv + 6, bu:bu + 6] = 0
+    return np.clip(out, 0, 65535).astype(np.uint16)
+
+
 _G = {}
 
 

@@ -27,8 +27,10 @@ def test_bench_cli_tiny(project_root, tmp_path):
                 "model_layer_in_iteration_ms_b8", "net_forward_ms_b1",
                 "net_forward_ms_b1_without_model_layer", "model_layer_forward_ms_b1",
                 "data_layers_ms_per_batch_b8",
-                "model_fwd_bwd_peak_mb_b8"):
+                "model_fwd_bwd_peak_mb_b8", "localize_ms", "crop_ms", "localize_crop_ms"):
         assert _positive(res[key]), key
+    assert math.isclose(res["localize_crop_fps"], 1000 / res["localize_crop_ms"])
+    assert f"{res['localize_crop_fps']:.0f} frames/s" in proc.stdout
     assert math.isclose(res["net_forward_fps_b1"], 1000 / res["net_forward_ms_b1"])
     assert math.isclose(res["data_frames_per_s"], 8000 / res["data_layers_ms_per_batch_b8"])
     layers = res["iteration_layers_ms_b8"]

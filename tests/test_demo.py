@@ -124,6 +124,59 @@ def test_raw_frame_geometry(reference_data, project_root, tmp_path):
     assert cv2.imread(str(out / "depth_1_0000001_frame.png")).shape == (480, 640, 3)
 
 
+def test_raw_frame_detected_centre(reference_data, project_root, tmp_path):
+    """Raw NYU frame without --center: the detected centre is printed, used for the crop and the
+    keypoints, reported in demo.json, and drawn on the frame with the crop box."""
+    from data_prep.camera import NYU_CAMERA
+    from data_prep.crop import crop_depth
+    from data_prep.localize import locate_hand
+
+    frame = reference_data / "nyu" / "depth_1_0000001.png"
+    img = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED).astype(np.int64)
+    depth = img[..., 0] + 256 * img[..., 1]
+    center, cube = locate_hand(depth, NYU_CAMERA)
+    norm = np.zeros((31, 3))
+    norm[5] = [0.4, -0.3, 0.1]                       # one keypoint away from the centre
+    model, weights = probe_net(tmp_path, norm.ravel())
+    out = tmp_path / "out"
+    proc = run_demo(project_root, frame, "--weights", weights, "--model", model, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (f"detected hand centre u {center[0]:.1f} px, v {center[1]:.1f} px, "
+            f"d {center[2]:.1f} mm (cube 300 mm)") in proc.stdout
+    entry = json.loads((out / "demo.json").read_text())["inputs"][0]
+    assert entry["center_source"] == "detected" and entry["cube_mm"] == 300.0
+    np.testing.assert_allclose(entry["center_uvd"], center, atol=1e-9)
+    # the crop the net saw is the crop at the detected centre
+    crop = crop_depth(depth, center, cube, NYU_CAMERA)
+    kp = np.array(entry["keypoints_normalised"])
+    np.testing.assert_allclose(kp[0], [crop[r, c] for r, c in PROBE_PIXELS], atol=1e-6)
+    # keypoint 5 in mm: centre + norm * 150 (the centre's 3D point by the dataset formulas)
+    com = uvd_to_xyz(np.asarray(center))
+    np.testing.assert_allclose(entry["keypoints_xyz_mm"][5], com + norm[5] * 150.0, atol=1e-6)
+    # the frame: the crop box (yellow) on its edges, computed here from the crop geometry
+    rgb = cv2.imread(str(out / "depth_1_0000001_frame.png"))[:, :, ::-1]
+    d = center[2]
+    x0, x1 = math.floor(center[0] - 150 * FX / d), math.floor(center[0] + 150 * FX / d)
+    y0, y1 = math.floor(center[1] - 150 * FY / d), math.floor(center[1] + 150 * FY / d)
+    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 180) & (rgb[..., 2] < 60)
+    ym = (y0 + y1) // 2
+    assert yellow[ym, x0] and yellow[ym, x1 - 1] and not yellow[ym, x0 + 3]
+    assert yellow[y0, (x0 + x1) // 2 + 20] and yellow[y1 - 1, (x0 + x1) // 2 + 20]
+    # the centre (cyan disc) at the detected pixel
+    cyan = (rgb[..., 0] < 40) & (rgb[..., 1] > 230) & (rgb[..., 2] > 230)
+    rows, cols = np.nonzero(cyan[y0:y1, x0:x1])
+    assert 9 <= len(rows) <= 40                      # a disc of radius 3 px
+    assert abs(np.median(cols) + x0 - center[0]) <= 1 and abs(np.median(rows) + y0 - center[1]) <= 1
+    # --center still wins over detection
+    given = center + (5.0, -4.0, 10.0)
+    proc = run_demo(project_root, frame, "--center", *given, "--weights", weights, "--model",
+                    model, "--out", tmp_path / "out2")
+    assert proc.returncode == 0 and "detected hand centre" not in proc.stdout, proc.stdout
+    entry = json.loads((tmp_path / "out2" / "demo.json").read_text())["inputs"][0]
+    assert entry["center_source"] == "given"
+    np.testing.assert_allclose(entry["center_uvd"], given)
+
+
 def test_crops_default_and_orthographic_placement(reference_data, project_root, tmp_path):
     """No inputs: the five real crops; the crop is gray/255*2-1; keypoints placed 64 + 64 (x, -y)."""
     rng = np.random.default_rng(1)
@@ -221,8 +274,16 @@ def test_bad_input(reference_data, project_root, tmp_path):
     model, weights = probe_net(tmp_path, np.zeros(93))
     common = ("--weights", weights, "--model", model, "--out", tmp_path / "o")
     frame = reference_data / "nyu" / "depth_1_0000001.png"
-    assert_one_line_error(run_demo(project_root, frame, *common), "depth_1_0000001.png",
-                          "--center")
+    # raw frames without --center: the centre is detected; frames with no hand are one-line errors
+    from data_prep.nyu import encode_depth
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(encode_depth(np.zeros((480, 640), np.uint16)))
+    assert_one_line_error(run_demo(project_root, empty, *common), "empty.png", "no hand found",
+                          "no valid depth reading")
+    far = tmp_path / "far.png"
+    cv2.imwrite(str(far), np.full((480, 640), 4000, np.uint16))      # 16-bit mm, all at 4 m
+    assert_one_line_error(run_demo(project_root, far, *common), "far.png",
+                          "no depth reading inside the working range")
     odd = tmp_path / "odd.png"
     cv2.imwrite(str(odd), np.zeros((100, 90), np.uint8))
     assert_one_line_error(run_demo(project_root, odd, *common), "odd.png", "90x100")

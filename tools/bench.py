@@ -17,10 +17,13 @@ Measured (median over repeats, after a warm-up):
   4. single-frame forward of the deploy net (frames/s), with and without the model layer, and the
      model layer alone (interleaved in one loop, measured first: after the batch-512 work the
      single-frame figures were less stable);
-  5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B.
+  5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B;
+  6. label-free hand localisation (data_prep.localize.locate_hand) + the crop (data_prep.crop) on
+     the raw 640x480 NYU test frame, one frame at a time (frames/s), and each part alone.
 
 Goals (issue 4 and 6): layer forward+backward <= 5 ms at batch 512; the layer's share of an
-iteration < 1 %; deploy single-frame inference >= 400 frames/s. Timings depend on the load of
+iteration < 1 %; deploy single-frame inference >= 400 frames/s; (issue 13) localisation + crop
+>= 300 frames/s. Timings depend on the load of
 the machine: the load average at the start is reported with the figures.
 """
 import argparse
@@ -44,7 +47,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
 from tools.net_io import import_caffe  # noqa: E402
 
-GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0}
+GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0, "localize_crop_fps": 300.0}
 
 
 def timeit(fn, repeats, warmup=1):
@@ -228,6 +231,33 @@ def bench_data(caffe, batch, repeats, folder, lmdb_dir):
     return ms
 
 
+def bench_localize(frames):
+    """Median ms per frame of locate_hand, of the crop at its centre, and of both, on the raw NYU
+    test frame (640x480), interleaved in one loop over ``frames`` frames."""
+    from data_prep import nyu
+    from data_prep.camera import NYU_CAMERA
+    from data_prep.crop import crop_depth
+    from data_prep.localize import locate_hand
+    from data_prep.reference import NYU_RAW_FRAME
+
+    depth = nyu.read_depth(NYU_RAW_FRAME)
+    for _ in range(5):
+        crop_depth(depth, *locate_hand(depth, NYU_CAMERA), NYU_CAMERA)
+    loc, crop, both = [], [], []
+    for _ in range(frames):
+        t0 = time.perf_counter()
+        center, cube = locate_hand(depth, NYU_CAMERA)
+        t1 = time.perf_counter()
+        crop_depth(depth, center, cube, NYU_CAMERA)
+        t2 = time.perf_counter()
+        crop_depth(depth, *locate_hand(depth, NYU_CAMERA), NYU_CAMERA)
+        t3 = time.perf_counter()
+        loc.append(t1 - t0)
+        crop.append(t2 - t1)
+        both.append(t3 - t2)
+    return tuple(1000 * statistics.median(x) for x in (loc, crop, both))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -260,7 +290,7 @@ def main(argv=None):
     depth, joints, res["inputs"] = sample_inputs(args.lmdb_dir, b, rng)
     with tempfile.TemporaryDirectory() as folder:
         # deploy first: after the batch-512 iteration the single-frame times were less stable
-        steps = ["deploy", "model", "layer", "iteration", "data"]
+        steps = ["deploy", "localize", "model", "layer", "iteration", "data"]
         from tqdm import tqdm
 
         bar = tqdm(steps, desc="bench", leave=False)
@@ -289,6 +319,12 @@ def main(argv=None):
                 res["net_forward_fps_b1"] = 1000 / full
                 res["net_forward_ms_b1_without_model_layer"] = trunk
                 res["net_forward_fps_b1_without_model_layer"] = 1000 / trunk
+            elif step == "localize":
+                loc, crop, both = bench_localize(args.frames)
+                res["localize_ms"] = loc
+                res["crop_ms"] = crop
+                res["localize_crop_ms"] = both
+                res["localize_crop_fps"] = 1000 / both
             elif step == "data":
                 ms = bench_data(caffe, b, max(2, args.repeats // 4), folder, args.lmdb_dir)
                 res[f"data_layers_ms_per_batch_b{b}"] = ms
@@ -314,6 +350,12 @@ def main(argv=None):
          f"{res['net_forward_fps_b1_without_model_layer']:.0f} frames/s"),
         ("  the model layer alone", f"{res['model_layer_forward_ms_b1']:.3f} ms",
          "forward, one frame"),
+    ]
+    rows += [
+        ("hand localisation + crop, raw 640x480 NYU frame", f"{res['localize_crop_ms']:.3f} ms",
+         f"{res['localize_crop_fps']:.0f} frames/s (goal >= {GOALS['localize_crop_fps']:g})"),
+        ("  locate_hand alone", f"{res['localize_ms']:.3f} ms", "no label, one frame"),
+        ("  crop alone (128x128)", f"{res['crop_ms']:.3f} ms", "data_prep.crop.crop_depth"),
     ]
     ms = res[f"data_layers_ms_per_batch_b{b}"]
     rows.append((f"Data layers (depth + joint LMDB), batch {b}",

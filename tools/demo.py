@@ -7,9 +7,11 @@ Inputs (PNG files or folders of PNGs):
   normalised depth = gray / 255 * 2 - 1 - like the five real NYU test crops in
   ``data/reference/nyu/test_crops/`` (used when no input is given);
 * a raw depth frame: NYU's 640x480 blue/green encoding (depth mm = blue + 256 * green) or a
-  16-bit single-channel PNG in mm, with the crop centre ``--center U V D`` (pixels, mm), the camera
-  (``--camera nyu|icvl`` or ``--intrinsics FX FY CX CY``) and the cube (``--cube``, mm). The frame is
-  cropped with the project's crop (data_prep.crop) and the skeleton is also drawn on the frame.
+  16-bit single-channel PNG in mm, with the camera (``--camera nyu|icvl`` or ``--intrinsics FX FY
+  CX CY``) and the cube (``--cube``, mm). The crop centre is ``--center U V D`` (pixels, mm) when
+  given, else found without a label by ``data_prep.localize.locate_hand`` (printed; a frame with
+  no hand in the working range is a one-line error). The frame is cropped with the project's crop
+  (data_prep.crop); the skeleton, the centre (cyan) and the crop box (yellow) are drawn on the frame.
 
 For every input it writes ``<name>_overlay.png`` (the crop, 4x enlarged, with the 2D skeleton),
 ``<name>_3d.png`` (the 3D skeleton over the crop's point cloud), for raw frames also
@@ -25,6 +27,7 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
 (fc 47 -> HandModelLayer); only the (N, 93) output blob (``--blob``) is needed.
 
     tools/demo.py --out results/demo
+    tools/demo.py frame.png --weights W.caffemodel --out results/demo      # centre detected
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
 """
 import argparse
@@ -146,15 +149,25 @@ def load_input(path, crop_hw, args, camera):
         raise InputError(f"{path}: {w}x{h} {img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} "
                          f"channel(s) is neither a {crop_hw[1]}x{crop_hw[0]} 8-bit crop nor a raw "
                          "depth frame (NYU 8-bit blue/green or 16-bit mm)")
-    if args.center is None:
-        raise InputError(f"{path}: is a raw {kind} depth frame ({w}x{h}); give the crop centre "
-                         "with --center U V D (pixels, mm)")
     if (w, h) != (camera.width, camera.height):
         print(f"note: {path} is {w}x{h} but the camera is {camera.width}x{camera.height}",
               file=sys.stderr)
     from data_prep.crop import crop_depth
 
-    center = np.asarray(args.center, dtype=np.float64)
+    if args.center is None:
+        from data_prep.localize import locate_hand
+
+        try:
+            center, _ = locate_hand(depth, camera, args.cube)
+        except ValueError as err:        # HandNotFound is a ValueError
+            raise InputError(f"{path}: {kind} depth frame ({w}x{h}), no --center given and no "
+                             f"hand found: {err}") from None
+        print(f"{path}: detected hand centre u {center[0]:.1f} px, v {center[1]:.1f} px, "
+              f"d {center[2]:.1f} mm (cube {args.cube:g} mm)")
+        source = "detected"
+    else:
+        center = np.asarray(args.center, dtype=np.float64)
+        source = "given"
     if crop_hw[0] != crop_hw[1]:
         raise InputError(f"the net's input is {crop_hw[1]}x{crop_hw[0]}; cropping needs a square")
     try:
@@ -162,7 +175,7 @@ def load_input(path, crop_hw, args, camera):
     except ValueError as err:
         raise InputError(f"{path}: {err}") from None
     return {"crop": crop.astype(np.float32), "depth": depth, "center": center,
-            "com": camera.uvd_to_xyz(center)}
+            "com": camera.uvd_to_xyz(center), "center_source": source}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,14 +282,28 @@ def draw_3d(path, norm, crop, edges, title):
     replace_atomically(str(tmp), str(path))
 
 
+BOX_COLOUR = (255, 220, 0)      # the crop box on the frame (RGB)
+CENTER_COLOUR = (0, 255, 255)   # the crop centre on the frame (cyan)
+
+
 def draw_frame(path, depth, uvd, center, edges, cube, camera):
-    """The skeleton on the full raw frame (depth shown in a window around the centre)."""
+    """The skeleton on the full raw frame (depth shown in a window around the centre), with the
+    crop box (the cube's pixel box, data_prep.crop.crop_box: outline on its first and last
+    columns and rows) and the crop centre (a filled disc of radius 3 px)."""
+    import cv2
+
+    from data_prep.crop import crop_box
+
     d = float(center[2])
     shown = np.clip((depth.astype(np.float64) - (d - cube)) / (2 * cube), 0, 1)
     shown[depth == 0] = 1
     gray = (255 * (1 - shown)).astype(np.uint8)
-    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    x0, x1, y0, y1 = crop_box(center, cube, camera)
+    cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, 1)
     draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, 1, thickness=1, radius=2)  # u: pixel centre
+    cu, cv_ = int(round(float(center[0]))), int(round(float(center[1])))
+    cv2.circle(rgb, (cu, cv_), 3, CENTER_COLOUR, -1)
     _save_png_rgb(path, rgb)
 
 
@@ -318,7 +345,8 @@ def build_parser():
     p.add_argument("--theta-blob", default="theta", help="blob with the predicted parameters, "
                    "(N, 26) or the released (N, 47); optional")
     p.add_argument("--center", nargs=3, type=float, metavar=("U", "V", "D"), default=None,
-                   help="crop centre of raw frames: pixels and depth in mm")
+                   help="crop centre of raw frames: pixels and depth in mm (default: detected "
+                   "without a label, data_prep.localize)")
     p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    default=None, help="camera intrinsics of raw frames (override --camera)")
@@ -389,6 +417,7 @@ def main(argv=None):
         if "center" in item:
             xyz, uvd, crop_px = exact_pixels(norm, item, args, camera, size)
             entry.update({"center_uvd": item["center"].tolist(), "cube_mm": args.cube,
+                          "center_source": item["center_source"],
                           "keypoints_xyz_mm": xyz.tolist(), "keypoints_uvd": uvd.tolist()})
         else:
             crop_px = ortho_crop_pixels(norm, size)
