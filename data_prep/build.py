@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from data_prep import crop as crop_mod
 from data_prep import lmdb_writer as lw
-from data_prep.cli import InputError
+from plumbing import InputError, write_npz, write_text
 
 PIPELINE_VERSION = 1   # bump when the crop or the record layout changes (invalidates built LMDBs)
 
@@ -184,7 +184,7 @@ def _finish(table, out, bad, written, n, max_bad, fingerprint, with_theta, meta_
     """Fail (nothing renamed) past the bad-frame limit, else commit the LMDBs, meta and log."""
     if len(bad) > max_bad * n or not written:
         lines = _bad_lines(table, bad)
-        lw.write_text_atomically(bad_path, lines)
+        write_text(bad_path, lines)
         some = "" if len(bad) + len(written) == n else "at least "    # stopped at the limit
         raise InputError(f"{table.prefix}: {some}{len(bad)} of {n} frames unusable (limit "
                          f"{max_bad:.1%}); nothing written; see {bad_path} (first: "
@@ -202,9 +202,9 @@ def _finish(table, out, bad, written, n, max_bad, fingerprint, with_theta, meta_
             shutil.rmtree(stale_theta)
 
     out.commit(before_rename=before_rename)
-    lw.save_npz_atomically(meta_path, **meta)
+    write_npz(meta_path, **meta)
     if bad:
-        lw.write_text_atomically(bad_path, _bad_lines(table, bad))
+        write_text(bad_path, _bad_lines(table, bad))
     else:
         bad_path.unlink(missing_ok=True)
 

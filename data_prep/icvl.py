@@ -15,7 +15,7 @@ import pathlib
 import cv2
 import numpy as np
 
-from data_prep.cli import InputError, open_text
+from plumbing import InputError, open_text
 
 NUM_JOINTS = 16
 CENTER_JOINT = 0

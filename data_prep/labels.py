@@ -5,7 +5,7 @@ NYU joints 0,3,6,9,12,15,18,21,24,25,27,30,31,32, i.e. keypoints :data:`NYU14_KE
 """
 import numpy as np
 
-from data_prep.cli import InputError, open_text
+from plumbing import InputError, atomic_path, open_text
 
 # keypoint id (of the 31-keypoint hand model) of each column of the 14-joint evaluation format
 NYU14_KEYPOINTS = (0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24)
@@ -48,3 +48,10 @@ def load_uvd_file(path, num_joints=14, skip_bad_rows=False):
     if not rows:
         raise InputError(f"{path}: no rows of {width} values")
     return np.stack(rows).reshape(-1, num_joints, 3), bad
+
+
+def write_uvd_file(path, uvd):
+    """``(N, J, 3)`` u, v (pixels), d (mm) -> the community text format (3 decimals), atomically."""
+    uvd = np.asarray(uvd, np.float64)
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.3f", delimiter=" ")

@@ -17,9 +17,7 @@ import shutil
 import lmdb
 import numpy as np
 
-from data_prep.cli import replace_atomically
-
-TMP_TAG = ".tmp-"
+from plumbing import TMP_TAG, replace_atomically, tmp_name, tmp_owner
 
 
 def _varint(n):
@@ -121,10 +119,7 @@ def remove_stale(out_dir, prefix):
     if not out_dir.is_dir():
         return
     for p in out_dir.glob(f".{prefix}*{TMP_TAG}*"):
-        try:
-            pid = int(p.name.rsplit(TMP_TAG, 1)[1])
-        except ValueError:
-            pid = -1
+        pid = tmp_owner(p)
         if pid > 0 and pid != os.getpid() and _alive(pid):
             continue
         if p.is_dir():
@@ -141,11 +136,6 @@ def _alive(pid):
     except PermissionError:
         return True
     return True
-
-
-def tmp_name(final_path):
-    final_path = pathlib.Path(final_path)
-    return final_path.parent / f".{final_path.name}{TMP_TAG}{os.getpid()}"
 
 
 class LmdbSet:
@@ -226,18 +216,4 @@ class LmdbSet:
             self.abort()
         return False
 
-
-def save_npz_atomically(path, **arrays):
-    """``np.savez`` to a temporary name in the same folder, then rename."""
-    path = pathlib.Path(path)
-    tmp = path.parent / f".{path.stem}{TMP_TAG}{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def write_text_atomically(path, text):
-    path = pathlib.Path(path)
-    tmp = path.parent / f".{path.name}{TMP_TAG}{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
 

@@ -16,9 +16,8 @@ import time
 import numpy as np
 
 from data_prep import build
-from data_prep.cli import InputError, run
+from plumbing import PROJECT, InputError, run
 
-PROJECT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from data_prep.cli import InputError
+from plumbing import InputError
 
 NUM_JOINTS = 36
 PALM_JOINT = 34            # crop centre of the published pipeline

@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import shutil
 import sys
 import time
 
@@ -43,10 +42,9 @@ from tqdm import tqdm
 
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
-from data_prep.cli import InputError, replace_atomically, run
+from plumbing import PROJECT, InputError, atomic_path, run
 from data_prep.render import SensorModel, render_slabs, render_spheres
 
-PROJECT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT / "data" / "synthetic"
 # Default size: ~12000 training frames give a CPU-trained net (batch 512, ~15 min) dozens of epochs
 # of distinct poses; generation + LMDB build of 14000 frames takes about two minutes on 2 cores.
@@ -348,31 +346,34 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
                   background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
                   cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    tasks = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        (tmp / split).mkdir(parents=True)
-        tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
     init = (tuple(rot_deg), background, compression)
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     pool = None
-    try:
-        if workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
-            it = pool.imap_unordered(_make_chunk, tasks)
-        else:
-            _worker_init(*init)
-            it = map(_make_chunk, tasks)
-        with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
-                  disable=not progress, smoothing=0.05) as bar:
-            for split, start, uvd, xyz, theta in it:
-                results[split].append((start, uvd, xyz, theta))
-                bar.update(len(uvd))
+    with atomic_path(out) as tmp:
+        tasks = []
+        for split, n in (("train", n_train), ("test", n_test)):
+            (tmp / split).mkdir(parents=True)
+            tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
+        try:
+            if workers > 1:
+                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
+                it = pool.imap_unordered(_make_chunk, tasks)
+            else:
+                _worker_init(*init)
+                it = map(_make_chunk, tasks)
+            with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
+                      disable=not progress, smoothing=0.05) as bar:
+                for split, start, uvd, xyz, theta in it:
+                    results[split].append((start, uvd, xyz, theta))
+                    bar.update(len(uvd))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
         for split in ("train", "test"):
             parts = sorted(results[split], key=lambda r: r[0])
             if not parts:
@@ -384,16 +385,6 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
             np.save(tmp / split / "theta.npy", theta)
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
-        if out.exists() and not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder")
-        replace_atomically(str(tmp), str(out))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return params
 
 

@@ -24,25 +24,19 @@ iteration < 1 %; deploy single-frame inference >= 400 frames/s. Timings depend o
 the machine: the load average at the start is reported with the figures.
 """
 import argparse
-import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from tools.net_io import import_caffe  # noqa: E402
+from plumbing import PROJECT, InputError, run, write_json
+from tools.net_io import import_caffe
 
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0}
 
@@ -79,7 +73,7 @@ def sample_inputs(lmdb_dir, n, rng):
 
     paths = [lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")]
     if all((p / "data.mdb").is_file() for p in paths):
-        from net_io import DatumLMDB
+        from tools.net_io import DatumLMDB
 
         out = []
         for p, shape in zip(paths, ((1, 128, 128), (93, 1, 1))):
@@ -238,7 +232,7 @@ def main(argv=None):
                              "uses a quarter of them, at least 2)")
     parser.add_argument("--frames", type=int, default=500,
                         help="single-frame forwards of the deploy net (default 500)")
-    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=ROOT / "data" / "lmdb",
+    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=PROJECT / "data" / "lmdb",
                         help="LMDB folder for the data-pipeline figure (default data/lmdb; "
                              "skipped when absent)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures to this JSON file")
@@ -325,9 +319,7 @@ def main(argv=None):
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(res, indent=1) + "\n")
-        replace_atomically(str(tmp), str(args.json))
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0
 

@@ -28,24 +28,19 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
 """
 import argparse
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera  # noqa: E402
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from data_prep.reference import NYU_TEST_CROPS  # noqa: E402
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
+from plumbing import PROJECT, InputError, atomic_path, console, run, save_figure, write_json
+from data_prep.reference import NYU_TEST_CROPS
 
-DEFAULT_MODEL = ROOT / "prototxt" / "deploy.prototxt"
+DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
@@ -195,10 +190,9 @@ def exact_pixels(norm, item, args, camera, size):
 def _save_png_rgb(path, rgb):
     import cv2
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
-        raise InputError(f"{path}: cannot write the image")
-    replace_atomically(str(tmp), str(path))
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
+            raise InputError(f"{path}: cannot write the image")
 
 
 def crop_to_rgb(crop, scale):
@@ -263,10 +257,8 @@ def draw_3d(path, norm, crop, edges, title):
     ax.set_box_aspect((1, 1, 1))
     ax.view_init(elev=15, azim=-70)
     ax.set_title(title, fontsize=10)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
-    replace_atomically(str(tmp), str(path))
 
 
 def draw_frame(path, depth, uvd, center, edges, cube, camera):
@@ -295,10 +287,8 @@ def draw_overview(path, overlays, names):
         ax.imshow(img)
         ax.set_title(name, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
-    replace_atomically(str(tmp), str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +339,7 @@ def main(argv=None):
     from tools.net_io import input_blob, load_net, output_blob
 
     if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
-        args.model = str(ROOT / DEFAULT_MODEL)       # run from another folder
+        args.model = str(PROJECT / DEFAULT_MODEL)       # run from another folder
     net = load_net(args.model, weights)
     data = input_blob(net, None, args.model)
     in_shape = tuple(net.blobs[data].data.shape[1:])
@@ -417,13 +407,12 @@ def main(argv=None):
             extra = f", {len(entry['params_out_of_limits'])} parameter(s) outside their limits"
         print(f"{f}: {p_overlay.name}, {p3d.name}{extra}")
     draw_overview(out / "overview.png", overlays, names)
-    tmp = out / f".demo.tmp{os.getpid()}.json"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    replace_atomically(str(tmp), str(out / "demo.json"))
+    write_json(out / "demo.json", report)
     print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
     return 0
 
+
+cli = console(main)   # the `deepmodel-demo` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

@@ -25,20 +25,14 @@ import argparse
 import json
 import os
 import pathlib
-import sys
-import tempfile
 import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
-from data_prep.cli import InputError, open_text, replace_atomically, run  # noqa: E402
-from data_prep.camera import NYU_CAMERA  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
+from plumbing import InputError, console, open_text, run, save_figure, write_npz
+from data_prep.camera import NYU_CAMERA
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 
 NYU_TEST_FRAMES = 8252
 NYU_TEST_SUBJECT2_START = 2440       # 0-based: frames 2441-8252 (1-based) are test subject 2
@@ -93,7 +87,7 @@ def load_joint_mat(path, model, skip_bad):
 
 
 def load_lmdb_meta(path, model, skip_bad):
-    from net_io import DatumLMDB
+    from tools.net_io import DatumLMDB
 
     name = str(path)
     if not name.endswith("_meta.npz"):
@@ -272,19 +266,6 @@ def parse_args(argv):
     return args
 
 
-def write_npz(path, **arrays):
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        replace_atomically(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_histogram(path, error, title):
     import matplotlib
 
@@ -303,15 +284,8 @@ def write_histogram(path, error, title):
     ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        replace_atomically(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        save_figure(fig, path, format="png")
     finally:
         plt.close(fig)
 
@@ -417,6 +391,8 @@ def main(argv=None):
     print("wrote " + ", ".join(written))
     return 0 if outside == 0 else 1
 
+
+cli = console(main)   # the `deepmodel-fit` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

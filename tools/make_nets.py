@@ -51,13 +51,10 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, run  # noqa: E402
+from plumbing import PROJECT, InputError, run, write_text
 
-PROTOTXT_DIR = ROOT / "prototxt"
+PROTOTXT_DIR = PROJECT / "prototxt"
 LMDB_DIR = "data/lmdb"          # relative to the project root, as Caffe is run from there
 SNAPSHOT_DIR = "results/snapshots"
 CROP = 128
@@ -313,10 +310,8 @@ def main(argv=None):
         path = args.out / name
         if path.is_file() and path.read_text() == text:
             continue
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        write_text(path, text)
+        print(f"wrote {path.relative_to(PROJECT) if path.is_relative_to(PROJECT) else path}")
     return 0
 
 

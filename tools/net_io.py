@@ -3,23 +3,17 @@
 Caffe aborts the whole process (glog CHECK) on many kinds of bad input: a weights file whose
 blobs do not fit the model, an unknown layer type, a bottom that nothing produces. The checks
 here read the files themselves first (``caffe_pb2.NetParameter``) and raise
-:class:`data_prep.cli.InputError` with a one-line message naming the file, layer and blob.
+:class:`plumbing.InputError` with a one-line message naming the file, layer and blob.
 """
 import importlib
 import os
-import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 # Caffe logs every net it builds at INFO level; a tool's stderr stays for its own messages.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.cli import InputError  # noqa: E402
+from plumbing import InputError
 
 
 def import_caffe():

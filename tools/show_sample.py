@@ -16,11 +16,8 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from plumbing import InputError, run, save_figure
 
 
 def parse_args(argv):
@@ -138,11 +135,8 @@ def draw(crop, pix, info, out):
     ax.set_title(info, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    save_figure(fig, out, bbox_inches="tight")
     plt.close(fig)
-    replace_atomically(str(tmp), str(out))
 
 
 def main(argv=None):

@@ -26,23 +26,18 @@ net's predictions in the community format, frame order) and ``predictions.npz`` 
 keypoints, frame index, theta).
 """
 import argparse
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import NYU_CAMERA  # noqa: E402
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, NYU14_NAMES, load_uvd_file  # noqa: E402
-from tools import metrics  # noqa: E402
+from data_prep.camera import NYU_CAMERA
+from data_prep.labels import NYU14_KEYPOINTS, NYU14_NAMES, load_uvd_file, write_uvd_file
+from plumbing import PROJECT, InputError, console, run, save_figure, write_json, write_npz
+from tools import metrics
 
 DEFAULT_MODEL = "prototxt/deploy.prototxt"
 DEFAULT_LMDB = "data/lmdb/nyu_test"
@@ -50,43 +45,10 @@ DEFAULT_OUT = "results/eval"
 
 
 # ---------------------------------------------------------------------------------------------
-# writing results (every file written under a temporary name and renamed when complete)
-
-def _tmp_name(path):
-    path = pathlib.Path(path)
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-
-
-def write_json(path, obj):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.write("\n")
-    replace_atomically(str(tmp), str(path))
-
-
-def write_uvd_file(path, uvd):
-    """``(N, J, 3)`` u, v (pixels), d (mm) -> the community text format, 3 decimals."""
-    path = pathlib.Path(path)
-    tmp = _tmp_name(path)
-    np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.3f", delimiter=" ")
-    replace_atomically(str(tmp), str(path))
-
-
-def write_npz(path, **arrays):
-    path = pathlib.Path(path)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    replace_atomically(str(tmp), str(path))
-
+# plots (written atomically, as every output: plumbing)
 
 def _save_figure(fig, path):
-    tmp = _tmp_name(path)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    replace_atomically(str(tmp), str(path))
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_threshold_curves(curves, path, title):
@@ -342,7 +304,7 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
 def _default_path(value, default):
     """A default path relative to the project root when the current folder does not have it."""
     if value == default and not os.path.isdir(os.path.dirname(value)):
-        return str(ROOT / default)
+        return str(PROJECT / default)
     return value
 
 
@@ -385,7 +347,7 @@ def run_weights(args):
     arrays = {"xyz_mm": pred_xyz[order], "frame": frame[order]}
     if out["theta"] is not None:
         arrays["theta"] = out["theta"][order]
-    write_npz(outdir / "predictions.npz", **arrays)
+    write_npz(outdir / "predictions.npz", compressed=True, **arrays)
     thr = list(metrics.THRESHOLDS_MM)
     label = pathlib.Path(args.weights).stem
     plot_threshold_curves(
@@ -464,6 +426,8 @@ def main(argv=None):
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
     return run_weights(args)
 
+
+cli = console(main)   # the `deepmodel-test` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)
