@@ -372,30 +372,6 @@ def test_empty_or_missing_lmdb(project_root, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_datum_fast_path_equals_protobuf():
-    from caffe.proto import caffe_pb2
-
-    from tools.net_io import datum_floats
-
-    rng = np.random.default_rng(3)
-    for extra in ({}, {"label": 7}, {"encoded": False}, {"data": b"\x01\x02"}):
-        vals = rng.normal(size=(3, 4, 5)).astype(np.float32)
-        d = caffe_pb2.Datum(channels=3, height=4, width=5, **extra)
-        d.float_data.extend(vals.ravel().tolist())
-        shape, got = datum_floats(d.SerializeToString())
-        assert shape == (3, 4, 5)
-        np.testing.assert_array_equal(got, vals.ravel())
-    # packed float_data, written by hand: fields 1-3, then tag 0x32, length, raw floats
-    vals = rng.normal(size=200).astype("<f4")
-    raw = bytes([0x08, 200, 0x01, 0x10, 1, 0x18, 1, 0x32, 0xA0, 0x06]) + vals.tobytes()
-    shape, got = datum_floats(raw)
-    assert shape == (200, 1, 1)
-    np.testing.assert_array_equal(got, vals)
-    d = caffe_pb2.Datum()
-    d.ParseFromString(raw)                               # protobuf agrees
-    np.testing.assert_array_equal(np.array(d.float_data, np.float32), vals)
-
-
 # ---------------------------------------------------------------------------------------------
 # the project's real deploy net (model layer included) on LMDBs written by data_prep's writer
 
@@ -404,7 +380,8 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     import cv2
     from hand_model import HandModel
 
-    from data_prep.lmdb_writer import LmdbSet, datum_bytes
+    from data_prep.datum import encode
+    from data_prep.lmdb_io import LmdbSet
 
     deploy = project_root / "prototxt" / "deploy.prototxt"
     caffe.set_mode_cpu()
@@ -427,7 +404,7 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     prefix.parent.mkdir()
     with LmdbSet({"depth": f"{prefix}_depth", "joint": f"{prefix}_joint"}, 1 << 24) as s:
         for i in range(n):
-            s.put({"depth": datum_bytes(depth[i][None]), "joint": datum_bytes(joints[i])})
+            s.put({"depth": encode(depth[i][None]), "joint": encode(joints[i])})
         s.commit()
     com = np.column_stack([rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), np.full(n, 700.0)])
     cube = np.full(n, 300.0)

@@ -36,6 +36,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from plumbing import PROJECT, InputError, run, write_json
+from data_prep.split import LmdbSplit
 from tools.net_io import import_caffe
 
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0}
@@ -71,17 +72,13 @@ def sample_inputs(lmdb_dir, n, rng):
     """
     from hand_model import HandModel
 
-    paths = [lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")]
-    if all((p / "data.mdb").is_file() for p in paths):
-        from tools.net_io import DatumLMDB
-
+    split = LmdbSplit.of(lmdb_dir, "nyu", "train")
+    paths = [split.lmdb(k) for k in ("depth", "joint")]
+    if all(split.count(k) > 0 for k in ("depth", "joint")):
         out = []
-        for p, shape in zip(paths, ((1, 128, 128), (93, 1, 1))):
-            db = DatumLMDB(p)
-            try:
+        for kind, shape in (("depth", (1, 128, 128)), ("joint", (93, 1, 1))):
+            with split.open(kind) as db:
                 rows = next(db.iter_batches(min(n, len(db)), shape))[1]
-            finally:
-                db.close()
             reps = -(-n // len(rows))
             out.append(np.concatenate([rows] * reps)[:n])
         return out[0], out[1].reshape(n, 93), f"{paths[0].name} (first {min(n, len(rows))} records)"
@@ -211,8 +208,9 @@ def bench_data(caffe, batch, repeats, folder, lmdb_dir):
     """ms per batch delivered by the native Data layers (depth + joint) from the train LMDBs."""
     from caffe import layers as L, params as P
 
-    sources = {k: lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")}
-    if not all((p / "data.mdb").is_file() for p in sources.values()):
+    split = LmdbSplit.of(lmdb_dir, "nyu", "train")
+    sources = {k: split.lmdb(k) for k in ("depth", "joint")}
+    if not all(split.count(k) > 0 for k in sources):
         return None
     n = caffe.NetSpec()
     for k, src in sources.items():

@@ -33,6 +33,7 @@ import numpy as np
 from plumbing import InputError, console, open_text, run, save_figure, write_npz
 from data_prep.camera import NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
+from data_prep.split import LmdbSplit, to_mm
 
 NYU_TEST_FRAMES = 8252
 NYU_TEST_SUBJECT2_START = 2440       # 0-based: frames 2441-8252 (1-based) are test subject 2
@@ -87,41 +88,22 @@ def load_joint_mat(path, model, skip_bad):
 
 
 def load_lmdb_meta(path, model, skip_bad):
-    from tools.net_io import DatumLMDB
-
-    name = str(path)
-    if not name.endswith("_meta.npz"):
-        raise InputError(f"{path}: an LMDB meta file is named <set>_meta.npz")
-    try:
-        meta = np.load(path)
-        com = np.asarray(meta["com"], dtype=np.float64)
-        cube = np.asarray(meta["cube"], dtype=np.float64)
-        frame = np.asarray(meta["frame"], dtype=np.int64) if "frame" in meta else None
-        theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in meta else None
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{path}: not an LMDB meta file with com and cube ({err})") from None
-    n = len(com)
-    if com.shape != (n, 3) or cube.shape != (n,) or (frame is not None and frame.shape != (n,)):
-        raise InputError(f"{path}: com {com.shape} / cube {cube.shape} do not describe the same frames")
-    joint_path = name[: -len("_meta.npz")] + "_joint"
-    db = DatumLMDB(joint_path)
-    try:
-        _, rows = db.read_all()
-    finally:
-        db.close()
+    split = LmdbSplit.from_meta_path(path)
+    meta = split.read_meta()
+    com, cube, frame, theta, n = meta.com, meta.cube, meta.frame, meta.theta, len(meta)
+    joint_path = split.lmdb("joint")
+    _, rows = split.read_labels("joint")
     width = 3 * model.num_keypoints
     if rows.shape != (n, width):
         raise InputError(f"{joint_path}: {rows.shape[0]} records of {rows.shape[1]} values, "
                          f"expected {n} (as {path}) of {width}")
     rows = rows.astype(np.float64).reshape(n, model.num_keypoints, 3)
-    labels = rows * (cube / 2.0)[:, None, None] + com[:, None, :]
-    ok = np.isfinite(labels).all(axis=(1, 2)) & np.isfinite(cube) & (cube > 0)
+    labels = to_mm(rows, com, cube)
+    ok = np.isfinite(labels).all(axis=(1, 2))
     if not ok.all() and not skip_bad:
         first = int(np.flatnonzero(~ok)[0])
-        raise InputError(f"{joint_path}: record {first} has a NaN or infinite value or a bad cube "
+        raise InputError(f"{joint_path}: record {first} has a NaN or infinite value "
                          f"({(~ok).sum()} such records; --skip-bad-rows skips them)")
-    if frame is None:
-        frame = np.arange(n)
     # frames of one cube size form one segment (NYU test: cube 261 mm marks subject 2)
     _, segment = np.unique(cube, return_inverse=True)
     clipped = int((np.abs(rows[ok]) >= 1.0).any(axis=(1, 2)).sum())

@@ -52,6 +52,7 @@ import pathlib
 import sys
 
 
+from data_prep.split import LmdbSplit
 from plumbing import PROJECT, InputError, run, write_text
 
 PROTOTXT_DIR = PROJECT / "prototxt"
@@ -173,8 +174,9 @@ def _data_layers(n, variant, split, batch, phase, lmdb_dir):
     label = ("theta_gt", "theta") if needs_theta_labels(variant) else ("joint_gt", "joint")
     tops = [("depth", "depth"), label]
     for top, kind in tops:
-        setattr(n, top, L.Data(source=f"{lmdb_dir}/nyu_{split}_{kind}", backend=P.Data.LMDB,
-                               batch_size=batch, include={"phase": phase}))
+        source = str(LmdbSplit.of(lmdb_dir, "nyu", split).lmdb(kind))
+        setattr(n, top, L.Data(source=source, backend=P.Data.LMDB, batch_size=batch,
+                               include={"phase": phase}))
 
 
 def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_dir=LMDB_DIR):

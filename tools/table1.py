@@ -100,12 +100,11 @@ def git_commit():
 
 def data_source(lmdb_dir):
     """What the LMDBs were built from (the meta file's fingerprint): a phrase for the page."""
-    import numpy as np
+    from data_prep.split import LmdbSplit
 
     try:
-        meta = np.load(pathlib.Path(lmdb_dir) / "nyu_train_meta.npz")
-        root = json.loads(str(meta["fingerprint"])).get("root")
-    except (OSError, KeyError, ValueError):
+        root = json.loads(LmdbSplit.of(lmdb_dir, "nyu", "train").read_meta().fingerprint).get("root")
+    except (InputError, TypeError, ValueError):
         return "built by `make lmdb-nyu`"
     if root and pathlib.Path(root).resolve() == (PROJECT / "data" / "synthetic").resolve():
         return ("built by `make lmdb-nyu` from the embedded synthetic NYU-format set "

@@ -36,6 +36,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep.camera import NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, NYU14_NAMES, load_uvd_file, write_uvd_file
+from data_prep.split import LmdbSplit, to_mm
 from plumbing import PROJECT, InputError, console, run, save_figure, write_json, write_npz
 from tools import metrics
 
@@ -170,53 +171,17 @@ def run_predictions(args):
 # ---------------------------------------------------------------------------------------------
 # mode 1: a trained net on the LMDBs
 
-def load_meta(path, n):
-    """The ``_meta.npz`` of a split: com (N, 3) mm, cube (N,) mm, frame (N,), theta (N, 26)|None."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such meta file (com and cube per frame)")
-    try:
-        meta = np.load(path)
-        keys = set(meta.files)
-    except Exception as err:
-        raise InputError(f"{path}: not a readable .npz file ({' '.join(str(err).split())})") \
-            from None
-    for key in ("com", "cube"):
-        if key not in keys:
-            raise InputError(f"{path}: has no '{key}' array")
-    com = np.asarray(meta["com"], dtype=np.float64)
-    cube = np.asarray(meta["cube"], dtype=np.float64).reshape(-1)
-    frame = np.asarray(meta["frame"]).astype(np.int64) if "frame" in keys else np.arange(n)
-    theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in keys else None
-    if com.shape != (n, 3) or cube.shape != (n,) or frame.shape != (n,):
-        raise InputError(f"{path}: com {com.shape}, cube {cube.shape}, frame {frame.shape} do not "
-                         f"match the {n} records of the LMDB")
-    if theta is not None and (theta.ndim != 2 or theta.shape[0] != n):
-        raise InputError(f"{path}: theta has shape {theta.shape}, expected ({n}, 26)")
-    if not np.all(np.isfinite(com)) or not np.all(cube > 0):
-        raise InputError(f"{path}: com has non-finite values or cube is not positive")
-    return com, cube, frame, theta
-
-
-def to_mm(norm93, com, cube):
-    """``(N, 93)`` normalised (x0,y0,z0,x1,...) -> ``(N, 31, 3)`` mm: * cube/2 + com."""
-    norm = np.asarray(norm93, dtype=np.float64).reshape(len(norm93), -1, 3)
-    return norm * (cube[:, None, None] / 2.0) + com[:, None, :]
-
-
-def run_net_on_lmdb(net, data_blob, lmdb_prefix, joints_blob, theta_blob, batch_size,
+def run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, batch_size,
                     progress=True):
-    """Forward every depth record through ``net`` in batches.
+    """Forward every depth record of ``split`` (an :class:`LmdbSplit`) through ``net`` in batches.
 
-    Returns a dict: ``pred`` (N, 93) and ``theta`` (N, K) or None as the net gives them (float64),
-    ``true`` (N, 93) from the joint LMDB, and ``n``.
+    Returns a dict: ``pred`` (N, 93) and ``theta`` (N, K) or None as the net gives them (float64,
+    network units and radians), ``true`` (N, 93) from the joint LMDB, and ``n``.
     """
     from tqdm import tqdm
 
-    from tools.net_io import DatumLMDB
-
-    depth = DatumLMDB(f"{lmdb_prefix}_depth")
-    joint = DatumLMDB(f"{lmdb_prefix}_joint")
+    depth = split.open("depth")
+    joint = split.open("joint")
     if len(depth) != len(joint):
         raise InputError(f"{depth.path} has {len(depth)} records but {joint.path} has "
                          f"{len(joint)}")
@@ -323,13 +288,12 @@ def run_weights(args):
     if theta_blob is not None and args.theta_blob == args.blob:
         theta_blob = None
     # check the meta file before the long forward pass
-    from tools.net_io import DatumLMDB
-    probe = DatumLMDB(f"{args.lmdb}_depth")
-    com_n = len(probe)
-    probe.close()
-    com, cube, frame, true_theta = load_meta(f"{args.lmdb}_meta.npz", com_n)
+    split = LmdbSplit(args.lmdb)
+    with split.open("depth") as probe:
+        meta = split.read_meta(len(probe))
+    com, cube, frame, true_theta = meta.com, meta.cube, meta.frame, meta.theta
 
-    out = run_net_on_lmdb(net, data_blob, args.lmdb, joints_blob, theta_blob, args.batch_size,
+    out = run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, args.batch_size,
                           progress=not args.quiet)
     bad = ~np.all(np.isfinite(out["pred"]), axis=1)
     if bad.any():

@@ -35,6 +35,7 @@ import sys
 import time
 
 
+from data_prep.split import LmdbSplit
 from plumbing import PROJECT, InputError, atomic_path, console, run, write_json
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
@@ -65,18 +66,12 @@ def rel(path):
     return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)
 
 
-def lmdb_entries(path):
-    """Number of records of an LMDB folder; InputError when missing or empty."""
-    import lmdb
-
-    path = pathlib.Path(path)
-    if not (path / "data.mdb").is_file():
+def lmdb_entries(split, kind):
+    """Number of records of ``split``'s ``kind`` LMDB; InputError when missing or empty."""
+    path = split.lmdb(kind)
+    entries = split.count(kind)
+    if entries < 0:
         raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-nyu` first")
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        entries = env.stat()["entries"]
-    finally:
-        env.close()
     if entries == 0:
         raise InputError(f"{rel(path)}: LMDB is empty: run `make lmdb-nyu` again")
     return entries
@@ -88,12 +83,13 @@ def check_lmdbs(variant, lmdb_dir):
     kinds = ["depth", "joint"] + (["theta"] if mn.needs_theta_labels(variant) else [])
     counts = {}
     for split in ("train", "test"):
+        lmdbs = LmdbSplit.of(lmdb_dir, "nyu", split)
         for kind in kinds:
-            path = pathlib.Path(lmdb_dir) / f"nyu_{split}_{kind}"
-            if kind == "theta" and not (path / "data.mdb").is_file():
-                raise InputError(f"{rel(path)}: missing; {variant} trains against the true angles, "
-                                 "which only the synthetic set has (`make lmdb-nyu` without NYU_ROOT)")
-            counts[(split, kind)] = lmdb_entries(path)
+            if kind == "theta" and lmdbs.count(kind) < 0:
+                raise InputError(f"{rel(lmdbs.lmdb(kind))}: missing; {variant} trains against the "
+                                 "true angles, which only the synthetic set has (`make lmdb-nyu` "
+                                 "without NYU_ROOT)")
+            counts[(split, kind)] = lmdb_entries(lmdbs, kind)
         sizes = {counts[(split, k)] for k in kinds}
         if len(sizes) != 1:
             raise InputError(f"{rel(lmdb_dir)}: the {split} LMDBs have different record counts "
@@ -320,7 +316,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
         png = plot(log_path, results / "loss.png")
         summary["loss_plot"] = rel(png) if png else None
     if do_eval:
-        lmdb_prefix = eval_lmdb or str(pathlib.Path(lmdb_dir) / "nyu_test")
+        lmdb_prefix = eval_lmdb or str(LmdbSplit.of(lmdb_dir, "nyu", "test").prefix)
         summary["eval_dir"] = rel(results / "eval")
         summary["eval"] = evaluate(weights, PROJECT / summary["deploy"], lmdb_prefix, results / "eval")
     write_json(results / "train.json", summary)
