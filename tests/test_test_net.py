@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tools import metrics
-from data_helpers import reference_lines
+from data_helpers import assert_one_line_error, reference_lines
 
 PY = sys.executable
 
@@ -21,17 +21,6 @@ def run_cli(project_root, *args, env_extra=None):
         env.update(env_extra)
     return subprocess.run([PY, str(project_root / "tools" / "test_net.py"), *map(str, args)],
                           cwd=project_root, capture_output=True, text=True, env=env, timeout=300)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    err = proc.stderr.strip()
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: "), err
-    for frag in fragments:
-        assert frag in err, (frag, err)
-    return err
 
 
 # ---------------------------------------------------------------------------------------------
