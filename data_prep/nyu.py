@@ -25,6 +25,7 @@ from plumbing import InputError
 NUM_JOINTS = 36
 PALM_JOINT = 34            # crop centre of the published pipeline
 CUBE_MM = 300.0            # crop cube edge
+TEST_FRAMES = 8252         # frames of the distributed test split
 SUBJECT2_FIRST_FRAME = 2440  # 0-based: test frames 2441-8252 (1-based) are subject 2
 SUBJECT2_SCALE = 0.87      # the released pipeline's cube factor for test subject 2
 IMAGE_SHAPE = (480, 640)
@@ -61,6 +62,12 @@ def decode_depth(buf):
         raise BadFrame(f"expected an 8-bit colour PNG, got dtype {img.dtype} shape {img.shape}")
     if img.shape[:2] != IMAGE_SHAPE:
         raise BadFrame(f"expected 640x480 pixels, got {img.shape[1]}x{img.shape[0]}")
+    return depth_of_image(img)
+
+
+def depth_of_image(img):
+    """An NYU-encoded image as OpenCV reads it (``(H, W, 3+)`` uint8, BGR) -> ``(H, W)`` uint16 mm:
+    blue + 256 * green."""
     depth = img[:, :, 1].astype(np.uint16)
     depth <<= 8
     depth |= img[:, :, 0]

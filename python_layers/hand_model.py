@@ -46,6 +46,8 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 # columns: new[p] = c*M[p] + s*M[q], new[q] = -s*M[p] + c*M[q] with (p, q) the pair below.
 _PAIR = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
 _OPS = {"Rx", "Ry", "Rz", "Tx", "Ty", "Tz"}
+# finger groups, named by the first word of a keypoint's name; anything else is palm/wrist
+FINGERS = ("little", "ring", "middle", "index", "thumb")
 
 
 def _cross(a, b, out=None):
@@ -87,6 +89,10 @@ class HandModel:
         lower_all, upper_all: ``(47,)`` the same for all ids (fixed ids carry the file's values).
         parents: tuple of 31 parent keypoint ids (-1 for the root).
         keypoint_names, param_names: tuples of str.
+        mm_per_unit: mm of one normalised unit in the crop convention the model was made for
+            (``mm_per_unit`` of the file; nyu31: 150, half the 300 mm cube), or None.
+        finger_of_keypoint: ``(31,)`` int, index into :data:`FINGERS` of the finger the keypoint
+            belongs to (by its name), ``len(FINGERS)`` for the palm and wrist.
         bone_lengths: ``(30,)`` float64, normalised units.
         bone_of_keypoint: per keypoint, the bone id of the link ending at it (-1 for the root).
         edges: tuple of ``(parent, child)`` keypoint pairs, for drawing the skeleton.
@@ -172,6 +178,10 @@ class HandModel:
             self._fail("keypoints must have ids 0..K-1, each once")
         self.num_keypoints = len(kps)
         self.keypoint_names = tuple(k["name"] for k in kps)
+        words = [name.split()[0] if name.split() else "" for name in self.keypoint_names]
+        self.finger_of_keypoint = np.array([FINGERS.index(w) if w in FINGERS else len(FINGERS)
+                                            for w in words], dtype=np.int64)
+        self.mm_per_unit = float(d["mm_per_unit"]) if "mm_per_unit" in d else None
         self.parents = tuple(-1 if k["parent"] is None else int(k["parent"]) for k in kps)
         roots = [k for k, p in enumerate(self.parents) if p < 0]
         if len(roots) != 1:
@@ -676,6 +686,21 @@ class HandModel:
         return jac.reshape(n, 3 * k, self.num_free)
 
     # ------------------------------------------------------------------ helpers
+    def param_id(self, name):
+        """The id (0..46) of the parameter called ``name``, e.g. ``"index PIP flexion"``."""
+        try:
+            return self.param_names.index(name)
+        except ValueError:
+            raise KeyError(f"{self.source}: no parameter named {name!r}") from None
+
+    def free_column(self, name):
+        """The column (0..25) of the free parameter called ``name`` in a 26-wide theta."""
+        pid = self.param_id(name)
+        cols = np.flatnonzero(self.free_ids == pid)
+        if not len(cols):
+            raise KeyError(f"{self.source}: parameter {name!r} (id {pid}) is fixed")
+        return int(cols[0])
+
     def to_free(self, theta47):
         """``(N, 47)`` -> ``(N, 26)``: the free columns."""
         theta47 = np.asarray(theta47)

@@ -173,8 +173,9 @@ def test_definition_structure(model):
     assert sorted(model.edges) == sorted((p, c) for c, p in enumerate(model.parents) if p >= 0)
     assert len(set(model.nyu_joint_of_keypoint.tolist())) == 31
     assert set(model.nyu_joint_of_keypoint.tolist()) <= set(range(36)) - {34}
-    # the 14-joint evaluation: same keypoints as data_prep's label reader, same NYU joints
-    np.testing.assert_array_equal(model.eval14_keypoints, NYU14_KEYPOINTS)
+    # the 14-joint evaluation: the spec's keypoints (docs/hand-model.md), same NYU joints
+    np.testing.assert_array_equal(model.eval14_keypoints, (0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24))
+    assert NYU14_KEYPOINTS == tuple(model.eval14_keypoints)          # the label reader reads them
     np.testing.assert_array_equal(model.nyu_joint_of_keypoint[model.eval14_keypoints], model.eval14_nyu_joints)
     # every parameter's kind/axis/pivot follows from the spec's table
     for k, ops in enumerate(SPEC_CHAIN):

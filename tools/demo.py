@@ -36,6 +36,7 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+from data_prep import nyu
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
 from plumbing import PROJECT, InputError, atomic_path, console, run, save_figure, write_json
 from data_prep.reference import NYU_TEST_CROPS
@@ -45,20 +46,9 @@ DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
 
-# colours (RGB) by finger: little, ring, middle, index, thumb, palm/wrist
+# colours (RGB) by finger (hand_model.FINGERS, then palm/wrist): little, ring, middle, index, thumb, palm
 FINGER_COLOURS = [(230, 60, 60), (240, 160, 30), (60, 190, 60), (50, 120, 240), (190, 70, 220),
                   (240, 240, 240)]
-
-
-def keypoint_finger(k):
-    """Finger group of keypoint k: 0 little .. 3 index, 4 thumb, 5 palm/wrist (hand-model.md)."""
-    if k < 20:
-        return k // 5
-    if k < 24:
-        return k - 20
-    if k >= 27:
-        return 4
-    return 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +122,7 @@ def load_input(path, crop_hw, args, camera):
             raise InputError(f"{path}: a {w}x{h} crop must be 8-bit gray, got {img.dtype}")
         return {"crop": img.astype(np.float32) / 255.0 * 2.0 - 1.0}
     if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 2:
-        depth = img[:, :, 0].astype(np.uint16) | (img[:, :, 1].astype(np.uint16) << 8)
+        depth = nyu.depth_of_image(img)
         kind = "NYU-encoded (blue + 256 * green)"
     elif img.ndim == 2 and img.dtype == np.uint16:
         depth = img
@@ -178,7 +168,9 @@ def exact_pixels(norm, item, args, camera, size):
     with a known centre."""
     from data_prep.crop import crop_pixel_of_uvd
 
-    xyz = norm * (args.cube / 2.0) + item["com"]
+    from data_prep.split import to_mm
+
+    xyz = to_mm(norm[None], item["com"][None], np.array([args.cube]))[0]
     uvd = camera.xyz_to_uvd(xyz)
     crop_px = crop_pixel_of_uvd(uvd, item["center"], args.cube, camera, size=size)
     return xyz, uvd, crop_px
@@ -205,11 +197,12 @@ def crop_to_rgb(crop, scale):
     return np.repeat(big[:, :, None], 3, axis=2)
 
 
-def draw_skeleton(rgb, pts, edges, scale, thickness=2, radius=4):
+def draw_skeleton(rgb, pts, edges, finger, scale, thickness=2, radius=4):
     """Draw keypoints ``(K, 2)`` onto ``rgb`` in place.
 
     pts: continuous (column, row) before ``scale``, pixel j covering [j, j+1); edges: (parent,
-    child) pairs, coloured by the child's finger.
+    child) pairs, coloured by the child's finger; finger: ``(K,)`` finger of each keypoint
+    (``HandModel.finger_of_keypoint``).
     """
     import cv2
 
@@ -217,14 +210,14 @@ def draw_skeleton(rgb, pts, edges, scale, thickness=2, radius=4):
     img = np.ascontiguousarray(rgb)
     for a, b in edges:
         cv2.line(img, (int(p[a, 0]), int(p[a, 1])), (int(p[b, 0]), int(p[b, 1])),
-                 FINGER_COLOURS[keypoint_finger(b)], thickness, cv2.LINE_AA, shift=4)
+                 FINGER_COLOURS[finger[b]], thickness, cv2.LINE_AA, shift=4)
     for k in range(len(p)):
         cv2.circle(img, (int(p[k, 0]), int(p[k, 1])), radius * 16,
-                   FINGER_COLOURS[keypoint_finger(k)], -1, cv2.LINE_AA, shift=4)
+                   FINGER_COLOURS[finger[k]], -1, cv2.LINE_AA, shift=4)
     rgb[...] = img
 
 
-def draw_3d(path, norm, crop, edges, title):
+def draw_3d(path, norm, crop, edges, finger, title):
     """3D skeleton (normalised units) over the crop's point cloud (orthographic back-projection)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -241,7 +234,7 @@ def draw_3d(path, norm, crop, edges, title):
     ax = fig.add_subplot(projection="3d")
     ax.scatter(cx, cz, cy, s=1, c="0.6", alpha=0.35, depthshade=False)
     for a, b in edges:
-        c = np.array(FINGER_COLOURS[keypoint_finger(b)]) / 255.0
+        c = np.array(FINGER_COLOURS[finger[b]]) / 255.0
         if np.all(c > 0.9):
             c = np.array([0.3, 0.3, 0.3])
         ax.plot([norm[a, 0], norm[b, 0]], [norm[a, 2], norm[b, 2]], [norm[a, 1], norm[b, 1]],
@@ -261,14 +254,14 @@ def draw_3d(path, norm, crop, edges, title):
     plt.close(fig)
 
 
-def draw_frame(path, depth, uvd, center, edges, cube, camera):
+def draw_frame(path, depth, uvd, center, edges, finger, cube, camera):
     """The skeleton on the full raw frame (depth shown in a window around the centre)."""
     d = float(center[2])
     shown = np.clip((depth.astype(np.float64) - (d - cube)) / (2 * cube), 0, 1)
     shown[depth == 0] = 1
     gray = (255 * (1 - shown)).astype(np.uint8)
     rgb = np.repeat(gray[:, :, None], 3, axis=2)
-    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, 1, thickness=1, radius=2)  # u: pixel centre
+    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, finger, 1, thickness=1, radius=2)  # u: pixel centre
     _save_png_rgb(path, rgb)
 
 
@@ -312,7 +305,7 @@ def build_parser():
     p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    default=None, help="camera intrinsics of raw frames (override --camera)")
-    p.add_argument("--cube", type=float, default=300.0, help="crop cube edge in mm")
+    p.add_argument("--cube", type=float, default=nyu.CUBE_MM, help="crop cube edge in mm")
     p.add_argument("--out", default="results/demo", help="output folder")
     return p
 
@@ -361,6 +354,7 @@ def main(argv=None):
 
     model = HandModel.nyu()
     edges = [tuple(int(v) for v in e) for e in model.edges]
+    finger = model.finger_of_keypoint
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -388,15 +382,15 @@ def main(argv=None):
             if outside is not None:
                 entry["params_out_of_limits"] = [int(free_ids[j]) for j in np.flatnonzero(outside[i])]
         rgb = crop_to_rgb(item["crop"], SCALE)
-        draw_skeleton(rgb, crop_px, edges, SCALE)
+        draw_skeleton(rgb, crop_px, edges, finger, SCALE)
         p_overlay = out / f"{name}_overlay.png"
         _save_png_rgb(p_overlay, rgb)
         p3d = out / f"{name}_3d.png"
-        draw_3d(p3d, norm, item["crop"], edges, f"{name}: predicted skeleton (normalised units)")
+        draw_3d(p3d, norm, item["crop"], edges, finger, f"{name}: predicted skeleton (normalised units)")
         written += [p_overlay, p3d]
         if "center" in item:
             p_frame = out / f"{name}_frame.png"
-            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, args.cube, camera)
+            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, finger, args.cube, camera)
             written.append(p_frame)
         entry["files"] = [str(p) for p in written[-(3 if "center" in item else 2):]]
         report["inputs"].append(entry)

@@ -21,7 +21,6 @@ from hand_model import HandModel, ModelDefinitionError
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/draw_rest_pose.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
-MM_PER_UNIT = 150.0  # half the 300 mm crop cube
 COLOURS = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f", "#17becf"]
 
 
@@ -121,7 +120,7 @@ def tables(model):
         b = model.bone_of_keypoint[k]
         parent = model.parents[k]
         bone = ("-", "-", "-") if b < 0 else (str(b), f"{model.bone_lengths[b]:.6f}",
-                                               f"{model.bone_lengths[b] * MM_PER_UNIT:.1f}")
+                                               f"{model.bone_lengths[b] * model.mm_per_unit:.1f}")
         lines.append(f"| {k} | {model.keypoint_names[k]} | {parent if parent >= 0 else '-'} | "
                      f"{' | '.join(bone)} | {model.nyu_joint_of_keypoint[k]} | {eval_col.get(k, '-')} | "
                      f"{pts[k, 0]:.4f} | {pts[k, 1]:.4f} | {pts[k, 2]:.4f} |")

@@ -31,14 +31,11 @@ import numpy as np
 
 
 from plumbing import InputError, console, open_text, run, save_figure, write_npz
+from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.split import LmdbSplit, to_mm
 
-NYU_TEST_FRAMES = 8252
-NYU_TEST_SUBJECT2_START = 2440       # 0-based: frames 2441-8252 (1-based) are test subject 2
-NYU_CENTRE_JOINT = 34                # the published crop centre (palm), not one of the 31 keypoints
-SUBJECT2_CUBE_FACTOR = 0.87          # the released pipeline's cube for test subject 2: 300 * 0.87
 
 
 # ----------------------------------------------------------------------------------------------
@@ -80,9 +77,9 @@ def load_joint_mat(path, model, skip_bad):
         if not skip_bad:
             raise InputError(f"{path}: frame {first + 1} (1-based) of joint_xyz has a NaN or "
                              f"infinite value ({(~ok).sum()} such frames; --skip-bad-rows skips them)")
-    nyu = np.asarray(model.nyu_joint_of_keypoint)
-    return dict(labels=xyz[ok][:, nyu], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
-                total=len(xyz), offset=xyz[ok, NYU_CENTRE_JOINT], scale=None, segment=None,
+    nyu_joints = np.asarray(model.nyu_joint_of_keypoint)
+    return dict(labels=xyz[ok][:, nyu_joints], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
+                total=len(xyz), offset=xyz[ok, nyu.PALM_JOINT], scale=None, segment=None,
                 theta=None, skipped=[f"frame {f + 1}" for f in np.flatnonzero(~ok)],
                 what="NYU joint_data.mat, camera 0, 31 keypoints")
 
@@ -144,8 +141,8 @@ def parse_segments(text, data):
     if text == "auto":
         if data["segment"] is not None:
             return data["segment"], "one per cube size in the meta file"
-        if total == NYU_TEST_FRAMES:
-            return (frame >= NYU_TEST_SUBJECT2_START).astype(np.int64), \
+        if total == nyu.TEST_FRAMES:
+            return (frame >= nyu.SUBJECT2_FIRST_FRAME).astype(np.int64), \
                 "NYU test subjects: frames 1-2440 and 2441-8252"
         return np.zeros(len(frame), np.int64), "one sequence"
     if text == "none":
@@ -161,7 +158,7 @@ def parse_segments(text, data):
         f"sequences starting at frames {','.join(map(str, starts))}"
 
 
-def starting_scale(args, data, segment):
+def starting_scale(args, data, segment, model):
     """Starting (or, with --scale fixed, final) scale per frame, mm per normalised unit."""
     if args.scale_mm is not None:
         try:
@@ -178,11 +175,9 @@ def starting_scale(args, data, segment):
         return np.asarray(vals)[segment]
     if data["scale"] is not None:
         return data["scale"].copy()
-    from pose_fitting import NOMINAL_SCALE_MM
-
-    scale = np.full(len(segment), NOMINAL_SCALE_MM)
-    if data["total"] == NYU_TEST_FRAMES and args.segments == "auto":
-        scale[data["frame"] >= NYU_TEST_SUBJECT2_START] *= SUBJECT2_CUBE_FACTOR
+    scale = np.full(len(segment), model.mm_per_unit)
+    if data["total"] == nyu.TEST_FRAMES and args.segments == "auto":
+        scale[data["frame"] >= nyu.SUBJECT2_FIRST_FRAME] *= nyu.SUBJECT2_SCALE
     return scale
 
 
@@ -313,7 +308,7 @@ def main(argv=None):
     labels, keypoints = data["labels"], data["keypoints"]
     n = len(labels)
     scale_mode = args.scale or ("fixed" if fmt == "lmdb-meta" else "frame")
-    scale0 = starting_scale(args, data, segment)
+    scale0 = starting_scale(args, data, segment, model)
     offset = data["offset"] if data["offset"] is not None else estimate_offset(model, keypoints,
                                                                               labels, scale0)
     log = (lambda *a: None) if args.quiet else print
