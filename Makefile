@@ -19,12 +19,13 @@ help: ## list the targets
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
 
-venv: $(VENV)/.requirements.stamp ## .venv with the pinned Python requirements
+venv: $(VENV)/.requirements.stamp ## .venv with the pinned Python requirements and this project (editable)
 
-$(VENV)/.requirements.stamp: requirements.txt
+$(VENV)/.requirements.stamp: requirements.txt pyproject.toml
 	@test -x $(PY) || { echo "[venv] creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
-	@echo "[venv] installing requirements.txt"
+	@echo "[venv] installing requirements.txt and the project (pip install -e .)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python layers

@@ -15,7 +15,10 @@ import pathlib
 import cv2
 import numpy as np
 
-from data_prep.cli import InputError, open_text
+from data_prep.camera import ICVL_CAMERA
+from data_prep.frames import BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode, read_bytes
+from data_prep.split import to_normalised
+from plumbing import InputError, open_text
 
 NUM_JOINTS = 16
 CENTER_JOINT = 0
@@ -26,15 +29,10 @@ SPLITS = {"train": ("Training", ("labels.txt",)),
 
 
 def read_depth(path):
-    """One ICVL depth PNG -> ``(240, 320)`` uint16 mm. Raises ``nyu.BadFrame`` naming the problem."""
-    from data_prep.nyu import BadFrame
-    try:
-        buf = pathlib.Path(path).read_bytes()
-    except OSError as err:
-        raise BadFrame(f"cannot read ({err.strerror})") from None
+    """One ICVL depth PNG -> ``(240, 320)`` uint16 mm. Raises ``BadFrame`` naming the problem."""
+    buf = read_bytes(path)
     if not buf.endswith(b"IEND\xaeB`\x82"):
         raise BadFrame("truncated or not a PNG (no IEND chunk at the end)")
-    from data_prep.nyu import quiet_imdecode
     img = quiet_imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise BadFrame("PNG data cannot be decoded")
@@ -67,10 +65,8 @@ def read_labels(path):
 
 
 def split_table(root, split, cube=CUBE_MM):
-    """-> (FrameTable, list of label files read) for ICVL ``split`` ("train" or "test")."""
-    from data_prep.build import FrameTable
-    from data_prep.camera import ICVL_CAMERA
-
+    """Raw files -> frames: ``(FrameTable, list of label files read)`` for ICVL ``split`` ("train"
+    or "test"); labels ``(N, 48)`` normalised, cube ``cube`` mm, crop centre joint 0."""
     root = pathlib.Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder (the ICVL root holds Training/ and Testing/)")
@@ -88,18 +84,11 @@ def split_table(root, split, cube=CUBE_MM):
     uvd = np.concatenate(uvd)
     n = len(uvd)
     xyz = ICVL_CAMERA.uvd_to_xyz(uvd)
-    center = uvd[:, CENTER_JOINT].copy()
-    bad = {}
-    for r in np.flatnonzero(~np.isfinite(xyz).all(axis=(1, 2))):
-        bad[int(r)] = "label: a joint has a NaN or infinite coordinate"
-    for r in np.flatnonzero(~(center[:, 2] > 0)):
-        bad[int(r)] = f"label: crop centre (joint {CENTER_JOINT}) depth is {center[r, 2]:g} mm, not > 0"
-    ok = np.array([r not in bad for r in range(n)])
-    xyz = np.where(ok[:, None, None], xyz, 0.0)
-    center[~ok] = (0.0, 0.0, 1.0)
+    bad = label_problems(xyz, uvd[:, CENTER_JOINT], CENTER_JOINT)
+    xyz, center = neutralise(bad, xyz, uvd[:, CENTER_JOINT])
     com = xyz[:, CENTER_JOINT].copy()
     cubes = np.full(n, float(cube))
-    labels = np.clip((xyz - com[:, None]) / (cubes[:, None, None] / 2), -1, 1).reshape(n, -1)
+    labels = to_normalised(xyz, com, cubes).reshape(n, -1)
     paths = [str(root / folder / "Depth" / name) for name in names]
     table = FrameTable(dataset="icvl", split=split, paths=paths, center_uvd=center, com=com,
                        cube=cubes, labels=labels, frame=np.arange(n), camera=ICVL_CAMERA,

@@ -1,14 +1,16 @@
 """The community NYU evaluation format: one line per frame, J joints x (u, v, d) as text.
 
 Used for ``nyu_test_groundtruth_label.txt`` and published prediction files. The 14 columns are
-NYU joints 0,3,6,9,12,15,18,21,24,25,27,30,31,32, i.e. keypoints :data:`NYU14_KEYPOINTS`.
+NYU joints 0,3,6,9,12,15,18,21,24,25,27,30,31,32; which hand-model keypoints they are is the
+model's knowledge (``eval14`` of ``python_layers/models/nyu31.json``): :data:`NYU14_KEYPOINTS`.
 """
 import numpy as np
 
-from data_prep.cli import InputError, open_text
+from hand_model import HandModel
+from plumbing import InputError, atomic_path, open_text
 
 # keypoint id (of the 31-keypoint hand model) of each column of the 14-joint evaluation format
-NYU14_KEYPOINTS = (0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24)
+NYU14_KEYPOINTS = tuple(int(k) for k in HandModel.nyu().eval14_keypoints)
 NYU14_NAMES = ("little tip", "little mid", "ring tip", "ring mid", "middle tip", "middle mid",
                "index tip", "index mid", "thumb tip", "thumb mid", "thumb root", "wrist left",
                "wrist right", "palm")
@@ -48,3 +50,10 @@ def load_uvd_file(path, num_joints=14, skip_bad_rows=False):
     if not rows:
         raise InputError(f"{path}: no rows of {width} values")
     return np.stack(rows).reshape(-1, num_joints, 3), bad
+
+
+def write_uvd_file(path, uvd):
+    """``(N, J, 3)`` u, v (pixels), d (mm) -> the community text format (3 decimals), atomically."""
+    uvd = np.asarray(uvd, np.float64)
+    with atomic_path(path) as tmp:
+        np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.3f", delimiter=" ")

@@ -4,7 +4,7 @@
 synthetic NYU-format set in ``data/synthetic/`` (generated first when absent). ``icvl``: from an
 ICVL root (``Training/``, ``Testing/``). Output (default ``data/lmdb/``), per split:
 ``<dataset>_<split>_depth``, ``_joint``, ``_theta`` (when the true angles are known), ``_meta.npz``;
-see ``data_prep/build.py``. Splits already built from the same input are skipped (``--force``
+see ``data_prep/split.py``. Splits already built from the same input are skipped (``--force``
 rebuilds).
 """
 import argparse
@@ -16,9 +16,8 @@ import time
 import numpy as np
 
 from data_prep import build
-from data_prep.cli import InputError, run
+from plumbing import PROJECT, InputError, run
 
-PROJECT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
 
@@ -132,7 +131,7 @@ def main(argv=None):
         res = build.build_split(table, args.out, order, fp, workers=args.workers,
                                 max_bad=args.max_bad, progress=not args.quiet)
         dt = time.perf_counter() - t0
-        names = ",".join(res["paths"])
+        names = ",".join(res["kinds"])
         msg = (f"[lmdb-{args.dataset}] {table.prefix}: {res['written']} frames -> "
                f"{_show(args.out)}/{table.prefix}_{{{names}}} + _meta.npz in {dt:.1f} s "
                f"({len(table) / max(dt, 1e-9):.0f} frames/s)")

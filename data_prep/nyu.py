@@ -8,6 +8,7 @@ Layout of a split folder (``<root>/train``, ``<root>/test``)::
 Frame indices in this project are 0-based (``frame`` i is file ``depth_1_%07d.png % (i + 1)``).
 uvd: u, v pixels, d mm; xyz: mm, y up (``data_prep.camera.NYU_CAMERA``). Camera index 0 is used.
 """
+import io
 import pathlib
 import struct
 import zlib
@@ -16,14 +17,19 @@ import cv2
 import numpy as np
 import scipy.io
 
-from data_prep.cli import InputError
+from data_prep.camera import NYU_CAMERA
+from data_prep.frames import BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode, read_bytes
+from data_prep.split import to_normalised
+from plumbing import InputError
 
 NUM_JOINTS = 36
 PALM_JOINT = 34            # crop centre of the published pipeline
 CUBE_MM = 300.0            # crop cube edge
+TEST_FRAMES = 8252         # frames of the distributed test split
 SUBJECT2_FIRST_FRAME = 2440  # 0-based: test frames 2441-8252 (1-based) are subject 2
 SUBJECT2_SCALE = 0.87      # the released pipeline's cube factor for test subject 2
 IMAGE_SHAPE = (480, 640)
+MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: posix, written by data_prep.nyu".ljust(116)
 
 # The dataset's joint names, in joint-id order (F1 little ... F4 index, TH thumb; KNU3 tip end).
 JOINT_NAMES = tuple(
@@ -31,10 +37,6 @@ JOINT_NAMES = tuple(
     + [f"TH_KNU{k}_{s}" for k in (3, 2, 1) for s in "AB"]
     + [f"PALM_{i}" for i in range(1, 7)])
 
-
-
-class BadFrame(Exception):
-    """A frame that cannot be used (unreadable image, bad label); the message says why."""
 
 
 def depth_file(split_dir, frame):
@@ -60,32 +62,21 @@ def decode_depth(buf):
         raise BadFrame(f"expected an 8-bit colour PNG, got dtype {img.dtype} shape {img.shape}")
     if img.shape[:2] != IMAGE_SHAPE:
         raise BadFrame(f"expected 640x480 pixels, got {img.shape[1]}x{img.shape[0]}")
+    return depth_of_image(img)
+
+
+def depth_of_image(img):
+    """An NYU-encoded image as OpenCV reads it (``(H, W, 3+)`` uint8, BGR) -> ``(H, W)`` uint16 mm:
+    blue + 256 * green."""
     depth = img[:, :, 1].astype(np.uint16)
     depth <<= 8
     depth |= img[:, :, 0]
     return depth
 
 
-def quiet_imdecode(arr, flags):
-    """``cv2.imdecode`` without OpenCV's log lines for broken data (the caller reports it); None if bad."""
-    log = cv2.utils.logging
-    level = log.getLogLevel()
-    log.setLogLevel(log.LOG_LEVEL_SILENT)
-    try:
-        return cv2.imdecode(arr, flags)
-    except cv2.error:
-        return None
-    finally:
-        log.setLogLevel(level)
-
-
 def read_depth(path):
     """Read one NYU depth PNG -> ``(480, 640)`` uint16 mm. Raises :class:`BadFrame` naming the problem."""
-    try:
-        buf = pathlib.Path(path).read_bytes()
-    except OSError as err:
-        raise BadFrame(f"cannot read ({err.strerror})") from None
-    return decode_depth(buf)
+    return decode_depth(read_bytes(path))
 
 
 def encode_depth(depth, compression=1):
@@ -179,11 +170,17 @@ def save_joint_data(path, uvd, xyz, names=JOINT_NAMES, cameras=3):
     cells = np.empty((1, len(names)), dtype=object)
     for i, n in enumerate(names):
         cells[0, i] = n
-    scipy.io.savemat(str(path), {
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {
         "joint_names": cells,
         "joint_uvd": np.repeat(uvd[None], cameras, axis=0),
         "joint_xyz": np.repeat(xyz[None], cameras, axis=0),
     }, do_compression=False)
+    # the 116-byte text header carries the time of writing: a fixed text keeps the file a
+    # function of its arrays (the synthetic set is byte-identical for one seed)
+    data = bytearray(buf.getvalue())
+    data[:116] = MAT_HEADER
+    pathlib.Path(path).write_bytes(bytes(data))
 
 
 def cube_sizes(n, split, subject2=True, cube_mm=CUBE_MM):
@@ -204,24 +201,21 @@ def keypoint_labels(xyz, com, cube, joints):
     """Network targets: ``(N, 36, 3)`` joints (mm), com ``(N, 3)`` mm, cube ``(N,)`` mm -> ``(N, 93)``.
 
     ``joints``: ``(31,)`` NYU joint of each keypoint (:func:`keypoint_joints`). The keypoints' xyz
-    minus com, divided by cube/2, clipped to [-1, 1], flattened x0,y0,z0,x1,...
+    minus com, divided by cube/2, clipped to [-1, 1] (``data_prep.split.to_normalised``),
+    flattened x0,y0,z0,x1,...
     """
     kp = np.asarray(xyz, np.float64)[:, np.asarray(joints)]
-    rel = (kp - np.asarray(com, np.float64)[:, None, :]) / (np.asarray(cube, np.float64)[:, None, None] / 2)
-    return np.clip(rel, -1.0, 1.0).reshape(len(kp), -1)
+    return to_normalised(kp, com, cube).reshape(len(kp), -1)
 
 
 def split_table(root, split, subject2=True, cube_mm=CUBE_MM):
-    """A :class:`data_prep.build.FrameTable` for ``<root>/<split>`` (NYU layout).
+    """A :class:`data_prep.frames.FrameTable` for ``<root>/<split>`` (NYU layout): raw files -> frames.
 
     Crop centre: joint 34's uvd; com: joint 34's xyz; cube: ``cube_mm`` (300), or 0.87 times that
     (261 mm) for test subject 2 when ``subject2``. ``theta.npy`` ``(N, 26)`` in the split folder (synthetic data) is loaded as
     the true angles. Frames whose labels cannot be cropped (centre depth not > 0, a non-finite
     joint) are marked bad with the reason.
     """
-    from data_prep.build import FrameTable
-    from data_prep.camera import NYU_CAMERA
-
     root = pathlib.Path(root)
     if not root.is_dir():
         raise InputError(f"{root}: no such folder (the NYU root holds train/ and test/)")
@@ -232,18 +226,9 @@ def split_table(root, split, subject2=True, cube_mm=CUBE_MM):
     n = len(jd)
     joints = keypoint_joints()
     used = sorted(set(joints.tolist()) | {PALM_JOINT})
-    center = jd.uvd[:, PALM_JOINT].copy()
-    com = jd.xyz[:, PALM_JOINT].copy()
-    bad = {}
-    finite = np.isfinite(jd.xyz[:, used]).all(axis=(1, 2)) & np.isfinite(center).all(axis=1)
-    for r in np.flatnonzero(~finite):
-        bad[int(r)] = "label: a joint has a NaN or infinite coordinate"
-    for r in np.flatnonzero(finite & ~(center[:, 2] > 0)):
-        bad[int(r)] = f"label: crop centre (joint {PALM_JOINT}) depth is {center[r, 2]:g} mm, not > 0"
-    ok = np.array([r not in bad for r in range(n)])
-    xyz = np.where(ok[:, None, None], jd.xyz, 0.0)
-    center[~ok] = (0.0, 0.0, 1.0)
-    com[~ok] = 0.0
+    bad = label_problems(jd.xyz[:, used], jd.uvd[:, PALM_JOINT], PALM_JOINT)
+    xyz, center = neutralise(bad, jd.xyz, jd.uvd[:, PALM_JOINT])
+    com = xyz[:, PALM_JOINT].copy()
     cube = cube_sizes(n, split, subject2, cube_mm)
     labels = keypoint_labels(xyz, com, cube, joints)
     theta = None

@@ -3,12 +3,13 @@
 Paths only; every tool and test takes its defaults from here, so they work from any working
 directory and in a clone that has nothing beside it. ``data/reference/README.md`` says what each
 file is and where it comes from. Text files are xz-compressed (``.txt.xz``); the project's readers
-(:func:`data_prep.cli.open_text`, ``numpy.loadtxt``) open them as they are.
+(:func:`plumbing.open_text`, ``numpy.loadtxt``) open them as they are.
 """
 import pathlib
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "data" / "reference"
+from plumbing import PROJECT
+
+REFERENCE = PROJECT / "data" / "reference"
 
 NYU = REFERENCE / "nyu"
 NYU_LABELS = NYU / "nyu_test_groundtruth_label.txt.xz"   # (8252 lines, 14 joints x u v d)

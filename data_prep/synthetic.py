@@ -34,7 +34,6 @@ import json
 import multiprocessing
 import os
 import pathlib
-import shutil
 import sys
 import time
 
@@ -43,10 +42,10 @@ from tqdm import tqdm
 
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
-from data_prep.cli import InputError, replace_atomically, run
+from plumbing import PROJECT, InputError, atomic_path, run
 from data_prep.render import SensorModel, render_slabs, render_spheres
+from hand_model import FINGERS
 
-PROJECT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_OUT = PROJECT / "data" / "synthetic"
 # Default size: ~12000 training frames give a CPU-trained net (batch 512, ~15 min) dozens of epochs
 # of distinct poses; generation + LMDB build of 14000 frames takes about two minutes on 2 cores.
@@ -54,7 +53,6 @@ DEFAULT_TRAIN = 12000
 DEFAULT_TEST = 2000
 DEFAULT_SEED = 0
 FORMAT_VERSION = 1
-MM = 150.0      # mm per normalised unit (half the 300 mm cube)
 BATCH = 16      # frames rendered together
 
 
@@ -77,7 +75,7 @@ class HandBody:
     def __init__(self, model):
         self.model = model
         K = model.num_keypoints
-        rest = model.forward(np.zeros((1, model.num_free)))[0] * MM
+        rest = model.forward(np.zeros((1, model.num_free)))[0] * model.mm_per_unit
         eye = np.eye(K)
         self.nyu_joint_of_keypoint = np.asarray(model.nyu_joint_of_keypoint)
         wrist_mid = (eye[25] + eye[26]) / 2
@@ -206,34 +204,40 @@ class PoseSampler:
         ext[:, 0] = np.where(rng.random(n) < 0.7, ext[:, 1], ext[:, 0])             # little ~ ring
         gest = np.where(ext, rng.uniform(0.0, 0.15, (n, 4)), rng.uniform(0.7, 1.0, (n, 4)))
         curl[mode == 3] = gest[mode == 3]
-        for f in range(4):
-            mcp, abd, pip, dip = 31 + 4 * f, 32 + 4 * f, 33 + 4 * f, 34 + 4 * f
+        pid = m.param_id
+        for f, finger in enumerate(FINGERS[:4]):
+            mcp, pip, dip = (pid(f"{finger} {j} flexion") for j in ("MCP", "PIP", "DIP"))
             c = curl[:, f]
             fm = np.clip(c + rng.normal(0.0, 0.08, n), 0.0, 1.0)
             fp = np.clip(c + rng.normal(0.0, 0.08, n), 0.0, 1.0)
             fd = fp * rng.uniform(0.5, 0.85, n)
-            for pid, frac in ((mcp, fm), (pip, fp), (dip, fd)):
-                open_ = hi[pid] * rng.uniform(0.0, 0.5, n)      # slight hyperextension when open
-                theta[:, col[pid]] = open_ + frac * (lo[pid] - open_)
+            for j, frac in ((mcp, fm), (pip, fp), (dip, fd)):
+                open_ = hi[j] * rng.uniform(0.0, 0.5, n)        # slight hyperextension when open
+                theta[:, col[j]] = open_ + frac * (lo[j] - open_)
         # spread: fingers fan out (little/ring towards +abduction, index towards -), less when closed
         spread = rng.uniform(0.0, 1.0, n) * (1.0 - curl.mean(axis=1))
-        theta[:, col[32]] = spread * hi[32] * 0.9
-        theta[:, col[36]] = spread * hi[36] * 0.5
-        theta[:, col[40]] = rng.normal(0.0, 0.04, n)
-        theta[:, col[44]] = spread * lo[44] * 0.9
-        for pid in (32, 36, 40, 44):
-            theta[:, col[pid]] += rng.normal(0.0, 0.03, n)
+        little, ring, middle, index = (pid(f"{finger} MCP abduction") for finger in FINGERS[:4])
+        theta[:, col[little]] = spread * hi[little] * 0.9
+        theta[:, col[ring]] = spread * hi[ring] * 0.5
+        theta[:, col[middle]] = rng.normal(0.0, 0.04, n)
+        theta[:, col[index]] = spread * lo[index] * 0.9
+        for j in (little, ring, middle, index):
+            theta[:, col[j]] += rng.normal(0.0, 0.03, n)
         # thumb follows the hand's mean curl
         t = np.clip(0.8 * curl.mean(axis=1) + rng.normal(0.0, 0.25, n), 0.0, 1.0)
-        theta[:, col[15]] = rng.uniform(0.8 * lo[15], 0.5 * hi[15], n)
-        theta[:, col[16]] = 0.3 * lo[16] + t * (0.9 * hi[16] - 0.3 * lo[16])
-        theta[:, col[17]] = 0.5 * lo[17] + t * (hi[17] - 0.5 * lo[17])
-        theta[:, col[18]] = 0.5 * lo[18] + t * (hi[18] - 0.5 * lo[18])
+        mcp_y, mcp_z, dip_z, tip_z = (pid(f"thumb {j}") for j in (
+            "MCP rotation y", "MCP rotation z", "DIP rotation z", "tip rotation z"))
+        theta[:, col[mcp_y]] = rng.uniform(0.8 * lo[mcp_y], 0.5 * hi[mcp_y], n)
+        theta[:, col[mcp_z]] = 0.3 * lo[mcp_z] + t * (0.9 * hi[mcp_z] - 0.3 * lo[mcp_z])
+        theta[:, col[dip_z]] = 0.5 * lo[dip_z] + t * (hi[dip_z] - 0.5 * lo[dip_z])
+        theta[:, col[tip_z]] = 0.5 * lo[tip_z] + t * (hi[tip_z] - 0.5 * lo[tip_z])
         theta = np.clip(theta, m.lower, m.upper)
         # global rotation in the camera frame, then the translation putting joint 34 at the origin
-        theta[:, 3:6] = rng.uniform(-1.0, 1.0, (n, 3)) * self.rot
+        rotation = [col[pid(f"global rotation {a}")] for a in "xyz"]
+        translation = [col[pid(f"global translation {a}")] for a in "xyz"]
+        theta[:, rotation] = rng.uniform(-1.0, 1.0, (n, 3)) * self.rot
         kp = m.forward(theta)
-        theta[:, 0:3] = -np.einsum("k,bkd->bd", self.body.palm_point, kp)
+        theta[:, translation] = -np.einsum("k,bkd->bd", self.body.palm_point, kp)
         return theta
 
 
@@ -250,7 +254,7 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
     com_uvd = np.stack([rng.uniform(140, 500, n), rng.uniform(110, 370, n),
                         rng.uniform(500, 1000, n)], axis=1)
     com = camera.uvd_to_xyz(com_uvd)
-    kp_mm = com[:, None, :] + MM * kp
+    kp_mm = com[:, None, :] + sampler.model.mm_per_unit * kp
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
@@ -400,31 +404,34 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
                   background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
                   cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    tasks = []
-    for split, n in (("train", n_train), ("test", n_test)):
-        (tmp / split).mkdir(parents=True)
-        tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
     init = (tuple(rot_deg), background, compression)
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     pool = None
-    try:
-        if workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
-            it = pool.imap_unordered(_make_chunk, tasks)
-        else:
-            _worker_init(*init)
-            it = map(_make_chunk, tasks)
-        with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
-                  disable=not progress, smoothing=0.05) as bar:
-            for split, start, uvd, xyz, theta in it:
-                results[split].append((start, uvd, xyz, theta))
-                bar.update(len(uvd))
+    with atomic_path(out) as tmp:
+        tasks = []
+        for split, n in (("train", n_train), ("test", n_test)):
+            (tmp / split).mkdir(parents=True)
+            tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
+        try:
+            if workers > 1:
+                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
+                it = pool.imap_unordered(_make_chunk, tasks)
+            else:
+                _worker_init(*init)
+                it = map(_make_chunk, tasks)
+            with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
+                      disable=not progress, smoothing=0.05) as bar:
+                for split, start, uvd, xyz, theta in it:
+                    results[split].append((start, uvd, xyz, theta))
+                    bar.update(len(uvd))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
         for split in ("train", "test"):
             parts = sorted(results[split], key=lambda r: r[0])
             if not parts:
@@ -436,16 +443,6 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
             np.save(tmp / split / "theta.npy", theta)
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
-        if out.exists() and not out.is_dir():
-            raise InputError(f"{out}: exists and is not a folder")
-        replace_atomically(str(tmp), str(out))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return params
 
 

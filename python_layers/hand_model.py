@@ -46,6 +46,8 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 # columns: new[p] = c*M[p] + s*M[q], new[q] = -s*M[p] + c*M[q] with (p, q) the pair below.
 _PAIR = {0: (1, 2), 1: (2, 0), 2: (0, 1)}
 _OPS = {"Rx", "Ry", "Rz", "Tx", "Ty", "Tz"}
+# finger groups, named by the first word of a keypoint's name; anything else is palm/wrist
+FINGERS = ("little", "ring", "middle", "index", "thumb")
 
 
 def _cross(a, b, out=None):
@@ -87,6 +89,10 @@ class HandModel:
         lower_all, upper_all: ``(47,)`` the same for all ids (fixed ids carry the file's values).
         parents: tuple of 31 parent keypoint ids (-1 for the root).
         keypoint_names, param_names: tuples of str.
+        mm_per_unit: mm of one normalised unit in the crop convention the model was made for
+            (``mm_per_unit`` of the file; nyu31: 150, half the 300 mm cube), or None.
+        finger_of_keypoint: ``(31,)`` int, index into :data:`FINGERS` of the finger the keypoint
+            belongs to (by its name), ``len(FINGERS)`` for the palm and wrist.
         bone_lengths: ``(30,)`` float64, normalised units.
         bone_of_keypoint: per keypoint, the bone id of the link ending at it (-1 for the root).
         edges: tuple of ``(parent, child)`` keypoint pairs, for drawing the skeleton.
@@ -172,6 +178,10 @@ class HandModel:
             self._fail("keypoints must have ids 0..K-1, each once")
         self.num_keypoints = len(kps)
         self.keypoint_names = tuple(k["name"] for k in kps)
+        words = [name.split()[0] if name.split() else "" for name in self.keypoint_names]
+        self.finger_of_keypoint = np.array([FINGERS.index(w) if w in FINGERS else len(FINGERS)
+                                            for w in words], dtype=np.int64)
+        self.mm_per_unit = float(d["mm_per_unit"]) if "mm_per_unit" in d else None
         self.parents = tuple(-1 if k["parent"] is None else int(k["parent"]) for k in kps)
         roots = [k for k, p in enumerate(self.parents) if p < 0]
         if len(roots) != 1:
@@ -211,252 +221,25 @@ class HandModel:
 
     # ------------------------------------------------------------------ compiling
     def _compile(self):
-        # topological order of keypoints (parents first)
-        order, seen = [], set()
-        children = {k: [] for k in range(self.num_keypoints)}
-        for k, p in enumerate(self.parents):
-            if p >= 0:
-                if not 0 <= p < self.num_keypoints:
-                    self._fail(f"keypoint {k}: parent {p} out of range")
-                children[p].append(k)
-        stack = [self.root]
-        while stack:
-            k = stack.pop()
-            order.append(k)
-            seen.add(k)
-            stack.extend(reversed(children[k]))
-        if len(order) != self.num_keypoints:
-            self._fail(f"keypoints {sorted(set(range(self.num_keypoints)) - seen)} are not connected to the root")
-
-        # the tree of operations; identical operations leaving the same node are merged
-        top = _Node(None, "root", None, None, None, -1)
-        end_node = {}
-        nodes = []
-        self.param_kind = [None] * self.num_params
-        self.param_axis = [None] * self.num_params
-        self.param_pivot = [-1] * self.num_params
-        self.param_links = [[] for _ in range(self.num_params)]
-        for k in order:
-            cur = top if self.parents[k] < 0 else end_node[self.parents[k]]
-            moved = False  # a translation earlier in this link: rotations no longer pivot on the parent
-            for kind, pid, length in self._ops[k]:
-                key = (kind, pid, length)
-                if key not in cur.children:
-                    node = _Node(cur, "R" if kind[0] == "R" else ("Tp" if pid is not None else "Tc"),
-                                 _AXES[kind[1]], pid, length, cur.depth + 1)
-                    cur.children[key] = node
-                    nodes.append(node)
-                if pid is not None:
-                    pk = "rotation" if kind[0] == "R" else "translation"
-                    if self.param_kind[pid] not in (None, pk) or self.param_axis[pid] not in (None, kind[1]):
-                        self._fail(f"param {pid} is used by operations of different kinds")
-                    self.param_kind[pid], self.param_axis[pid] = pk, kind[1]
-                    if k not in self.param_links[pid]:
-                        self.param_links[pid].append(k)
-                    if pk == "rotation" and not moved and self.parents[k] >= 0:
-                        self.param_pivot[pid] = self.parents[k]
-                moved = moved or kind[0] == "T"
-                cur = cur.children[key]
-            if cur is top:
-                self._fail(f"root keypoint {k} needs at least one operation")
-            cur.keypoints.append(k)
-            end_node[k] = cur
-        unused = [i for i in range(self.num_params) if self.param_kind[i] is None]
-        if unused:
-            self._fail(f"params {unused} are not used by any operation")
-        self.param_kind, self.param_axis = tuple(self.param_kind), tuple(self.param_axis)
-        self.param_pivot = tuple(self.param_pivot)
-        self.param_links = tuple(tuple(sorted(ks)) for ks in self.param_links)
-
-        # Evaluation plan. Rotations change a frame's axes, translations its origin, so:
-        #  * frames (rotation matrices) are needed only after rotation nodes; a frame after fixed
-        #    rotations is a constant matrix times the frame of the nearest free rotation above it
-        #    (or the identity), so runs of fixed rotations cost one small matrix product;
-        #  * every translation node moves by one column of the frame before it times a length (or a
-        #    translation parameter); positions accumulate the moves level by level down the tree
-        #    of translations, and a keypoint is the position after the last translation above it.
-        def rot_parent(n):  # nearest rotation node strictly above n, or top
-            m = n.parent
-            while m is not top and m.kind != "R":
-                m = m.parent
-            return m
-
+        """Parse the keypoints' operations into the tree of operations, then the three plans the
+        kinematics run on (module functions below): frames, translations, derivative tables."""
+        try:
+            order = _topological_order(self.parents, self.root)
+            tree = _operation_tree(order, self.parents, self._ops, self.num_params)
+        except ValueError as err:
+            self._fail(str(err))
+        self.param_kind, self.param_axis = tree.param_kind, tree.param_axis
+        self.param_pivot, self.param_links = tree.param_pivot, tree.param_links
         fixed = set(int(i) for i in self.fixed_ids)
-        rnodes = [n for n in nodes if n.kind == "R"]
-        tnodes = [n for n in nodes if n.kind != "R"]
-        is_free = {id(n): (n.param not in fixed) for n in rnodes}
-
-        def base_of(n):  # nearest free rotation strictly above n, or top
-            m = rot_parent(n)
-            while m is not top and not is_free[id(m)]:
-                m = rot_parent(m)
-            return m
-
-        needed, todo = {id(top): top}, [rot_parent(n) for n in tnodes]
-        todo += [n for n in rnodes if is_free[id(n)]]
-        todo += [rot_parent(n) for n in rnodes if is_free[id(n)]]
-        while todo:
-            n = todo.pop()
-            if id(n) in needed:
-                continue
-            needed[id(n)] = n
-            todo.append(rot_parent(n) if is_free[id(n)] else base_of(n))
-        frames = [n for n in needed.values() if n is not top]
-        level = {id(top): 0}
-
-        def level_of(n):
-            if id(n) not in level:
-                dep = rot_parent(n) if is_free[id(n)] else base_of(n)
-                level[id(n)] = level_of(dep) + 1
-            return level[id(n)]
-
-        def group_key(n):
-            return (level_of(n), 0 if is_free[id(n)] else 1, n.axis if is_free[id(n)] else -1)
-
-        frames.sort(key=group_key)
-        top.index = 0
-        for i, n in enumerate(frames, 1):
-            n.index = i
-        self._num_frames = len(frames) + 1
-
-        def as_slice(idx):
-            idx = np.asarray(idx, dtype=np.int64)
-            if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
-                return slice(int(idx[0]), int(idx[0]) + len(idx))
-            return idx
-
-        def const_rotation(path):  # product of fixed rotations, in order
-            c = np.eye(3)
-            for m in path:
-                t = self.rotation_sign["xyz"[m.axis]] * self.init[m.param]
-                p, q = _PAIR[m.axis]
-                e = np.eye(3)
-                e[p, p] = e[q, q] = np.cos(t)
-                e[q, p], e[p, q] = np.sin(t), -np.sin(t)
-                c = c @ e
-            return c
-
         free_col26 = {int(p): j for j, p in enumerate(self.free_ids)}
-        self._groups, rot_nodes = [], []
-        i = 0
-        while i < len(frames):
-            j = i
-            while j < len(frames) and group_key(frames[j]) == group_key(frames[i]):
-                j += 1
-            g = frames[i:j]
-            if is_free[id(g[0])]:
-                p, q = _PAIR[g[0].axis]
-                self._groups.append({"free": True, "slice": slice(i + 1, j + 1), "cols": (p, q, 3 - p - q),
-                                     "pre": as_slice([rot_parent(n).index for n in g]),
-                                     "angles": slice(len(rot_nodes), len(rot_nodes) + len(g))})
-                rot_nodes.extend(g)
-            else:
-                cts = []
-                for n in g:
-                    path, m, b = [], n, base_of(n)
-                    while m is not b:
-                        if m.kind == "R":
-                            path.append(m)
-                        m = m.parent
-                    cts.append(const_rotation(path[::-1]).T)
-                self._groups.append({"free": False, "slice": slice(i + 1, j + 1),
-                                     "pre": as_slice([base_of(n).index for n in g]), "ct": np.array(cts)})
-            i = j
-        # angles of the free rotation nodes, in frame order: sign * (theta[col] + init)
-        self._rot_col26 = np.array([free_col26[n.param] for n in rot_nodes], dtype=np.int64)
-        self._rot_col47 = np.array([n.param for n in rot_nodes], dtype=np.int64)
-        self._rot_init = self.init[self._rot_col47][:, None]
-        self._rot_sign = np.array([self.rotation_sign["xyz"[n.axis]] for n in rot_nodes])[:, None]
-
-        # translation nodes, in levels of their own tree (parent = nearest translation above);
-        # row 0 of the translation-position array is the origin (no translation above)
-        def trans_parent(n):  # nearest translation node strictly above n, or top
-            m = n.parent
-            while m is not top and m.kind == "R":
-                m = m.parent
-            return m
-
-        tlevel = {id(top): 0}
-
-        def tlevel_of(n):
-            if id(n) not in tlevel:
-                tlevel[id(n)] = tlevel_of(trans_parent(n)) + 1
-            return tlevel[id(n)]
-
-        tnodes.sort(key=tlevel_of)
-        top.group = 0
-        for i, n in enumerate(tnodes, 1):
-            n.group = i
-        self._t_levels = []
-        i = 0
-        while i < len(tnodes):
-            j = i
-            while j < len(tnodes) and tlevel_of(tnodes[j]) == tlevel_of(tnodes[i]):
-                j += 1
-            self._t_levels.append((slice(i + 1, j + 1), slice(i, j),
-                                   as_slice([trans_parent(n).group for n in tnodes[i:j]])))
-            i = j
-        self._t_pre = np.array([rot_parent(n).index for n in tnodes], dtype=np.int64)
-        self._t_axis = np.array([n.axis for n in tnodes], dtype=np.int64)
-        self._t_col = self._t_pre * 3 + self._t_axis  # row of (frame, column) in frames (F*3, 3, N)
-        t_len = []
-        for n in tnodes:
-            if n.kind == "Tc":
-                t_len.append(n.length)
-            elif n.param in fixed:
-                t_len.append(self.init[n.param])
-            else:
-                t_len.append(1.0)
-        self._t_len = np.array(t_len)[:, None, None]
-        tp = [i for i, n in enumerate(tnodes) if n.kind == "Tp" and n.param not in fixed]
-        self._tp = np.array(tp, dtype=np.int64)
-        self._tp_col26 = np.array([free_col26[tnodes[i].param] for i in tp], dtype=np.int64)
-        self._tp_col47 = np.array([tnodes[i].param for i in tp], dtype=np.int64)
-        self._tp_init = self.init[self._tp_col47][:, None]
-
-        def trans_at_or_above(n):
-            return n.group if n.kind != "R" else trans_parent(n).group
-
-        self._kp_t = np.array([trans_at_or_above(end_node[k]) for k in range(self.num_keypoints)])
-
-        # derivative tables: nodes of free parameters; their frame before, origin, keypoints below.
-        # Keypoints in depth-first order of the operation tree: the keypoints below any node are
-        # a contiguous run [lo, hi), so sums over them are differences of one cumulative sum.
-        dfs, span, stack = [], {}, [(top, False)]
-        while stack:
-            n, done = stack.pop()
-            if done:
-                span[id(n)] = (span[id(n)], len(dfs))
-                continue
-            span[id(n)] = len(dfs)
-            dfs.extend(n.keypoints)
-            stack.append((n, True))
-            stack.extend((c, False) for c in reversed(list(n.children.values())))
-        self._dfs = np.array(dfs, dtype=np.int64)
-        deriv = [n for n in nodes if n.param is not None and n.param not in fixed]
-        deriv.sort(key=lambda n: free_col26[n.param])  # usually one node per free id: then in theta order
-        self._num_deriv = len(deriv)
-        self._d_pre = np.array([rot_parent(n).index for n in deriv], dtype=np.int64)
-        self._d_axis = np.array([n.axis for n in deriv], dtype=np.int64)
-        self._d_origin = np.array([trans_parent(n).group for n in deriv], dtype=np.int64)
-        self._d_lo = np.array([span[id(n)][0] for n in deriv], dtype=np.int64)
-        self._d_hi = np.array([span[id(n)][1] for n in deriv], dtype=np.int64)
-        below = np.zeros((self._num_deriv, self.num_keypoints))
-        for r, n in enumerate(deriv):
-            below[r, self._dfs[self._d_lo[r]:self._d_hi[r]]] = 1.0
-        self._below = below
-        self._d_free = np.array([free_col26[n.param] for n in deriv], dtype=np.int64)
-        # usually every free parameter has exactly one node: then node -> parameter is a permutation
-        self._d_identity = np.array_equal(self._d_free, np.arange(self.num_free))
-        self._d_to_free = np.zeros((len(deriv), self.num_free))
-        self._d_to_free[np.arange(len(deriv)), self._d_free] = 1.0
-        self._d_rot = np.array([n.kind == "R" for n in deriv])
-        self._d_trans = np.flatnonzero(~self._d_rot)
-        self._d_col = self._d_pre * 3 + self._d_axis
-        self._d_sign = np.array([self.rotation_sign["xyz"[n.axis]] if n.kind == "R" else 1.0
-                                 for n in deriv])
-        self.num_nodes = len(nodes)
-        self.num_levels = max(level.values())
+        plans = (_frame_plan(tree, fixed, self.init, self.rotation_sign, free_col26),
+                 _translation_plan(tree, fixed, self.init, free_col26, self.num_keypoints),
+                 _derivative_plan(tree, fixed, free_col26, self.rotation_sign, self.num_keypoints,
+                                  self.num_free))
+        for plan in plans:
+            for name, value in plan.items():
+                setattr(self, name, value)
+        self.num_nodes = len(tree.nodes)
 
     # ------------------------------------------------------------------ input checks
     def _check_theta(self, theta):
@@ -676,6 +459,21 @@ class HandModel:
         return jac.reshape(n, 3 * k, self.num_free)
 
     # ------------------------------------------------------------------ helpers
+    def param_id(self, name):
+        """The id (0..46) of the parameter called ``name``, e.g. ``"index PIP flexion"``."""
+        try:
+            return self.param_names.index(name)
+        except ValueError:
+            raise KeyError(f"{self.source}: no parameter named {name!r}") from None
+
+    def free_column(self, name):
+        """The column (0..25) of the free parameter called ``name`` in a 26-wide theta."""
+        pid = self.param_id(name)
+        cols = np.flatnonzero(self.free_ids == pid)
+        if not len(cols):
+            raise KeyError(f"{self.source}: parameter {name!r} (id {pid}) is fixed")
+        return int(cols[0])
+
     def to_free(self, theta47):
         """``(N, 47)`` -> ``(N, 26)``: the free columns."""
         theta47 = np.asarray(theta47)
@@ -699,3 +497,292 @@ class HandModel:
     def __repr__(self):
         return (f"HandModel({self.name!r}: {self.num_params} params ({self.num_free} free), "
                 f"{self.num_keypoints} keypoints)")
+
+
+# ---------------------------------------------------------------------- compiling: parse -> plans
+# Pure functions of the model definition. The tree of operations is parsed once; each plan is a
+# dict of index arrays (and a few constants) that HandModel stores as private attributes and the
+# kinematics (HandModel._run, _grad, jacobian) read. Nodes carry two numbers the plans assign:
+# ``index`` (row in the frames array) and ``group`` (row in the translation-position array).
+
+class _Tree:
+    """The parsed operation tree: ``top`` (the root above everything), ``nodes`` (creation
+    order), ``end_node`` (keypoint -> the node after its last operation) and per parameter id its
+    kind, axis, pivot keypoint and links."""
+
+    def __init__(self, top, nodes, end_node, param_kind, param_axis, param_pivot, param_links):
+        self.top, self.nodes, self.end_node = top, nodes, end_node
+        self.param_kind, self.param_axis = param_kind, param_axis
+        self.param_pivot, self.param_links = param_pivot, param_links
+
+
+def _topological_order(parents, root):
+    """Keypoints, parents first (depth-first from ``root``); ValueError if one is unreachable."""
+    num = len(parents)
+    children = {k: [] for k in range(num)}
+    for k, p in enumerate(parents):
+        if p >= 0:
+            if not 0 <= p < num:
+                raise ValueError(f"keypoint {k}: parent {p} out of range")
+            children[p].append(k)
+    order, seen, stack = [], set(), [root]
+    while stack:
+        k = stack.pop()
+        order.append(k)
+        seen.add(k)
+        stack.extend(reversed(children[k]))
+    if len(order) != num:
+        raise ValueError(f"keypoints {sorted(set(range(num)) - seen)} are not connected to the root")
+    return order
+
+
+def _operation_tree(order, parents, ops, num_params):
+    """Merge the keypoints' operation lists into one tree (identical operations leaving the same
+    node become one node) -> :class:`_Tree`. ValueError for inconsistent parameters."""
+    top = _Node(None, "root", None, None, None, -1)
+    end_node, nodes = {}, []
+    kind_of, axis_of = [None] * num_params, [None] * num_params
+    pivot, links = [-1] * num_params, [[] for _ in range(num_params)]
+    for k in order:
+        cur = top if parents[k] < 0 else end_node[parents[k]]
+        moved = False  # a translation earlier in this link: rotations no longer pivot on the parent
+        for kind, pid, length in ops[k]:
+            key = (kind, pid, length)
+            if key not in cur.children:
+                node = _Node(cur, "R" if kind[0] == "R" else ("Tp" if pid is not None else "Tc"),
+                             _AXES[kind[1]], pid, length, cur.depth + 1)
+                cur.children[key] = node
+                nodes.append(node)
+            if pid is not None:
+                pk = "rotation" if kind[0] == "R" else "translation"
+                if kind_of[pid] not in (None, pk) or axis_of[pid] not in (None, kind[1]):
+                    raise ValueError(f"param {pid} is used by operations of different kinds")
+                kind_of[pid], axis_of[pid] = pk, kind[1]
+                if k not in links[pid]:
+                    links[pid].append(k)
+                if pk == "rotation" and not moved and parents[k] >= 0:
+                    pivot[pid] = parents[k]
+            moved = moved or kind[0] == "T"
+            cur = cur.children[key]
+        if cur is top:
+            raise ValueError(f"root keypoint {k} needs at least one operation")
+        cur.keypoints.append(k)
+        end_node[k] = cur
+    unused = [i for i in range(num_params) if kind_of[i] is None]
+    if unused:
+        raise ValueError(f"params {unused} are not used by any operation")
+    return _Tree(top, nodes, end_node, tuple(kind_of), tuple(axis_of), tuple(pivot),
+                 tuple(tuple(sorted(ks)) for ks in links))
+
+
+def _rot_parent(n, top):
+    """Nearest rotation node strictly above ``n``, or ``top``."""
+    m = n.parent
+    while m is not top and m.kind != "R":
+        m = m.parent
+    return m
+
+
+def _trans_parent(n, top):
+    """Nearest translation node strictly above ``n``, or ``top``."""
+    m = n.parent
+    while m is not top and m.kind == "R":
+        m = m.parent
+    return m
+
+
+def _as_slice(idx):
+    """Index array -> an equivalent slice when it is a contiguous run (faster NumPy indexing)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
+def _const_rotation(path, init, rotation_sign):
+    """Product (3, 3) of the fixed rotations of ``path`` (nodes, in order) at their init values."""
+    c = np.eye(3)
+    for m in path:
+        t = rotation_sign["xyz"[m.axis]] * init[m.param]
+        p, q = _PAIR[m.axis]
+        e = np.eye(3)
+        e[p, p] = e[q, q] = np.cos(t)
+        e[q, p], e[p, q] = np.sin(t), -np.sin(t)
+        c = c @ e
+    return c
+
+
+def _frame_plan(tree, fixed, init, rotation_sign, free_col26):
+    """The rotation frames, level by level.
+
+    Frames (rotation matrices) are needed only after rotation nodes; a frame after fixed rotations
+    is a constant matrix times the frame of the nearest free rotation above it (or the identity),
+    so runs of fixed rotations cost one small matrix product. Frames are grouped by (level, free
+    or fixed, axis); a group is computed from the frames before it in one step. Assigns
+    ``node.index``. Returns ``_groups``, ``_num_frames``, ``num_levels`` and the free rotation
+    nodes' angle columns ``_rot_col26``/``_rot_col47``, ``_rot_init``, ``_rot_sign`` ``(R, 1)``.
+    """
+    top, nodes = tree.top, tree.nodes
+    rnodes = [n for n in nodes if n.kind == "R"]
+    tnodes = [n for n in nodes if n.kind != "R"]
+    is_free = {id(n): (n.param not in fixed) for n in rnodes}
+
+    def base_of(n):  # nearest free rotation strictly above n, or top
+        m = _rot_parent(n, top)
+        while m is not top and not is_free[id(m)]:
+            m = _rot_parent(m, top)
+        return m
+
+    def source_of(n):  # the frame a frame is computed from
+        return _rot_parent(n, top) if is_free[id(n)] else base_of(n)
+
+    needed, todo = {id(top): top}, [_rot_parent(n, top) for n in tnodes]
+    todo += [n for n in rnodes if is_free[id(n)]]
+    todo += [_rot_parent(n, top) for n in rnodes if is_free[id(n)]]
+    while todo:
+        n = todo.pop()
+        if id(n) in needed:
+            continue
+        needed[id(n)] = n
+        todo.append(source_of(n))
+    frames = [n for n in needed.values() if n is not top]
+    level = {id(top): 0}
+
+    def level_of(n):
+        if id(n) not in level:
+            level[id(n)] = level_of(source_of(n)) + 1
+        return level[id(n)]
+
+    def group_key(n):
+        return (level_of(n), 0 if is_free[id(n)] else 1, n.axis if is_free[id(n)] else -1)
+
+    frames.sort(key=group_key)
+    top.index = 0
+    for i, n in enumerate(frames, 1):
+        n.index = i
+    groups, rot_nodes = [], []
+    i = 0
+    while i < len(frames):
+        j = i
+        while j < len(frames) and group_key(frames[j]) == group_key(frames[i]):
+            j += 1
+        g = frames[i:j]
+        if is_free[id(g[0])]:
+            p, q = _PAIR[g[0].axis]
+            groups.append({"free": True, "slice": slice(i + 1, j + 1), "cols": (p, q, 3 - p - q),
+                           "pre": _as_slice([_rot_parent(n, top).index for n in g]),
+                           "angles": slice(len(rot_nodes), len(rot_nodes) + len(g))})
+            rot_nodes.extend(g)
+        else:
+            cts = []
+            for n in g:
+                path, m, b = [], n, base_of(n)
+                while m is not b:
+                    if m.kind == "R":
+                        path.append(m)
+                    m = m.parent
+                cts.append(_const_rotation(path[::-1], init, rotation_sign).T)
+            groups.append({"free": False, "slice": slice(i + 1, j + 1),
+                           "pre": _as_slice([base_of(n).index for n in g]), "ct": np.array(cts)})
+        i = j
+    # angles of the free rotation nodes, in frame order: sign * (theta[col] + init)
+    col47 = np.array([n.param for n in rot_nodes], dtype=np.int64)
+    return {"_groups": groups, "_num_frames": len(frames) + 1, "num_levels": max(level.values()),
+            "_rot_col26": np.array([free_col26[n.param] for n in rot_nodes], dtype=np.int64),
+            "_rot_col47": col47, "_rot_init": init[col47][:, None],
+            "_rot_sign": np.array([rotation_sign["xyz"[n.axis]] for n in rot_nodes])[:, None]}
+
+
+def _translation_plan(tree, fixed, init, free_col26, num_keypoints):
+    """Positions, level by level down the tree of translations.
+
+    Every translation node moves by one column of the frame before it times a length (a bone, a
+    fixed parameter's init, or 1 for a free parameter, scaled by theta + init at run time); the
+    position after a node is its translation parent's plus that move; a keypoint is the position
+    after the last translation above it. Row 0 of the positions is the origin. Assigns
+    ``node.group`` (needs ``node.index`` from :func:`_frame_plan`). Returns ``_t_levels``
+    (output rows, moves, parent rows per level), ``_t_pre``, ``_t_axis``, ``_t_col`` (rows of the
+    frames' columns), ``_t_len`` ``(T, 1, 1)``, the free translation nodes ``_tp`` with their
+    theta columns ``_tp_col26``/``_tp_col47`` and ``_tp_init``, and ``_kp_t`` (keypoint -> row).
+    """
+    top = tree.top
+    tnodes = [n for n in tree.nodes if n.kind != "R"]
+    tlevel = {id(top): 0}
+
+    def tlevel_of(n):
+        if id(n) not in tlevel:
+            tlevel[id(n)] = tlevel_of(_trans_parent(n, top)) + 1
+        return tlevel[id(n)]
+
+    tnodes.sort(key=tlevel_of)
+    top.group = 0
+    for i, n in enumerate(tnodes, 1):
+        n.group = i
+    levels = []
+    i = 0
+    while i < len(tnodes):
+        j = i
+        while j < len(tnodes) and tlevel_of(tnodes[j]) == tlevel_of(tnodes[i]):
+            j += 1
+        levels.append((slice(i + 1, j + 1), slice(i, j),
+                       _as_slice([_trans_parent(n, top).group for n in tnodes[i:j]])))
+        i = j
+    t_pre = np.array([_rot_parent(n, top).index for n in tnodes], dtype=np.int64)
+    t_axis = np.array([n.axis for n in tnodes], dtype=np.int64)
+    t_len = [n.length if n.kind == "Tc" else init[n.param] if n.param in fixed else 1.0
+             for n in tnodes]
+    tp = [i for i, n in enumerate(tnodes) if n.kind == "Tp" and n.param not in fixed]
+    tp_col47 = np.array([tnodes[i].param for i in tp], dtype=np.int64)
+    end = [tree.end_node[k] for k in range(num_keypoints)]
+    return {"_t_levels": levels, "_t_pre": t_pre, "_t_axis": t_axis,
+            "_t_col": t_pre * 3 + t_axis,  # row of (frame, column) in frames (F*3, 3, N)
+            "_t_len": np.array(t_len)[:, None, None], "_tp": np.array(tp, dtype=np.int64),
+            "_tp_col26": np.array([free_col26[tnodes[i].param] for i in tp], dtype=np.int64),
+            "_tp_col47": tp_col47, "_tp_init": init[tp_col47][:, None],
+            "_kp_t": np.array([n.group if n.kind != "R" else _trans_parent(n, top).group
+                               for n in end])}
+
+
+def _derivative_plan(tree, fixed, free_col26, rotation_sign, num_keypoints, num_free):
+    """Derivative tables: the nodes of free parameters, their frame before, origin, keypoints below.
+
+    Keypoints are listed in depth-first order of the operation tree (``_dfs``): the keypoints below
+    any node are a contiguous run ``[lo, hi)``, so sums over them are differences of one cumulative
+    sum. Needs ``node.index`` and ``node.group``. Returns ``_dfs``, per derivative node (D of them,
+    usually one per free id, in theta order) ``_d_pre``, ``_d_axis``, ``_d_col``, ``_d_origin``,
+    ``_d_lo``, ``_d_hi``, ``_d_free``, ``_d_rot``, ``_d_sign``; ``_d_trans`` (translation rows),
+    ``_below`` ``(D, K)`` 0/1, ``_d_to_free`` ``(D, 26)``, ``_d_identity``, ``_num_deriv``.
+    """
+    top = tree.top
+    dfs, span, stack = [], {}, [(top, False)]
+    while stack:
+        n, done = stack.pop()
+        if done:
+            span[id(n)] = (span[id(n)], len(dfs))
+            continue
+        span[id(n)] = len(dfs)
+        dfs.extend(n.keypoints)
+        stack.append((n, True))
+        stack.extend((c, False) for c in reversed(list(n.children.values())))
+    dfs = np.array(dfs, dtype=np.int64)
+    deriv = [n for n in tree.nodes if n.param is not None and n.param not in fixed]
+    deriv.sort(key=lambda n: free_col26[n.param])  # usually one node per free id: then in theta order
+    d_pre = np.array([_rot_parent(n, top).index for n in deriv], dtype=np.int64)
+    d_axis = np.array([n.axis for n in deriv], dtype=np.int64)
+    d_lo = np.array([span[id(n)][0] for n in deriv], dtype=np.int64)
+    d_hi = np.array([span[id(n)][1] for n in deriv], dtype=np.int64)
+    below = np.zeros((len(deriv), num_keypoints))
+    for r in range(len(deriv)):
+        below[r, dfs[d_lo[r]:d_hi[r]]] = 1.0
+    d_free = np.array([free_col26[n.param] for n in deriv], dtype=np.int64)
+    d_to_free = np.zeros((len(deriv), num_free))
+    d_to_free[np.arange(len(deriv)), d_free] = 1.0
+    d_rot = np.array([n.kind == "R" for n in deriv])
+    return {"_dfs": dfs, "_num_deriv": len(deriv), "_d_pre": d_pre, "_d_axis": d_axis,
+            "_d_origin": np.array([_trans_parent(n, top).group for n in deriv], dtype=np.int64),
+            "_d_lo": d_lo, "_d_hi": d_hi, "_below": below, "_d_free": d_free,
+            # usually every free parameter has exactly one node: then node -> parameter is a permutation
+            "_d_identity": np.array_equal(d_free, np.arange(num_free)), "_d_to_free": d_to_free,
+            "_d_rot": d_rot, "_d_trans": np.flatnonzero(~d_rot), "_d_col": d_pre * 3 + d_axis,
+            "_d_sign": np.array([rotation_sign["xyz"[n.axis]] if n.kind == "R" else 1.0
+                                 for n in deriv])}

@@ -30,7 +30,6 @@ only steadies flat directions (e.g. a straight finger) and changes the NYU test 
 """
 import numpy as np
 
-NOMINAL_SCALE_MM = 150.0   # 1 normalised unit = half the 300 mm crop cube
 NUM_THETA = 26
 GLOBAL = slice(0, 6)       # translation x, y, z (normalised), rotation x, y, z (rad): unbounded
 ANGLES = slice(6, 26)      # finger and thumb angles (rad), bounded by the joint limits

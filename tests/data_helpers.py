@@ -58,6 +58,28 @@ def assert_one_line_error(proc, *needles):
     return lines[0]
 
 
+def central_difference(f, x, h, per_sample=False):
+    """Numerical gradient of ``f`` at ``x`` ``(N, P)`` by central differences with step ``h``.
+
+    ``per_sample``: ``f`` returns one value per sample ``(N,)`` that depends only on that
+    sample's row, so a whole column is stepped at once; otherwise ``f`` returns a scalar and every
+    element is stepped on its own. Returns float64 of ``x``'s shape.
+    """
+    x = np.asarray(x, np.float64)
+    num = np.zeros_like(x)
+    cells = [(slice(None), i) for i in range(x.shape[1])] if per_sample else np.ndindex(*x.shape)
+    for cell in cells:
+        d = np.zeros_like(x)
+        d[cell] = h
+        num[cell] = (np.asarray(f(x + d), np.float64) - np.asarray(f(x - d), np.float64)) / (2 * h)
+    return num
+
+
+def rel_err(a, b):
+    """``|a - b| / |b|`` (Frobenius norms)."""
+    return np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(b)
+
+
 def data_layer_net(sources, batch):
     """Prototxt text: one native Data layer (LMDB) per ``{top: source}``."""
     layers = []

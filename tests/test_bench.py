@@ -13,7 +13,7 @@ def _positive(x):
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-def test_bench_cli_tiny(project_root, tmp_path):
+def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     lmdb_dir = write_tiny_lmdbs(tmp_path / "lmdb", n_train=16, n_test=4)
     out = tmp_path / "bench.json"
     proc = subprocess.run([PY, "tools/bench.py", "--batch", "8", "--repeats", "2", "--frames", "5",

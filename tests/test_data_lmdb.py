@@ -10,7 +10,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import lmdb_writer, make_lmdb, nyu
+from data_prep import datum, lmdb_io, make_lmdb, nyu
 from data_prep.camera import NYU_CAMERA
 from data_prep.crop import crop_depth
 from tests.data_helpers import (SPEC_MAP, assert_one_line_error, data_layer_net, make_synthetic,
@@ -34,7 +34,7 @@ def built(synth, tmp_path_factory):
 def _records(path):
     env = lmdb.open(str(path), readonly=True, lock=False)
     with env.begin() as txn:
-        items = [(k, lmdb_writer.parse_datum(v)) for k, v in txn.cursor()]
+        items = [(k, datum.decode_array(v)) for k, v in txn.cursor()]
     env.close()
     return items
 
@@ -80,9 +80,9 @@ def test_real_crops_load_into_net_input_range(reference_data, tmp_path, make_net
     assert len(crops) == 5
     arrs = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255 * 2 - 1 for p in crops]
     path = tmp_path / "real_depth"
-    with lmdb_writer.LmdbSet({"depth": path}, 1 << 26) as out:
+    with lmdb_io.LmdbSet({"depth": path}, 1 << 26) as out:
         for a in arrs:
-            out.put({"depth": lmdb_writer.datum_bytes(a[None])})
+            out.put({"depth": datum.encode(a[None])})
         out.commit()
     net = make_net(data_layer_net({"depth": path}, 5))
     got = net.forward()["depth"]
@@ -90,16 +90,6 @@ def test_real_crops_load_into_net_input_range(reference_data, tmp_path, make_net
         np.testing.assert_array_equal(got[i, 0], a)
     assert got.min() >= -1 and got.max() <= 1 and got.max() == 1    # background is the far plane
     assert (got < 0.9).mean() > 0.1                                   # and there is a hand
-
-
-def test_datum_bytes_parse_with_caffe_protobuf():
-    from caffe.proto import caffe_pb2
-    a = np.random.default_rng(0).normal(size=(3, 5, 7)).astype(np.float32)
-    d = caffe_pb2.Datum()
-    d.ParseFromString(lmdb_writer.datum_bytes(a))
-    assert (d.channels, d.height, d.width) == (3, 5, 7)
-    np.testing.assert_array_equal(np.array(d.float_data, np.float32).reshape(3, 5, 7), a)
-    np.testing.assert_array_equal(lmdb_writer.parse_datum(d.SerializeToString()), a)  # unpacked too
 
 
 def test_order_keys_and_meta(built, synth):
@@ -177,7 +167,7 @@ def test_unreadable_pngs_are_skipped_counted_and_logged(synth, tmp_path, project
     meta = np.load(out / "nyu_test_meta.npz")
     assert len(meta["frame"]) == 117 and not {7, 12, 30} & set(meta["frame"].tolist())
     assert list(meta["bad_frames"]) == [7, 12, 30]
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 117
+    assert lmdb_io.count_records(out / "nyu_test_depth") == 117
     # past the threshold: fails, one line, nothing written (the previous LMDBs stay)
     before = (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns
     for i in range(40, 44):
@@ -186,7 +176,7 @@ def test_unreadable_pngs_are_skipped_counted_and_logged(synth, tmp_path, project
                       "--splits", "test", "--quiet", "--max-bad", "0.05", "--subject2-cube", "off")
     assert_one_line_error(proc, "7 of 120 frames unusable", "nyu_test_bad.txt")
     assert (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns == before
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 117
+    assert lmdb_io.count_records(out / "nyu_test_depth") == 117
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
 
 
@@ -219,10 +209,10 @@ def test_killed_build_leaves_previous_lmdb_or_none(synth, tmp_path, project_root
     kill_midway(big)                              # no previous LMDB: none afterwards
     assert not (out / "nyu_test_depth").exists() and not (out / "nyu_test_meta.npz").exists()
     assert subprocess.run(cmd + ["--root", str(small)], cwd=project_root).returncode == 0
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 30
+    assert lmdb_io.count_records(out / "nyu_test_depth") == 30
     kill_midway(big)                              # previous LMDB: still there, complete
     for name in ("depth", "joint"):
-        assert lmdb_writer.count_records(out / f"nyu_test_{name}") == 30
+        assert lmdb_io.count_records(out / f"nyu_test_{name}") == 30
     assert len(np.load(out / "nyu_test_meta.npz")["frame"]) == 30
     assert [p for p in out.iterdir() if ".tmp-" in p.name]             # the killed build's leftovers
     assert subprocess.run(cmd + ["--root", str(small), "--force"], cwd=project_root).returncode == 0
@@ -237,8 +227,8 @@ def test_default_builds_from_generated_synthetic_set(tmp_path, monkeypatch, caps
             "--synthetic-test", "8"]
     assert make_lmdb.main(args) == 0
     assert "generating 24 train / 8 test" in capsys.readouterr().out
-    assert lmdb_writer.count_records(out / "nyu_train_theta") == 24
-    assert lmdb_writer.count_records(out / "nyu_test_depth") == 8
+    assert lmdb_io.count_records(out / "nyu_train_theta") == 24
+    assert lmdb_io.count_records(out / "nyu_test_depth") == 8
     assert make_lmdb.main(args) == 0
     text = capsys.readouterr().out
     assert "generating" not in text and text.count("up to date") == 2
@@ -291,8 +281,8 @@ def test_icvl_missing_label_file(project_root, tmp_path):
 def test_lmdbset_abort_leaves_nothing(tmp_path):
     final = tmp_path / "x_depth"
     with pytest.raises(RuntimeError):
-        with lmdb_writer.LmdbSet({"d": final}, 1 << 24) as out:
-            out.put({"d": lmdb_writer.datum_bytes(np.zeros(3))})
+        with lmdb_io.LmdbSet({"d": final}, 1 << 24) as out:
+            out.put({"d": datum.encode(np.zeros(3))})
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
 
@@ -303,7 +293,7 @@ def test_rebuild_without_angles_removes_stale_theta(synth, tmp_path):
     out = tmp_path / "lmdb"
     assert make_lmdb.main(["nyu", "--root", str(synth), "--out", str(out), "--splits", "test", "--quiet",
                            "--workers", "1"]) == 0
-    assert lmdb_writer.count_records(out / "nyu_test_theta") == N_TEST
+    assert lmdb_io.count_records(out / "nyu_test_theta") == N_TEST
     real_like = _fake_root(synth, tmp_path / "nyu", 10)          # no theta.npy, like real NYU
     assert make_lmdb.main(["nyu", "--root", str(real_like), "--out", str(out), "--splits", "test",
                            "--quiet", "--workers", "1"]) == 0

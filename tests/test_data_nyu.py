@@ -6,7 +6,7 @@ import scipy.io
 
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
-from data_prep.cli import InputError
+from plumbing import InputError
 from data_prep.crop import crop_box, crop_depth, crop_pixel_of_uvd
 from tests.data_helpers import (SPEC_MAP, assert_one_line_error, nyu_uvd_to_xyz, nyu_xyz_to_uvd,
                                 run_module)

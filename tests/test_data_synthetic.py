@@ -138,7 +138,7 @@ def test_generator_cli(project_root, tmp_path):
 
 def test_lmdb_labels_from_synthetic_equal_forward_theta(synth, tmp_path, model):
     """Through the whole pipeline: joint records == clip(forward(theta records))."""
-    from data_prep.lmdb_writer import parse_datum
+    from data_prep.datum import decode_array
     import lmdb
     out = tmp_path / "lmdb"
     assert make_lmdb.main(["nyu", "--root", str(synth), "--out", str(out), "--quiet", "--workers", "2"]) == 0
@@ -147,7 +147,7 @@ def test_lmdb_labels_from_synthetic_equal_forward_theta(synth, tmp_path, model):
         for name in ("joint", "theta"):
             env = lmdb.open(str(out / f"nyu_{split}_{name}"), readonly=True, lock=False)
             with env.begin() as txn:
-                recs[name] = np.stack([parse_datum(v).ravel() for _, v in txn.cursor()])
+                recs[name] = np.stack([decode_array(v).ravel() for _, v in txn.cursor()])
             env.close()
         kp = np.clip(model.forward(recs["theta"].astype(np.float64)), -1, 1).reshape(len(recs["theta"]), 93)
         np.testing.assert_allclose(recs["joint"], kp, atol=3e-6)

@@ -8,7 +8,7 @@ import sys
 
 import cv2
 import numpy as np
-from data_helpers import reference_lines
+from data_helpers import assert_one_line_error, reference_lines
 
 PY = sys.executable
 FX, FY, CX, CY = 588.03, 587.07, 320.0, 240.0
@@ -21,14 +21,6 @@ def run_demo(project_root, *args, cwd=None):
     return subprocess.run([PY, str(project_root / "tools" / "demo.py"), *map(str, args)],
                           cwd=cwd or project_root, capture_output=True, text=True, env=env,
                           timeout=300)
-
-
-def assert_one_line_error(proc, *fragments):
-    err = proc.stderr.strip()
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, err)
-    assert "Traceback" not in err and len(err.splitlines()) == 1 and err.startswith("error: "), err
-    for f in fragments:
-        assert f in err, (f, err)
 
 
 def probe_net(tmp_path, bias93, theta_width=None, theta_bias=None):
@@ -270,7 +262,7 @@ def test_released_47_output_layout(project_root, tmp_path):
                                    64 + 64 * expect[:, 0], atol=1e-3)
 
 
-def test_bad_input(reference_data, project_root, tmp_path):
+def test_bad_inputs_are_one_line_errors(reference_data, project_root, tmp_path):
     model, weights = probe_net(tmp_path, np.zeros(93))
     common = ("--weights", weights, "--model", model, "--out", tmp_path / "o")
     frame = reference_data / "nyu" / "depth_1_0000001.png"

@@ -9,9 +9,8 @@ from hand_model import HandModel
 
 
 @pytest.fixture(scope="module")
-def tool(project_root):
-    sys.path.insert(0, str(project_root / "tools"))
-    import draw_rest_pose
+def tool():
+    from tools import draw_rest_pose
     return draw_rest_pose
 
 

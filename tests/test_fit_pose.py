@@ -152,7 +152,7 @@ def test_real_label_slice(reference_data, model, tmp_path):
     assert json.loads(str(d["settings"]))["scale"] == "frame"
     png = out.with_name("fits_error.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["fits.npz", "fits_error.png"]
 
 
 def test_sequence_and_fixed_scale(reference_data, tmp_path):
@@ -173,7 +173,7 @@ def test_sequence_and_fixed_scale(reference_data, tmp_path):
     assert d["error_mm"].mean() < 4.0
 
 
-def test_bad_rows(reference_data, tmp_path):
+def test_bad_label_rows_stop_the_fit_or_are_skipped(reference_data, tmp_path):
     lines = reference_lines(reference_data / LABELS)[:12]
     vals = lines[3].split()
     vals[7] = "nan"
@@ -207,7 +207,7 @@ def test_bad_rows(reference_data, tmp_path):
     (["--out", "{tmp}/x.npz", "--scale-mm", "150,130,120"], ["--scale-mm", "3 values for 2 segments"]),
     (["--out", "{tmp}/x.npz", "--prior", "-1"], ["--prior"]),
 ])
-def test_bad_options(reference_data, tmp_path, args, words):
+def test_bad_options_are_one_line_errors(reference_data, tmp_path, args, words):
     args = [a.format(tmp=tmp_path) for a in args]
     r = run_tool(reference_data / LABELS, *args)
     assert r.returncode == 2, r.stdout + r.stderr
@@ -217,13 +217,13 @@ def test_bad_options(reference_data, tmp_path, args, words):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_input(tmp_path):
+def test_missing_input_is_one_line_error(tmp_path):
     r = run_tool(tmp_path / "nope.txt", "--out", tmp_path / "x.npz")
     assert r.returncode == 2 and "nope.txt" in r.stderr and "Traceback" not in r.stderr
 
 
 # ------------------------------------------------------------------------------------------------
-def test_joint_data_mat(model, tmp_path):
+def test_fit_from_joint_data_mat(model, tmp_path):
     """An NYU-layout joint_data.mat (3 cameras, N, 36, 3): 31 keypoints, offset = joint 34."""
     from scipy.io import savemat
 
@@ -277,7 +277,7 @@ def _write_lmdb(path, rows):
     env.close()
 
 
-def test_lmdb_meta(model, tmp_path):
+def test_fit_from_lmdb_meta_recovers_true_angles(model, tmp_path):
     """An LMDB set (agreed layout): joints from nyu_test_joint, com/cube/theta from the meta."""
     rng = np.random.default_rng(9)
     n = 30

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from data_prep.labels import NYU14_KEYPOINTS
+from data_helpers import central_difference
 from hand_model import HandModel, ModelDefinitionError
 
 
@@ -172,8 +173,9 @@ def test_definition_structure(model):
     assert sorted(model.edges) == sorted((p, c) for c, p in enumerate(model.parents) if p >= 0)
     assert len(set(model.nyu_joint_of_keypoint.tolist())) == 31
     assert set(model.nyu_joint_of_keypoint.tolist()) <= set(range(36)) - {34}
-    # the 14-joint evaluation: same keypoints as data_prep's label reader, same NYU joints
-    np.testing.assert_array_equal(model.eval14_keypoints, NYU14_KEYPOINTS)
+    # the 14-joint evaluation: the spec's keypoints (docs/hand-model.md), same NYU joints
+    np.testing.assert_array_equal(model.eval14_keypoints, (0, 3, 5, 8, 10, 13, 15, 18, 30, 29, 28, 25, 26, 24))
+    assert NYU14_KEYPOINTS == tuple(model.eval14_keypoints)          # the label reader reads them
     np.testing.assert_array_equal(model.nyu_joint_of_keypoint[model.eval14_keypoints], model.eval14_nyu_joints)
     # every parameter's kind/axis/pivot follows from the spec's table
     for k, ops in enumerate(SPEC_CHAIN):
@@ -268,21 +270,12 @@ def test_matches_independent_4x4_reference(model, config):
 
 
 # --------------------------------------------------------------------------- finite differences
-def _central_difference(model, theta, tg, h=1e-6):
-    num = np.zeros_like(theta)
-    for i in range(theta.shape[1]):
-        d = np.zeros_like(theta)
-        d[:, i] = h
-        num[:, i] = ((model.forward(theta + d) - model.forward(theta - d)) * tg).sum(axis=(1, 2)) / (2 * h)
-    return num
-
-
 def _rel_err(a, b):
     return np.abs(a - b).max() / max(np.abs(b).max(), 1e-12)
 
 
 @pytest.mark.parametrize("where", ["random", "near_limits"])
-def test_gradient_central_difference(model, where):
+def test_backward_equals_central_differences(model, where):
     rng = np.random.default_rng(8)
     if where == "random":
         theta = random_theta(model, 8, seed=9, scale=1.0)
@@ -293,7 +286,8 @@ def test_gradient_central_difference(model, where):
         lo[:6], up[:6] = -0.5, 0.5
         theta = np.where(side, up, lo) + rng.choice([-1e-3, 1e-3], size=(8, model.num_free))
     tg = rng.normal(size=(8, 31, 3))
-    num = _central_difference(model, theta, tg)
+    num = central_difference(lambda t: (model.forward(t) * tg).sum(axis=(1, 2)), theta, 1e-6,
+                             per_sample=True)
     ana = model.backward(theta, tg)
     assert _rel_err(ana, num) < 1e-6
     # per-sample, per-parameter too (relative to that sample's gradient size)
@@ -341,17 +335,17 @@ def test_batch_sizes_and_repeated_calls(model):
 
 
 @pytest.mark.parametrize("shape", [(4,), (4, 25), (4, 46), (2, 26, 1)])
-def test_bad_theta_shape(model, shape):
+def test_forward_rejects_bad_theta_shape(model, shape):
     with pytest.raises(ValueError, match=r"expected \(N, 26\).*\(N, 47\)"):
         model.forward(np.zeros(shape))
 
 
-def test_bad_top_grad_shape(model):
+def test_backward_rejects_bad_top_grad_shape(model):
     with pytest.raises(ValueError, match=r"top_grad has shape \(4, 92\): expected \(4, 31, 3\) or \(4, 93\)"):
         model.backward(np.zeros((4, 26)), np.zeros((4, 92)))
 
 
-def test_bad_model_files(tmp_path, project_root):
+def test_malformed_model_files_raise_naming_the_entry(tmp_path, project_root):
     with pytest.raises(ModelDefinitionError, match="no file nosuch.json.*known models: .*nyu31"):
         HandModel.by_name("nosuch")
     bad = tmp_path / "bad.json"

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from data_helpers import central_difference, rel_err
+
 
 LAYER = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ {dims} }} }} }}
@@ -60,13 +62,9 @@ def test_layer_reshapes_with_the_batch(make_net, model):
     np.testing.assert_allclose(out, model.forward(theta).reshape(5, 93), atol=2e-6)
 
 
-def _rel_err(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
 @pytest.mark.parametrize("where", ["random", "near_limits"])
 @pytest.mark.parametrize("layout", [26, 47])
-def test_layer_gradient_central_difference_float32(make_net, model, where, layout):
+def test_layer_gradient_equals_central_differences_in_float32(make_net, model, where, layout):
     """Gradient of sum(w * joints) through Caffe (float32) against central differences of the net."""
     rng = np.random.default_rng(1 if where == "random" else 2)
     n = 4
@@ -81,21 +79,15 @@ def test_layer_gradient_central_difference_float32(make_net, model, where, layou
     w = rng.normal(size=(n, 93))
     net = make_net(net_text((n, layout)))
     _, diff = run(net, theta, w)
-    h = 1e-2
-    num = np.zeros_like(theta)
-    for i in range(layout):
-        d = np.zeros_like(theta)
-        d[:, i] = h
-        fp = run(net, theta + d).astype(np.float64)
-        fm = run(net, theta - d).astype(np.float64)
-        num[:, i] = ((fp - fm) * w).sum(axis=1) / (2 * h)
-    assert _rel_err(diff, num) < 1e-3
+    num = central_difference(lambda t: (run(net, t).astype(np.float64) * w).sum(axis=1), theta,
+                             1e-2, per_sample=True)
+    assert rel_err(diff, num) < 1e-3
     # per sample as well
     for s in range(n):
-        assert _rel_err(diff[s], num[s]) < 1e-3
+        assert rel_err(diff[s], num[s]) < 1e-3
     # and Caffe's float32 gradient equals the float64 model's at the float32 input
     exact = model.backward(theta.astype(np.float32).astype(np.float64), w.astype(np.float32))
-    assert _rel_err(diff, exact) < 1e-6
+    assert rel_err(diff, exact) < 1e-6
 
 
 @pytest.mark.parametrize("param,message", [
@@ -104,18 +96,18 @@ def test_layer_gradient_central_difference_float32(make_net, model, where, layou
     ('["nyu31"]', "is not a JSON object"),
     ('{"model": "nosuch"}', "model 'nosuch': no file nosuch.json"),
 ])
-def test_layer_bad_param_str(make_net, param, message):
+def test_layer_rejects_bad_param_str(make_net, param, message):
     with pytest.raises(ValueError, match=message):
         make_net(net_text((2, 26), param))
 
 
 @pytest.mark.parametrize("shape", [(2, 25), (2, 93), (2, 26, 2)])
-def test_layer_bad_bottom_width(make_net, shape):
+def test_layer_rejects_bottom_of_wrong_width(make_net, shape):
     with pytest.raises(ValueError, match=r"HandModelLayer: bottom\[0\] has shape .*expected \(N, 26\).*\(N, 47\)"):
         make_net(net_text(shape))
 
 
-def test_layer_default_param_str(make_net, model):
+def test_layer_without_param_str_uses_nyu31(make_net, model):
     text = net_text((2, 26)).replace(" param_str: '{\"model\": \"nyu31\"}'", "")
     assert "param_str" not in text
     net = make_net(text)
@@ -123,7 +115,7 @@ def test_layer_default_param_str(make_net, model):
     np.testing.assert_allclose(run(net, theta), model.forward(theta).reshape(2, 93), atol=1e-6)
 
 
-def test_layer_wrong_number_of_blobs(make_net):
+def test_layer_rejects_two_bottoms(make_net):
     text = net_text((2, 26)).replace('bottom: "theta" top: "joints"', 'bottom: "theta" bottom: "theta" top: "joints"')
     with pytest.raises(ValueError, match="expected 1 bottom"):
         make_net(text)

@@ -4,6 +4,8 @@ out-of-range fraction, loss weights and setup errors."""
 import numpy as np
 import pytest
 
+from data_helpers import central_difference, rel_err
+
 
 NET = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ dim: {n} dim: {w} }} }} }}
@@ -79,7 +81,7 @@ def test_loss_matches_independent_computation(make_net, model, reference_data, p
         assert np.all(diff[:, model.fixed_ids] == 0)
 
 
-def test_zero_inside_limits(make_net, model):
+def test_loss_and_gradient_are_zero_inside_limits(make_net, model):
     rng = np.random.default_rng(3)
     lo, up = model.lower.copy(), model.upper.copy()
     lo[:6], up[:6] = -5.0, 5.0
@@ -96,7 +98,7 @@ def test_zero_inside_limits(make_net, model):
         assert loss == 0.0 and frac == 0.0 and np.all(diff == 0)
 
 
-def test_gradient_central_difference(make_net, model):
+def test_loss_gradient_equals_central_differences(make_net, model):
     """Through Caffe float32, near the limits (but not within h of a kink)."""
     rng = np.random.default_rng(4)
     lo, up = model.lower, model.upper
@@ -107,17 +109,9 @@ def test_gradient_central_difference(make_net, model):
     for penalty, weight in (("hinge", 1.0), ("squared", 1.0), ("squared", 0.5)):
         net = make_net(net_text(5, 26, f'{{"penalty": "{penalty}", "lambda": 2.0}}', weight=weight))
         _, diff, _ = run(net, theta)
-        h = 1e-3
-        num = np.zeros_like(theta)
-        for s in range(5):
-            for i in range(26):
-                d = np.zeros_like(theta)
-                d[s, i] = h
-                lp, _, _ = run(net, theta + d)
-                lm, _, _ = run(net, theta - d)
-                num[s, i] = weight * (lp - lm) / (2 * h)
+        num = central_difference(lambda t: weight * run(net, t)[0], theta, 1e-3)
         assert np.abs(num).max() > 0
-        assert np.linalg.norm(diff - num) / np.linalg.norm(num) < 1e-3
+        assert rel_err(diff, num) < 1e-3
         # the gradient is zero exactly where the angle is inside its range
         inside = (theta >= lo) & (theta <= up)
         assert np.all(diff[inside] == 0) and np.all(diff[~inside] != 0)
@@ -143,11 +137,11 @@ def test_hinge_gradient_is_sign_over_batch(make_net, model):
     ('{penalty: hinge}', "not valid JSON"),
     ('{"model": "nosuch"}', "model 'nosuch'"),
 ])
-def test_bad_param_str(make_net, param, message):
+def test_loss_rejects_bad_param_str(make_net, param, message):
     with pytest.raises(ValueError, match=message):
         make_net(net_text(2, 26, param))
 
 
-def test_bad_bottom_width(make_net):
+def test_loss_rejects_bottom_of_wrong_width(make_net):
     with pytest.raises(ValueError, match=r"JointLimitLossLayer: bottom\[0\] has shape \(2, 30\).*\(N, 26\)"):
         make_net(net_text(2, 30))

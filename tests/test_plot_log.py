@@ -125,7 +125,7 @@ def test_other_log_formats(project_root, tmp_path):
     assert s["lr"] == {"100": 0.003}
 
 
-def test_bad_input(project_root, tmp_path):
+def test_bad_logs_and_options_are_one_line_errors(project_root, tmp_path):
     for args, fragments in [
         ((tmp_path / "missing.log",), ("missing.log",)),
         ((tmp_path,), (str(tmp_path),)),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tools import metrics
-from data_helpers import reference_lines
+from data_helpers import assert_one_line_error, reference_lines
 
 PY = sys.executable
 
@@ -21,17 +21,6 @@ def run_cli(project_root, *args, env_extra=None):
         env.update(env_extra)
     return subprocess.run([PY, str(project_root / "tools" / "test_net.py"), *map(str, args)],
                           cwd=project_root, capture_output=True, text=True, env=env, timeout=300)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    err = proc.stderr.strip()
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: "), err
-    for frag in fragments:
-        assert frag in err, (frag, err)
-    return err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,30 +510,6 @@ def test_empty_or_missing_lmdb(project_root, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_datum_fast_path_equals_protobuf():
-    from caffe.proto import caffe_pb2
-
-    from tools.net_io import datum_floats
-
-    rng = np.random.default_rng(3)
-    for extra in ({}, {"label": 7}, {"encoded": False}, {"data": b"\x01\x02"}):
-        vals = rng.normal(size=(3, 4, 5)).astype(np.float32)
-        d = caffe_pb2.Datum(channels=3, height=4, width=5, **extra)
-        d.float_data.extend(vals.ravel().tolist())
-        shape, got = datum_floats(d.SerializeToString())
-        assert shape == (3, 4, 5)
-        np.testing.assert_array_equal(got, vals.ravel())
-    # packed float_data, written by hand: fields 1-3, then tag 0x32, length, raw floats
-    vals = rng.normal(size=200).astype("<f4")
-    raw = bytes([0x08, 200, 0x01, 0x10, 1, 0x18, 1, 0x32, 0xA0, 0x06]) + vals.tobytes()
-    shape, got = datum_floats(raw)
-    assert shape == (200, 1, 1)
-    np.testing.assert_array_equal(got, vals)
-    d = caffe_pb2.Datum()
-    d.ParseFromString(raw)                               # protobuf agrees
-    np.testing.assert_array_equal(np.array(d.float_data, np.float32), vals)
-
-
 # ---------------------------------------------------------------------------------------------
 # the project's real deploy net (model layer included) on LMDBs written by data_prep's writer
 
@@ -553,7 +518,8 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     import cv2
     from hand_model import HandModel
 
-    from data_prep.lmdb_writer import LmdbSet, datum_bytes
+    from data_prep.datum import encode
+    from data_prep.lmdb_io import LmdbSet
 
     deploy = project_root / "prototxt" / "deploy.prototxt"
     caffe.set_mode_cpu()
@@ -576,7 +542,7 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     prefix.parent.mkdir()
     with LmdbSet({"depth": f"{prefix}_depth", "joint": f"{prefix}_joint"}, 1 << 24) as s:
         for i in range(n):
-            s.put({"depth": datum_bytes(depth[i][None]), "joint": datum_bytes(joints[i])})
+            s.put({"depth": encode(depth[i][None]), "joint": encode(joints[i])})
         s.commit()
     com = np.column_stack([rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), np.full(n, 700.0)])
     cube = np.full(n, 300.0)

@@ -27,25 +27,20 @@ iteration < 1 %; deploy single-frame inference >= 400 frames/s; (issue 13) local
 the machine: the load average at the start is reported with the figures.
 """
 import argparse
-import json
 import os
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 import tracemalloc
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from tools.net_io import import_caffe  # noqa: E402
+from plumbing import PROJECT, InputError, run, write_json
+from data_prep.split import LmdbSplit
+from tools.net_io import import_caffe
 
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0, "localize_crop_fps": 300.0}
 
@@ -80,17 +75,13 @@ def sample_inputs(lmdb_dir, n, rng):
     """
     from hand_model import HandModel
 
-    paths = [lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")]
-    if all((p / "data.mdb").is_file() for p in paths):
-        from net_io import DatumLMDB
-
+    split = LmdbSplit.of(lmdb_dir, "nyu", "train")
+    paths = [split.lmdb(k) for k in ("depth", "joint")]
+    if all(split.count(k) > 0 for k in ("depth", "joint")):
         out = []
-        for p, shape in zip(paths, ((1, 128, 128), (93, 1, 1))):
-            db = DatumLMDB(p)
-            try:
+        for kind, shape in (("depth", (1, 128, 128)), ("joint", (93, 1, 1))):
+            with split.open(kind) as db:
                 rows = next(db.iter_batches(min(n, len(db)), shape))[1]
-            finally:
-                db.close()
             reps = -(-n // len(rows))
             out.append(np.concatenate([rows] * reps)[:n])
         return out[0], out[1].reshape(n, 93), f"{paths[0].name} (first {min(n, len(rows))} records)"
@@ -220,8 +211,9 @@ def bench_data(caffe, batch, repeats, folder, lmdb_dir):
     """ms per batch delivered by the native Data layers (depth + joint) from the train LMDBs."""
     from caffe import layers as L, params as P
 
-    sources = {k: lmdb_dir / f"nyu_train_{k}" for k in ("depth", "joint")}
-    if not all((p / "data.mdb").is_file() for p in sources.values()):
+    split = LmdbSplit.of(lmdb_dir, "nyu", "train")
+    sources = {k: split.lmdb(k) for k in ("depth", "joint")}
+    if not all(split.count(k) > 0 for k in sources):
         return None
     n = caffe.NetSpec()
     for k, src in sources.items():
@@ -268,7 +260,7 @@ def main(argv=None):
                              "uses a quarter of them, at least 2)")
     parser.add_argument("--frames", type=int, default=500,
                         help="single-frame forwards of the deploy net (default 500)")
-    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=ROOT / "data" / "lmdb",
+    parser.add_argument("--lmdb-dir", type=pathlib.Path, default=PROJECT / "data" / "lmdb",
                         help="LMDB folder for the data-pipeline figure (default data/lmdb; "
                              "skipped when absent)")
     parser.add_argument("--json", type=pathlib.Path, help="also write the figures to this JSON file")
@@ -367,9 +359,7 @@ def main(argv=None):
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(res, indent=1) + "\n")
-        replace_atomically(str(tmp), str(args.json))
+        write_json(args.json, res)
         print(f"wrote {args.json}")
     return 0
 

@@ -31,42 +31,27 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
 """
 import argparse
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera  # noqa: E402
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from data_prep.reference import NYU_TEST_CROPS  # noqa: E402
+from data_prep import nyu
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
+from plumbing import PROJECT, InputError, atomic_path, console, run, save_figure, write_json
+from data_prep.reference import NYU_TEST_CROPS
 
-DEFAULT_MODEL = ROOT / "prototxt" / "deploy.prototxt"
+DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
 
-# colours (RGB) by finger: little, ring, middle, index, thumb, palm/wrist
+# colours (RGB) by finger (hand_model.FINGERS, then palm/wrist): little, ring, middle, index, thumb, palm
 FINGER_COLOURS = [(230, 60, 60), (240, 160, 30), (60, 190, 60), (50, 120, 240), (190, 70, 220),
                   (240, 240, 240)]
-
-
-def keypoint_finger(k):
-    """Finger group of keypoint k: 0 little .. 3 index, 4 thumb, 5 palm/wrist (hand-model.md)."""
-    if k < 20:
-        return k // 5
-    if k < 24:
-        return k - 20
-    if k >= 27:
-        return 4
-    return 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +125,7 @@ def load_input(path, crop_hw, args, camera):
             raise InputError(f"{path}: a {w}x{h} crop must be 8-bit gray, got {img.dtype}")
         return {"crop": img.astype(np.float32) / 255.0 * 2.0 - 1.0}
     if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 2:
-        depth = img[:, :, 0].astype(np.uint16) | (img[:, :, 1].astype(np.uint16) << 8)
+        depth = nyu.depth_of_image(img)
         kind = "NYU-encoded (blue + 256 * green)"
     elif img.ndim == 2 and img.dtype == np.uint16:
         depth = img
@@ -196,7 +181,9 @@ def exact_pixels(norm, item, args, camera, size):
     with a known centre."""
     from data_prep.crop import crop_pixel_of_uvd
 
-    xyz = norm * (args.cube / 2.0) + item["com"]
+    from data_prep.split import to_mm
+
+    xyz = to_mm(norm[None], item["com"][None], np.array([args.cube]))[0]
     uvd = camera.xyz_to_uvd(xyz)
     crop_px = crop_pixel_of_uvd(uvd, item["center"], args.cube, camera, size=size)
     return xyz, uvd, crop_px
@@ -208,10 +195,9 @@ def exact_pixels(norm, item, args, camera, size):
 def _save_png_rgb(path, rgb):
     import cv2
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
-        raise InputError(f"{path}: cannot write the image")
-    replace_atomically(str(tmp), str(path))
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
+            raise InputError(f"{path}: cannot write the image")
 
 
 def crop_to_rgb(crop, scale):
@@ -224,11 +210,12 @@ def crop_to_rgb(crop, scale):
     return np.repeat(big[:, :, None], 3, axis=2)
 
 
-def draw_skeleton(rgb, pts, edges, scale, thickness=2, radius=4):
+def draw_skeleton(rgb, pts, edges, finger, scale, thickness=2, radius=4):
     """Draw keypoints ``(K, 2)`` onto ``rgb`` in place.
 
     pts: continuous (column, row) before ``scale``, pixel j covering [j, j+1); edges: (parent,
-    child) pairs, coloured by the child's finger.
+    child) pairs, coloured by the child's finger; finger: ``(K,)`` finger of each keypoint
+    (``HandModel.finger_of_keypoint``).
     """
     import cv2
 
@@ -236,14 +223,14 @@ def draw_skeleton(rgb, pts, edges, scale, thickness=2, radius=4):
     img = np.ascontiguousarray(rgb)
     for a, b in edges:
         cv2.line(img, (int(p[a, 0]), int(p[a, 1])), (int(p[b, 0]), int(p[b, 1])),
-                 FINGER_COLOURS[keypoint_finger(b)], thickness, cv2.LINE_AA, shift=4)
+                 FINGER_COLOURS[finger[b]], thickness, cv2.LINE_AA, shift=4)
     for k in range(len(p)):
         cv2.circle(img, (int(p[k, 0]), int(p[k, 1])), radius * 16,
-                   FINGER_COLOURS[keypoint_finger(k)], -1, cv2.LINE_AA, shift=4)
+                   FINGER_COLOURS[finger[k]], -1, cv2.LINE_AA, shift=4)
     rgb[...] = img
 
 
-def draw_3d(path, norm, crop, edges, title):
+def draw_3d(path, norm, crop, edges, finger, title):
     """3D skeleton (normalised units) over the crop's point cloud (orthographic back-projection)."""
     import matplotlib
     matplotlib.use("Agg")
@@ -260,7 +247,7 @@ def draw_3d(path, norm, crop, edges, title):
     ax = fig.add_subplot(projection="3d")
     ax.scatter(cx, cz, cy, s=1, c="0.6", alpha=0.35, depthshade=False)
     for a, b in edges:
-        c = np.array(FINGER_COLOURS[keypoint_finger(b)]) / 255.0
+        c = np.array(FINGER_COLOURS[finger[b]]) / 255.0
         if np.all(c > 0.9):
             c = np.array([0.3, 0.3, 0.3])
         ax.plot([norm[a, 0], norm[b, 0]], [norm[a, 2], norm[b, 2]], [norm[a, 1], norm[b, 1]],
@@ -276,17 +263,15 @@ def draw_3d(path, norm, crop, edges, title):
     ax.set_box_aspect((1, 1, 1))
     ax.view_init(elev=15, azim=-70)
     ax.set_title(title, fontsize=10)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
-    replace_atomically(str(tmp), str(path))
 
 
 BOX_COLOUR = (255, 220, 0)      # the crop box on the frame (RGB)
 CENTER_COLOUR = (0, 255, 255)   # the crop centre on the frame (cyan)
 
 
-def draw_frame(path, depth, uvd, center, edges, cube, camera):
+def draw_frame(path, depth, uvd, center, edges, finger, cube, camera):
     """The skeleton on the full raw frame (depth shown in a window around the centre), with the
     crop box (the cube's pixel box, data_prep.crop.crop_box: outline on its first and last
     columns and rows) and the crop centre (a filled disc of radius 3 px)."""
@@ -301,7 +286,7 @@ def draw_frame(path, depth, uvd, center, edges, cube, camera):
     rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
     x0, x1, y0, y1 = crop_box(center, cube, camera)
     cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, 1)
-    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, 1, thickness=1, radius=2)  # u: pixel centre
+    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, finger, 1, thickness=1, radius=2)  # u: centre
     cu, cv_ = int(round(float(center[0]))), int(round(float(center[1])))
     cv2.circle(rgb, (cu, cv_), 3, CENTER_COLOUR, -1)
     _save_png_rgb(path, rgb)
@@ -322,10 +307,8 @@ def draw_overview(path, overlays, names):
         ax.imshow(img)
         ax.set_title(name, fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png", dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
-    replace_atomically(str(tmp), str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +333,7 @@ def build_parser():
     p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
     p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
                    default=None, help="camera intrinsics of raw frames (override --camera)")
-    p.add_argument("--cube", type=float, default=300.0, help="crop cube edge in mm")
+    p.add_argument("--cube", type=float, default=nyu.CUBE_MM, help="crop cube edge in mm")
     p.add_argument("--out", default="results/demo", help="output folder")
     return p
 
@@ -377,7 +360,7 @@ def main(argv=None):
     from tools.net_io import input_blob, load_net, output_blob
 
     if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
-        args.model = str(ROOT / DEFAULT_MODEL)       # run from another folder
+        args.model = str(PROJECT / DEFAULT_MODEL)       # run from another folder
     net = load_net(args.model, weights)
     data = input_blob(net, None, args.model)
     in_shape = tuple(net.blobs[data].data.shape[1:])
@@ -399,6 +382,7 @@ def main(argv=None):
 
     model = HandModel.nyu()
     edges = [tuple(int(v) for v in e) for e in model.edges]
+    finger = model.finger_of_keypoint
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -427,15 +411,15 @@ def main(argv=None):
             if outside is not None:
                 entry["params_out_of_limits"] = [int(free_ids[j]) for j in np.flatnonzero(outside[i])]
         rgb = crop_to_rgb(item["crop"], SCALE)
-        draw_skeleton(rgb, crop_px, edges, SCALE)
+        draw_skeleton(rgb, crop_px, edges, finger, SCALE)
         p_overlay = out / f"{name}_overlay.png"
         _save_png_rgb(p_overlay, rgb)
         p3d = out / f"{name}_3d.png"
-        draw_3d(p3d, norm, item["crop"], edges, f"{name}: predicted skeleton (normalised units)")
+        draw_3d(p3d, norm, item["crop"], edges, finger, f"{name}: predicted skeleton (normalised units)")
         written += [p_overlay, p3d]
         if "center" in item:
             p_frame = out / f"{name}_frame.png"
-            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, args.cube, camera)
+            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, finger, args.cube, camera)
             written.append(p_frame)
         entry["files"] = [str(p) for p in written[-(3 if "center" in item else 2):]]
         report["inputs"].append(entry)
@@ -446,13 +430,12 @@ def main(argv=None):
             extra = f", {len(entry['params_out_of_limits'])} parameter(s) outside their limits"
         print(f"{f}: {p_overlay.name}, {p3d.name}{extra}")
     draw_overview(out / "overview.png", overlays, names)
-    tmp = out / f".demo.tmp{os.getpid()}.json"
-    with open(tmp, "w") as fh:
-        json.dump(report, fh, indent=1)
-    replace_atomically(str(tmp), str(out / "demo.json"))
+    write_json(out / "demo.json", report)
     print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
     return 0
 
+
+cli = console(main)   # the `deepmodel-demo` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

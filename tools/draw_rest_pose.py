@@ -11,23 +11,16 @@ and replace the block between ``<!-- BEGIN GENERATED TABLES -->`` and ``<!-- END
 TABLES -->`` in the Markdown file.
 """
 import argparse
-import os
 import pathlib
 import sys
-import tempfile
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
-from hand_model import HandModel, ModelDefinitionError  # noqa: E402
+
+from plumbing import PROJECT, InputError, run, save_figure, write_text
+from hand_model import HandModel, ModelDefinitionError
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/draw_rest_pose.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
-MM_PER_UNIT = 150.0  # half the 300 mm crop cube
 COLOURS = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#7f7f7f", "#17becf"]
 
 
@@ -44,13 +37,6 @@ def branches(model):
     words = [model.keypoint_names[c].split()[0] for c in children]
     labels = [w if words.count(w) == 1 else model.keypoint_names[c] for w, c in zip(words, children)]
     return branch, labels
-
-
-def _readable(path):
-    """mkstemp makes 0600 files: give the finished file the usual permissions (umask applied)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def draw(model, out_path):
@@ -97,17 +83,10 @@ def draw(model, out_path):
     fig.suptitle(f"Hand model '{model.name}' at theta = 0 (rest pose): {model.num_keypoints} keypoints, "
                  f"{model.num_free} free parameters")
     fig.tight_layout()
-    out_path = pathlib.Path(out_path)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out_path.parent, prefix=".rest_pose.")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        _readable(tmp)
-        replace_atomically(tmp, str(out_path))
+        save_figure(fig, out_path, dpi=110)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _limit(v):
@@ -141,7 +120,7 @@ def tables(model):
         b = model.bone_of_keypoint[k]
         parent = model.parents[k]
         bone = ("-", "-", "-") if b < 0 else (str(b), f"{model.bone_lengths[b]:.6f}",
-                                               f"{model.bone_lengths[b] * MM_PER_UNIT:.1f}")
+                                               f"{model.bone_lengths[b] * model.mm_per_unit:.1f}")
         lines.append(f"| {k} | {model.keypoint_names[k]} | {parent if parent >= 0 else '-'} | "
                      f"{' | '.join(bone)} | {model.nyu_joint_of_keypoint[k]} | {eval_col.get(k, '-')} | "
                      f"{pts[k, 0]:.4f} | {pts[k, 1]:.4f} | {pts[k, 2]:.4f} |")
@@ -178,11 +157,7 @@ def update_markdown(path, text):
     new = head + BEGIN + "\n\n" + text + "\n" + END + tail
     if new == doc:
         return False
-    fd, tmp = tempfile.mkstemp(suffix=".md", dir=path.parent, prefix=".tables.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(new)
-    _readable(tmp)
-    replace_atomically(tmp, str(path))
+    write_text(path, new)
     return True
 
 
@@ -202,7 +177,7 @@ def main(argv=None):
     except ModelDefinitionError as err:
         raise InputError(str(err)) from None
     if not (args.out or args.markdown or args.print_tables):
-        args.out = str(ROOT / "docs" / "img" / "rest_pose.png")
+        args.out = str(PROJECT / "docs" / "img" / "rest_pose.png")
     if args.out:
         out = pathlib.Path(args.out)
         if out.suffix.lower() != ".png":

@@ -25,25 +25,17 @@ import argparse
 import json
 import os
 import pathlib
-import sys
-import tempfile
 import time
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers", ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
-from data_prep.cli import InputError, open_text, replace_atomically, run  # noqa: E402
-from data_prep.camera import NYU_CAMERA  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
+from plumbing import InputError, console, open_text, run, save_figure, write_npz
+from data_prep import nyu
+from data_prep.camera import NYU_CAMERA
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
+from data_prep.split import LmdbSplit, to_mm
 
-NYU_TEST_FRAMES = 8252
-NYU_TEST_SUBJECT2_START = 2440       # 0-based: frames 2441-8252 (1-based) are test subject 2
-NYU_CENTRE_JOINT = 34                # the published crop centre (palm), not one of the 31 keypoints
-SUBJECT2_CUBE_FACTOR = 0.87          # the released pipeline's cube for test subject 2: 300 * 0.87
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,49 +77,30 @@ def load_joint_mat(path, model, skip_bad):
         if not skip_bad:
             raise InputError(f"{path}: frame {first + 1} (1-based) of joint_xyz has a NaN or "
                              f"infinite value ({(~ok).sum()} such frames; --skip-bad-rows skips them)")
-    nyu = np.asarray(model.nyu_joint_of_keypoint)
-    return dict(labels=xyz[ok][:, nyu], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
-                total=len(xyz), offset=xyz[ok, NYU_CENTRE_JOINT], scale=None, segment=None,
+    nyu_joints = np.asarray(model.nyu_joint_of_keypoint)
+    return dict(labels=xyz[ok][:, nyu_joints], keypoints=np.arange(model.num_keypoints), frame=frame[ok],
+                total=len(xyz), offset=xyz[ok, nyu.PALM_JOINT], scale=None, segment=None,
                 theta=None, skipped=[f"frame {f + 1}" for f in np.flatnonzero(~ok)],
                 what="NYU joint_data.mat, camera 0, 31 keypoints")
 
 
 def load_lmdb_meta(path, model, skip_bad):
-    from net_io import DatumLMDB
-
-    name = str(path)
-    if not name.endswith("_meta.npz"):
-        raise InputError(f"{path}: an LMDB meta file is named <set>_meta.npz")
-    try:
-        meta = np.load(path)
-        com = np.asarray(meta["com"], dtype=np.float64)
-        cube = np.asarray(meta["cube"], dtype=np.float64)
-        frame = np.asarray(meta["frame"], dtype=np.int64) if "frame" in meta else None
-        theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in meta else None
-    except (OSError, ValueError, KeyError) as err:
-        raise InputError(f"{path}: not an LMDB meta file with com and cube ({err})") from None
-    n = len(com)
-    if com.shape != (n, 3) or cube.shape != (n,) or (frame is not None and frame.shape != (n,)):
-        raise InputError(f"{path}: com {com.shape} / cube {cube.shape} do not describe the same frames")
-    joint_path = name[: -len("_meta.npz")] + "_joint"
-    db = DatumLMDB(joint_path)
-    try:
-        _, rows = db.read_all()
-    finally:
-        db.close()
+    split = LmdbSplit.from_meta_path(path)
+    meta = split.read_meta()
+    com, cube, frame, theta, n = meta.com, meta.cube, meta.frame, meta.theta, len(meta)
+    joint_path = split.lmdb("joint")
+    _, rows = split.read_labels("joint")
     width = 3 * model.num_keypoints
     if rows.shape != (n, width):
         raise InputError(f"{joint_path}: {rows.shape[0]} records of {rows.shape[1]} values, "
                          f"expected {n} (as {path}) of {width}")
     rows = rows.astype(np.float64).reshape(n, model.num_keypoints, 3)
-    labels = rows * (cube / 2.0)[:, None, None] + com[:, None, :]
-    ok = np.isfinite(labels).all(axis=(1, 2)) & np.isfinite(cube) & (cube > 0)
+    labels = to_mm(rows, com, cube)
+    ok = np.isfinite(labels).all(axis=(1, 2))
     if not ok.all() and not skip_bad:
         first = int(np.flatnonzero(~ok)[0])
-        raise InputError(f"{joint_path}: record {first} has a NaN or infinite value or a bad cube "
+        raise InputError(f"{joint_path}: record {first} has a NaN or infinite value "
                          f"({(~ok).sum()} such records; --skip-bad-rows skips them)")
-    if frame is None:
-        frame = np.arange(n)
     # frames of one cube size form one segment (NYU test: cube 261 mm marks subject 2)
     _, segment = np.unique(cube, return_inverse=True)
     clipped = int((np.abs(rows[ok]) >= 1.0).any(axis=(1, 2)).sum())
@@ -168,8 +141,8 @@ def parse_segments(text, data):
     if text == "auto":
         if data["segment"] is not None:
             return data["segment"], "one per cube size in the meta file"
-        if total == NYU_TEST_FRAMES:
-            return (frame >= NYU_TEST_SUBJECT2_START).astype(np.int64), \
+        if total == nyu.TEST_FRAMES:
+            return (frame >= nyu.SUBJECT2_FIRST_FRAME).astype(np.int64), \
                 "NYU test subjects: frames 1-2440 and 2441-8252"
         return np.zeros(len(frame), np.int64), "one sequence"
     if text == "none":
@@ -185,7 +158,7 @@ def parse_segments(text, data):
         f"sequences starting at frames {','.join(map(str, starts))}"
 
 
-def starting_scale(args, data, segment):
+def starting_scale(args, data, segment, model):
     """Starting (or, with --scale fixed, final) scale per frame, mm per normalised unit."""
     if args.scale_mm is not None:
         try:
@@ -202,11 +175,9 @@ def starting_scale(args, data, segment):
         return np.asarray(vals)[segment]
     if data["scale"] is not None:
         return data["scale"].copy()
-    from pose_fitting import NOMINAL_SCALE_MM
-
-    scale = np.full(len(segment), NOMINAL_SCALE_MM)
-    if data["total"] == NYU_TEST_FRAMES and args.segments == "auto":
-        scale[data["frame"] >= NYU_TEST_SUBJECT2_START] *= SUBJECT2_CUBE_FACTOR
+    scale = np.full(len(segment), model.mm_per_unit)
+    if data["total"] == nyu.TEST_FRAMES and args.segments == "auto":
+        scale[data["frame"] >= nyu.SUBJECT2_FIRST_FRAME] *= nyu.SUBJECT2_SCALE
     return scale
 
 
@@ -272,19 +243,6 @@ def parse_args(argv):
     return args
 
 
-def write_npz(path, **arrays):
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        replace_atomically(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_histogram(path, error, title):
     import matplotlib
 
@@ -303,15 +261,8 @@ def write_histogram(path, error, title):
     ax.set_title(title, fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        replace_atomically(tmp, str(path))
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        save_figure(fig, path, format="png")
     finally:
         plt.close(fig)
 
@@ -357,7 +308,7 @@ def main(argv=None):
     labels, keypoints = data["labels"], data["keypoints"]
     n = len(labels)
     scale_mode = args.scale or ("fixed" if fmt == "lmdb-meta" else "frame")
-    scale0 = starting_scale(args, data, segment)
+    scale0 = starting_scale(args, data, segment, model)
     offset = data["offset"] if data["offset"] is not None else estimate_offset(model, keypoints,
                                                                               labels, scale0)
     log = (lambda *a: None) if args.quiet else print
@@ -417,6 +368,8 @@ def main(argv=None):
     print("wrote " + ", ".join(written))
     return 0 if outside == 0 else 1
 
+
+cli = console(main)   # the `deepmodel-fit` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

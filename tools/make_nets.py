@@ -51,13 +51,11 @@ import json
 import pathlib
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, run  # noqa: E402
+from data_prep.split import LmdbSplit
+from plumbing import PROJECT, InputError, run, write_text
 
-PROTOTXT_DIR = ROOT / "prototxt"
+PROTOTXT_DIR = PROJECT / "prototxt"
 LMDB_DIR = "data/lmdb"          # relative to the project root, as Caffe is run from there
 SNAPSHOT_DIR = "results/snapshots"
 CROP = 128
@@ -176,8 +174,9 @@ def _data_layers(n, variant, split, batch, phase, lmdb_dir):
     label = ("theta_gt", "theta") if needs_theta_labels(variant) else ("joint_gt", "joint")
     tops = [("depth", "depth"), label]
     for top, kind in tops:
-        setattr(n, top, L.Data(source=f"{lmdb_dir}/nyu_{split}_{kind}", backend=P.Data.LMDB,
-                               batch_size=batch, include={"phase": phase}))
+        source = str(LmdbSplit.of(lmdb_dir, "nyu", split).lmdb(kind))
+        setattr(n, top, L.Data(source=source, backend=P.Data.LMDB, batch_size=batch,
+                               include={"phase": phase}))
 
 
 def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_dir=LMDB_DIR):
@@ -313,10 +312,8 @@ def main(argv=None):
         path = args.out / name
         if path.is_file() and path.read_text() == text:
             continue
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+        write_text(path, text)
+        print(f"wrote {path.relative_to(PROJECT) if path.is_relative_to(PROJECT) else path}")
     return 0
 
 

@@ -3,23 +3,17 @@
 Caffe aborts the whole process (glog CHECK) on many kinds of bad input: a weights file whose
 blobs do not fit the model, an unknown layer type, a bottom that nothing produces. The checks
 here read the files themselves first (``caffe_pb2.NetParameter``) and raise
-:class:`data_prep.cli.InputError` with a one-line message naming the file, layer and blob.
+:class:`plumbing.InputError` with a one-line message naming the file, layer and blob.
 """
 import importlib
 import os
-import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 # Caffe logs every net it builds at INFO level; a tool's stderr stays for its own messages.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.cli import InputError  # noqa: E402
+from plumbing import InputError
 
 
 def import_caffe():
@@ -202,112 +196,3 @@ def output_blob(net, name, width, model="the model", option="--blob"):
     if len(shape) < 2 or int(np.prod(shape[1:])) != width:
         raise InputError(f"{model}: blob '{name}' has shape {tuple(shape)}, expected (N, {width})")
     return name
-
-
-# ---------------------------------------------------------------------------------------------
-# LMDB of Caffe Datum records (float_data)
-
-def datum_floats(raw):
-    """The ``float_data`` of a serialized ``caffe_pb2.Datum`` -> ``((C, H, W), (C*H*W,) float32)``.
-
-    Caffe's ``float_data`` is a repeated float, written unpacked by protobuf (each value: the tag
-    byte 0x35 and 4 little-endian bytes) or packed (tag 0x32, byte length, the floats), after the
-    small shape fields. Fast path: read the floats straight from the bytes (verified by the tag
-    bytes and the count protobuf parsed); otherwise convert protobuf's list.
-    """
-    from caffe.proto import caffe_pb2
-
-    datum = caffe_pb2.Datum()
-    datum.ParseFromString(raw)
-    shape = (int(datum.channels), int(datum.height), int(datum.width))
-    count = len(datum.float_data)
-    if count == 0:
-        return shape, np.zeros(0, np.float32)
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    # packed encoding (as data_prep's writer uses): 0x32, varint byte length, the raw floats
-    nbytes = 4 * count
-    head = bytearray([0x32])
-    n = nbytes
-    while True:
-        head.append((n & 0x7F) | (0x80 if n >> 7 else 0))
-        n >>= 7
-        if not n:
-            break
-    for end in (len(raw), len(raw) - 2):
-        start = end - nbytes
-        if start - len(head) >= 0 and raw[start - len(head):start] == bytes(head):
-            return shape, buf[start:end].view("<f4").astype(np.float32)
-    for start in (len(raw) - 5 * count, len(raw) - 5 * count - 2):
-        if start < 0:
-            continue
-        run = buf[start:start + 5 * count].reshape(count, 5)
-        if np.all(run[:, 0] == 0x35):
-            return shape, np.ascontiguousarray(run[:, 1:]).view("<f4").reshape(count).astype(
-                np.float32)
-    return shape, np.fromiter(datum.float_data, dtype=np.float32, count=count)
-
-
-class DatumLMDB:
-    """A read-only LMDB of Datum records; ``len``, ``keys()``, ``iter_batches(n)``."""
-
-    def __init__(self, path):
-        import lmdb
-
-        self.path = str(path)
-        if not os.path.isdir(self.path):
-            raise InputError(f"{self.path}: no such LMDB (a folder with data.mdb)")
-        if not os.path.isfile(os.path.join(self.path, "data.mdb")):
-            raise InputError(f"{self.path}: not an LMDB (no data.mdb inside)")
-        try:
-            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
-                                 subdir=True)
-        except lmdb.Error as err:
-            raise InputError(f"{self.path}: cannot open the LMDB ({_one_line(err)})") from None
-        self.entries = int(self.env.stat()["entries"])
-        if self.entries == 0:
-            raise InputError(f"{self.path}: the LMDB is empty (no records)")
-
-    def __len__(self):
-        return self.entries
-
-    def close(self):
-        self.env.close()
-
-    def iter_records(self):
-        """Yield ``(key bytes, (C, H, W), (C*H*W,) float32)`` in key order."""
-        with self.env.begin(buffers=False) as txn:
-            for key, raw in txn.cursor():
-                try:
-                    shape, values = datum_floats(raw)
-                except Exception as err:
-                    raise InputError(f"{self.path}: record {key!r} is not a Caffe Datum "
-                                     f"({_one_line(err)})") from None
-                if values.size == 0 or values.size != int(np.prod(shape)):
-                    raise InputError(f"{self.path}: record {key!r} has {values.size} float "
-                                     f"values for shape {shape}")
-                yield key, shape, values
-
-    def iter_batches(self, batch_size, shape=None):
-        """Yield ``(keys list, (B, C, H, W) float32)``; every record must have ``shape``."""
-        keys, rows = [], []
-        for key, rshape, values in self.iter_records():
-            if shape is None:
-                shape = rshape
-            elif tuple(rshape) != tuple(shape):
-                raise InputError(f"{self.path}: record {key!r} has shape {rshape}, expected "
-                                 f"{tuple(shape)}")
-            keys.append(key)
-            rows.append(values)
-            if len(rows) == batch_size:
-                yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
-                keys, rows = [], []
-        if rows:
-            yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
-
-    def read_all(self):
-        """All records: ``(keys list, (N, C*H*W) float32)`` (for the small label LMDBs)."""
-        keys, rows = [], []
-        for batch_keys, batch in self.iter_batches(4096):
-            keys += batch_keys
-            rows.append(batch.reshape(len(batch_keys), -1))
-        return keys, np.concatenate(rows)

@@ -17,18 +17,12 @@ panels, one colour per log.
     tools/plot_log.py a.log b.log --labels paper direct --out results/compare_loss.png --json c.json
 """
 import argparse
-import json
 import math
-import os
 import pathlib
 import re
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from plumbing import InputError, run, save_figure, write_json
 
 _NUM = r"([-+]?(?:nan|inf|[0-9.]+(?:e[-+]?[0-9]+)?))"
 RE_LOSS = re.compile(r"\bIteration (\d+)(?: \([^)]*\))?, loss = " + _NUM, re.I)
@@ -157,12 +151,8 @@ def plot_logs(parsed_logs, labels, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, format="png", dpi=100)
+    save_figure(fig, path, format="png", dpi=100)
     plt.close(fig)
-    replace_atomically(str(tmp), str(path))
 
 
 def main(argv=None):
@@ -186,10 +176,6 @@ def main(argv=None):
     out = pathlib.Path(args.out) if args.out else first.with_name(f"{first.stem}_loss.png")
     plot_logs(parsed, labels, out, args.title)
     if args.json:
-        jpath = pathlib.Path(args.json)
-        jpath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = jpath.with_name(f".{jpath.stem}.tmp{os.getpid()}.json")
-
         def ser(s):
             return {str(k): v for k, v in sorted(s.items())}
 
@@ -197,9 +183,7 @@ def main(argv=None):
                         "train": {k: ser(v) for k, v in p["train"].items()},
                         "test": {k: ser(v) for k, v in p["test"].items()}}
                 for label, p in zip(labels, parsed)}
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, indent=1, allow_nan=True)
-        replace_atomically(str(tmp), str(jpath))
+        write_json(args.json, data)
     for label, p in zip(labels, parsed):
         last = max(p["loss"]) if p["loss"] else None
         tests = ", ".join(f"{k} {v[max(v)]:.4g}" for k, v in p["test"].items())

@@ -18,34 +18,29 @@ The crops are a test: nothing in the project is tuned on them.
     tools/score_real.py                  # the newest snapshot under results/, the deploy net
 """
 import argparse
-import json
 import os
 import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import NYU_CAMERA  # noqa: E402
-from data_prep.cli import InputError, run  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
-from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS  # noqa: E402
+from data_prep import nyu
+from data_prep.camera import NYU_CAMERA
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
+from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
+from plumbing import PROJECT, InputError, run, write_json
 
-DEFAULT_MODEL = ROOT / "prototxt" / "deploy.prototxt"
-HALF_CUBE_MM = 150.0            # the 300 mm cube of the released crop
-SUBJECT2_FIRST = 2440           # 0-based test frame where the second (smaller) subject starts
-SUBJECT2_FACTOR = 0.87
+DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
 
 def half_cube_mm(frames):
-    """``(N,)`` 0-based test-frame indices -> ``(N,)`` mm per normalised unit."""
+    """``(N,)`` 0-based test-frame indices -> ``(N,)`` mm per normalised unit (half the crop
+    cube: the released pipeline's cube for the frame's subject)."""
     frames = np.asarray(frames)
-    return np.where(frames >= SUBJECT2_FIRST, SUBJECT2_FACTOR * HALF_CUBE_MM, HALF_CUBE_MM)
+    cube = np.where(frames >= nyu.SUBJECT2_FIRST_FRAME, nyu.CUBE_MM * nyu.SUBJECT2_SCALE,
+                    nyu.CUBE_MM)
+    return cube / 2.0
 
 
 def centred(xyz):
@@ -110,7 +105,8 @@ def score(pred93, data):
 
 def default_weights():
     """The newest ``.caffemodel`` under ``results/`` (the project's), else an InputError."""
-    found = sorted((ROOT / "results").glob("**/*.caffemodel"), key=lambda f: f.stat().st_mtime)
+    found = sorted((PROJECT / "results").glob("**/*.caffemodel"),
+                   key=lambda f: f.stat().st_mtime)
     if not found:
         raise InputError("no trained weights under results/: run `make train` or give --weights")
     return found[-1]
@@ -142,7 +138,6 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from tools.net_io import input_blob, load_net, output_blob
-    from tools.test_net import write_json
 
     weights = args.weights or default_weights()
     data = real_crops(args.crops)
@@ -163,6 +158,7 @@ def main(argv=None):
                                "net_mean_mm": float(np.mean(result["net_mm"])),
                                "mean_pose_mean_mm": float(np.mean(result["mean_pose_mm"]))})
     return 0
+
 
 
 if __name__ == "__main__":

@@ -16,11 +16,8 @@ import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from plumbing import InputError, run, save_figure
 
 
 def parse_args(argv):
@@ -41,41 +38,32 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _read_record(path, index):
-    import lmdb
-
-    from data_prep.lmdb_writer import count_records, key, parse_datum
-    n = count_records(path)
-    if n < 0:
-        raise InputError(f"{path}: not an LMDB (build it with python -m data_prep.make_lmdb)")
-    if not 0 <= index < n:
-        raise InputError(f"--index {index}: {path} has records 0..{n - 1}")
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False)
-    try:
-        with env.begin() as txn:
-            buf = txn.get(key(index))
-    finally:
-        env.close()
-    if buf is None:
-        raise InputError(f"{path}: no record {key(index).decode()}")
-    return parse_datum(buf)
+def _read_record(split, kind, index):
+    """Record ``index`` of ``split``'s ``kind`` LMDB -> ``(C, H, W)`` float32."""
+    if split.count(kind) < 0:
+        raise InputError(f"{split.lmdb(kind)}: not an LMDB (build it with python -m data_prep.make_lmdb)")
+    if not 0 <= index < split.count(kind):
+        raise InputError(f"--index {index}: {split.lmdb(kind)} has records 0..{split.count(kind) - 1}")
+    with split.open(kind) as db:
+        return db.get(index)
 
 
 def from_lmdb(args):
     from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
     from data_prep.crop import crop_pixel_of_uvd
+    from data_prep.split import LmdbSplit, to_mm
 
-    prefix = f"{args.dataset}_{args.split}"
-    crop = _read_record(args.lmdb / f"{prefix}_depth", args.index)[0]
-    joints = _read_record(args.lmdb / f"{prefix}_joint", args.index).reshape(-1, 3)
+    split = LmdbSplit.of(args.lmdb, args.dataset, args.split)
+    crop = _read_record(split, "depth", args.index)[0]
+    joints = _read_record(split, "joint", args.index).reshape(-1, 3)
     size = crop.shape[0]
-    meta_path = args.lmdb / f"{prefix}_meta.npz"
-    info = f"{prefix} record {args.index}"
-    if meta_path.is_file():
-        with np.load(meta_path) as meta:
-            com, cube, frame = meta["com"][args.index], float(meta["cube"][args.index]), int(meta["frame"][args.index])
+    info = f"{split.name} record {args.index}"
+    if split.meta_path.is_file():
+        meta = split.read_meta()
+        i = args.index
+        com, cube, frame = meta.com[i], float(meta.cube[i]), int(meta.frame[i])
         camera = ICVL_CAMERA if args.dataset == "icvl" else NYU_CAMERA
-        xyz = joints * cube / 2 + com
+        xyz = to_mm(joints[None], meta.com[i:i + 1], meta.cube[i:i + 1])[0]
         center = camera.xyz_to_uvd(com)
         pix = crop_pixel_of_uvd(camera.xyz_to_uvd(xyz), center, cube, camera, size)
         info += f" (frame {frame}, cube {cube:g} mm)"
@@ -138,11 +126,8 @@ def draw(crop, pix, info, out):
     ax.set_title(info, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
+    save_figure(fig, out, bbox_inches="tight")
     plt.close(fig)
-    replace_atomically(str(tmp), str(out))
 
 
 def main(argv=None):

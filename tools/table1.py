@@ -22,14 +22,10 @@ import shlex
 import subprocess
 import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "tools"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from plumbing import PROJECT, InputError, run, save_figure, write_text
 
-import train as tr  # noqa: E402
+from tools import train as tr
 
 ORDER = ["direct_joints", "direct_params", "nolimit", "paper"]
 LABELS = {"direct_joints": "direct joint regression", "direct_params": "direct parameter regression",
@@ -89,15 +85,13 @@ def plot_thresholds(runs, png):
     ax.set_title("Table 1 variants: worst-joint threshold curve (31 keypoints)", fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(png.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, png, dpi=110)
     plt.close(fig)
-    replace_atomically(str(tmp), str(png))
 
 
 def git_commit():
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True,
                              text=True, timeout=10)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -106,14 +100,13 @@ def git_commit():
 
 def data_source(lmdb_dir):
     """What the LMDBs were built from (the meta file's fingerprint): a phrase for the page."""
-    import numpy as np
+    from data_prep.split import LmdbSplit
 
     try:
-        meta = np.load(pathlib.Path(lmdb_dir) / "nyu_train_meta.npz")
-        root = json.loads(str(meta["fingerprint"])).get("root")
-    except (OSError, KeyError, ValueError):
+        root = json.loads(LmdbSplit.of(lmdb_dir, "nyu", "train").read_meta().fingerprint).get("root")
+    except (InputError, TypeError, ValueError):
         return "built by `make lmdb-nyu`"
-    if root and pathlib.Path(root).resolve() == (ROOT / "data" / "synthetic").resolve():
+    if root and pathlib.Path(root).resolve() == (PROJECT / "data" / "synthetic").resolve():
         return ("built by `make lmdb-nyu` from the embedded synthetic NYU-format set "
                 "(`data/synthetic/`, rendered from the hand model with known angles)")
     return f"built by `make lmdb-nyu` from `{root}`" if root else "built by `make lmdb-nyu`"
@@ -213,10 +206,7 @@ def write_page(runs, args, run_info, doc, png):
         "```",
         "",
     ]
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text("\n".join(lines))
-    replace_atomically(str(tmp), str(doc))
+    write_text(doc, "\n".join(lines))
 
 
 def main(argv=None):
@@ -224,7 +214,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--results", type=pathlib.Path, default=ROOT / "results" / "table1",
+    parser.add_argument("--results", type=pathlib.Path, default=PROJECT / "results" / "table1",
                         help="output folder, one sub-folder per variant (default results/table1)")
     parser.add_argument("--iters", type=int, default=tr.BUDGET_ITERS,
                         help=f"iterations per variant (default {tr.BUDGET_ITERS}, as `make train`)")
@@ -238,10 +228,10 @@ def main(argv=None):
                         help="which variants (default: all four)")
     parser.add_argument("--lmdb-dir", type=pathlib.Path, default=tr.DEFAULT_LMDB_DIR,
                         help="folder of the LMDBs (default data/lmdb)")
-    parser.add_argument("--doc", type=pathlib.Path, default=ROOT / "docs" / "table1.md",
+    parser.add_argument("--doc", type=pathlib.Path, default=PROJECT / "docs" / "table1.md",
                         help="page to write (default docs/table1.md)")
     parser.add_argument("--figure", type=pathlib.Path,
-                        default=ROOT / "docs" / "img" / "table1_threshold.png",
+                        default=PROJECT / "docs" / "img" / "table1_threshold.png",
                         help="threshold-curve figure (default docs/img/table1_threshold.png)")
     parser.add_argument("--table-only", action="store_true",
                         help="train nothing: rebuild the page from RESULTS/<variant>/train.json")

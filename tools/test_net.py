@@ -31,25 +31,21 @@ net's predictions in the kit's format, frame order) and ``predictions.npz`` (xyz
 predicted joints, frame index, theta).
 """
 import argparse
-import json
 import os
 import pathlib
 import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "python_layers"):
-    if str(_p) not in sys.path:
-        sys.path.insert(0, str(_p))
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep import kit  # noqa: E402
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA  # noqa: E402
-from data_prep.cli import InputError, open_text, replace_atomically, run  # noqa: E402
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file  # noqa: E402
-from data_prep.reference import ICVL_LABELS, NYU_LABELS  # noqa: E402
-from tools import metrics  # noqa: E402
+from data_prep import kit
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file, write_uvd_file
+from data_prep.reference import ICVL_LABELS, NYU_LABELS
+from data_prep.split import LmdbSplit, to_mm
+from plumbing import PROJECT, InputError, console, open_text, run, save_figure, write_json, write_npz
+from tools import metrics
 
 # the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
 DATASET_CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
@@ -61,43 +57,10 @@ DEFAULT_OUT = "results/eval"
 
 
 # ---------------------------------------------------------------------------------------------
-# writing results (every file written under a temporary name and renamed when complete)
-
-def _tmp_name(path):
-    path = pathlib.Path(path)
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-
-
-def write_json(path, obj):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1)
-        fh.write("\n")
-    replace_atomically(str(tmp), str(path))
-
-
-def write_uvd_file(path, uvd):
-    """``(N, J, 3)`` u, v (pixels), d (mm) -> the community text format, 3 decimals."""
-    path = pathlib.Path(path)
-    tmp = _tmp_name(path)
-    np.savetxt(tmp, uvd.reshape(len(uvd), -1), fmt="%.3f", delimiter=" ")
-    replace_atomically(str(tmp), str(path))
-
-
-def write_npz(path, **arrays):
-    path = pathlib.Path(path)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **arrays)
-    replace_atomically(str(tmp), str(path))
-
+# plots (written atomically, as every output: plumbing)
 
 def _save_figure(fig, path):
-    tmp = _tmp_name(path)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    replace_atomically(str(tmp), str(path))
+    save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_success_rates(series, path, title):
@@ -282,59 +245,18 @@ def run_predictions(args):
 # ---------------------------------------------------------------------------------------------
 # mode 1: a trained net on the LMDBs
 
-def load_meta(path, n):
-    """The ``_meta.npz`` of a split: com (N, 3) mm, cube (N,) mm, frame (N,), theta (N, 26)|None,
-    dataset (str: ``nyu`` for sets built before the meta recorded it)."""
-    path = str(path)
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such meta file (com and cube per frame)")
-    try:
-        meta = np.load(path)
-        keys = set(meta.files)
-    except Exception as err:
-        raise InputError(f"{path}: not a readable .npz file ({' '.join(str(err).split())})") \
-            from None
-    for key in ("com", "cube"):
-        if key not in keys:
-            raise InputError(f"{path}: has no '{key}' array")
-    com = np.asarray(meta["com"], dtype=np.float64)
-    cube = np.asarray(meta["cube"], dtype=np.float64).reshape(-1)
-    frame = np.asarray(meta["frame"]).astype(np.int64) if "frame" in keys else np.arange(n)
-    theta = np.asarray(meta["theta"], dtype=np.float64) if "theta" in keys else None
-    dataset = str(meta["dataset"]) if "dataset" in keys else "nyu"
-    if dataset not in DATASET_CAMERAS:
-        raise InputError(f"{path}: dataset '{dataset}' is not one of "
-                         f"{', '.join(DATASET_CAMERAS)}")
-    if com.shape != (n, 3) or cube.shape != (n,) or frame.shape != (n,):
-        raise InputError(f"{path}: com {com.shape}, cube {cube.shape}, frame {frame.shape} do not "
-                         f"match the {n} records of the LMDB")
-    if theta is not None and (theta.ndim != 2 or theta.shape[0] != n):
-        raise InputError(f"{path}: theta has shape {theta.shape}, expected ({n}, 26)")
-    if not np.all(np.isfinite(com)) or not np.all(cube > 0):
-        raise InputError(f"{path}: com has non-finite values or cube is not positive")
-    return com, cube, frame, theta, dataset
-
-
-def to_mm(norm93, com, cube):
-    """``(N, 3K)`` normalised (x0,y0,z0,x1,...) -> ``(N, K, 3)`` mm: * cube/2 + com."""
-    norm = np.asarray(norm93, dtype=np.float64).reshape(len(norm93), -1, 3)
-    return norm * (cube[:, None, None] / 2.0) + com[:, None, :]
-
-
-def run_net_on_lmdb(net, data_blob, lmdb_prefix, joints_blob, theta_blob, batch_size,
+def run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, batch_size,
                     progress=True):
-    """Forward every depth record through ``net`` in batches.
+    """Forward every depth record of ``split`` (an :class:`LmdbSplit`) through ``net`` in batches.
 
-    Returns a dict: ``pred`` (N, W) and ``theta`` (N, K) or None as the net gives them (float64),
-    ``true`` (N, W) from the joint LMDB (W = 93 for the 31 keypoints, 3 x the dataset's joints for
-    a direct-joint net), and ``n``.
+    Returns a dict: ``pred`` (N, W) and ``theta`` (N, K) or None as the net gives them (float64,
+    network units and radians), ``true`` (N, W) from the joint LMDB (W = 93 for the 31 keypoints,
+    3 x the dataset's joints for a direct-joint net), and ``n``.
     """
     from tqdm import tqdm
 
-    from tools.net_io import DatumLMDB
-
-    depth = DatumLMDB(f"{lmdb_prefix}_depth")
-    joint = DatumLMDB(f"{lmdb_prefix}_joint")
+    depth = split.open("depth")
+    joint = split.open("joint")
     if len(depth) != len(joint):
         raise InputError(f"{depth.path} has {len(depth)} records but {joint.path} has "
                          f"{len(joint)}")
@@ -455,23 +377,18 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
     return report, pred_xyz, errors, pred_uvd
 
 
-def joint_record_width(path):
-    """Values per record of a joint LMDB (93 for the 31 keypoints, 48 for ICVL's 16 joints)."""
-    from tools.net_io import DatumLMDB
-
-    lm = DatumLMDB(path)
-    try:
-        for _, shape, _ in lm.iter_records():
+def joint_record_width(split):
+    """Values per record of a split's joint LMDB (93 for the 31 keypoints, 48 for ICVL's 16)."""
+    with split.open("joint") as db:
+        for _, shape, _ in db.iter_records():
             return int(np.prod(shape))
-    finally:
-        lm.close()
-    raise InputError(f"{path}: no records")
+    raise InputError(f"{split.lmdb('joint')}: no records")
 
 
 def _default_path(value, default):
     """A default path relative to the project root when the current folder does not have it."""
     if value == default and not os.path.isdir(os.path.dirname(value)):
-        return str(ROOT / default)
+        return str(PROJECT / default)
     return value
 
 
@@ -486,18 +403,20 @@ def run_weights(args):
     net = load_net(args.model, args.weights)
     data_blob = input_blob(net, args.input, args.model)
     # check the LMDBs and the meta file before the long forward pass
-    from tools.net_io import DatumLMDB
-    probe = DatumLMDB(f"{args.lmdb}_depth")
-    com_n = len(probe)
-    probe.close()
-    joints_blob = output_blob(net, args.blob, joint_record_width(f"{args.lmdb}_joint"),
-                              args.model, "--blob")
+    split = LmdbSplit(args.lmdb)
+    with split.open("depth") as probe:
+        meta = split.read_meta(len(probe))
+    joints_blob = output_blob(net, args.blob, joint_record_width(split), args.model, "--blob")
     theta_blob = args.theta_blob if args.theta_blob in net.blobs else None
     if theta_blob is not None and args.theta_blob == args.blob:
         theta_blob = None
-    com, cube, frame, true_theta, dataset = load_meta(f"{args.lmdb}_meta.npz", com_n)
+    com, cube, frame, true_theta, dataset = (meta.com, meta.cube, meta.frame, meta.theta,
+                                             meta.dataset)
+    if dataset not in DATASET_CAMERAS:
+        raise InputError(f"{split.meta_path}: dataset '{dataset}' is not one of "
+                         f"{', '.join(DATASET_CAMERAS)}")
 
-    out = run_net_on_lmdb(net, data_blob, args.lmdb, joints_blob, theta_blob, args.batch_size,
+    out = run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, args.batch_size,
                           progress=not args.quiet)
     bad = ~np.all(np.isfinite(out["pred"]), axis=1)
     if bad.any():
@@ -517,7 +436,7 @@ def run_weights(args):
     arrays = {"xyz_mm": pred_xyz[order], "frame": frame[order]}
     if out["theta"] is not None:
         arrays["theta"] = out["theta"][order]
-    write_npz(outdir / "predictions.npz", **arrays)
+    write_npz(outdir / "predictions.npz", compressed=True, **arrays)
     thr = list(metrics.THRESHOLDS_MM)
     label = pathlib.Path(args.weights).stem
     series = [(f"{label}: {errors.shape[1]} joints", report)]
@@ -601,6 +520,8 @@ def main(argv=None):
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
     return run_weights(args)
 
+
+cli = console(main)   # the `deepmodel-test` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

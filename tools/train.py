@@ -34,13 +34,11 @@ import subprocess
 import sys
 import time
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-from data_prep.cli import InputError, replace_atomically, run  # noqa: E402
+from data_prep.split import LmdbSplit
+from plumbing import PROJECT, InputError, atomic_path, console, run, write_json
 
-DEFAULT_LMDB_DIR = ROOT / "data" / "lmdb"
+DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 # The budget of `make train` (see the module docstring): batch 64 instead of the paper's 512, for
 # as many frames (4800 x 64 = 600 x 512) but 8 times the updates; measured on the synthetic set at
 # equal wall time (5 min): batch 512 24.96 mm, 128 18.29 mm, 64 16.38 mm mean joint error.
@@ -57,32 +55,23 @@ WEIGHT_NAMES = {"paper": "deepmodel", "nolimit": "deepmodel_nolimit",
 
 def make_nets():
     """tools/make_nets.py as a module (variants, file names, generator constants)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import make_nets as mn
-    finally:
-        sys.path.pop(0)
+    from tools import make_nets as mn
+
     return mn
 
 
 def rel(path):
     """A path for messages: relative to the project root when inside it."""
     path = pathlib.Path(path).resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)
 
 
-def lmdb_entries(path):
-    """Number of records of an LMDB folder; InputError when missing or empty."""
-    import lmdb
-
-    path = pathlib.Path(path)
-    if not (path / "data.mdb").is_file():
+def lmdb_entries(split, kind):
+    """Number of records of ``split``'s ``kind`` LMDB; InputError when missing or empty."""
+    path = split.lmdb(kind)
+    entries = split.count(kind)
+    if entries < 0:
         raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-nyu` first")
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    try:
-        entries = env.stat()["entries"]
-    finally:
-        env.close()
     if entries == 0:
         raise InputError(f"{rel(path)}: LMDB is empty: run `make lmdb-nyu` again")
     return entries
@@ -94,12 +83,13 @@ def check_lmdbs(variant, lmdb_dir):
     kinds = ["depth", "joint"] + (["theta"] if mn.needs_theta_labels(variant) else [])
     counts = {}
     for split in ("train", "test"):
+        lmdbs = LmdbSplit.of(lmdb_dir, "nyu", split)
         for kind in kinds:
-            path = pathlib.Path(lmdb_dir) / f"nyu_{split}_{kind}"
-            if kind == "theta" and not (path / "data.mdb").is_file():
-                raise InputError(f"{rel(path)}: missing; {variant} trains against the true angles, "
-                                 "which only the synthetic set has (`make lmdb-nyu` without NYU_ROOT)")
-            counts[(split, kind)] = lmdb_entries(path)
+            if kind == "theta" and lmdbs.count(kind) < 0:
+                raise InputError(f"{rel(lmdbs.lmdb(kind))}: missing; {variant} trains against the "
+                                 "true angles, which only the synthetic set has (`make lmdb-nyu` "
+                                 "without NYU_ROOT)")
+            counts[(split, kind)] = lmdb_entries(lmdbs, kind)
         sizes = {counts[(split, k)] for k in kinds}
         if len(sizes) != 1:
             raise InputError(f"{rel(lmdb_dir)}: the {split} LMDBs have different record counts "
@@ -111,7 +101,7 @@ def check_lmdbs(variant, lmdb_dir):
 def find_caffe():
     exe = shutil.which("caffe")
     if exe is None:
-        venv_caffe = ROOT / ".venv" / "bin" / "caffe"
+        venv_caffe = PROJECT / ".venv" / "bin" / "caffe"
         if venv_caffe.is_file():
             return str(venv_caffe)
         raise InputError("the `caffe` command is not found: run `make caffe` "
@@ -139,12 +129,12 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
 
     mn = make_nets()
     files = mn.variant_files(variant)
-    solver_path = pathlib.Path(solver_path or ROOT / "prototxt" / files["solver"])
+    solver_path = pathlib.Path(solver_path or PROJECT / "prototxt" / files["solver"])
     if not solver_path.is_file():
         raise InputError(f"{rel(solver_path)}: no such solver (run `make nets`)")
     n_train, n_test = check_lmdbs(variant, lmdb_dir)
     s = read_proto(solver_path, caffe_pb2.SolverParameter())
-    net_path = ROOT / s.net if not os.path.isabs(s.net) else pathlib.Path(s.net)
+    net_path = PROJECT / s.net if not os.path.isabs(s.net) else pathlib.Path(s.net)
     if not net_path.is_file():
         raise InputError(f"{rel(solver_path)}: its net {s.net} does not exist (run `make nets`)")
     results.mkdir(parents=True, exist_ok=True)
@@ -159,7 +149,7 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
             continue
         phases = {r.phase for r in layer.include}
         src = layer.data_param.source
-        if pathlib.Path(lmdb_dir).resolve() != (ROOT / src).resolve().parent:
+        if pathlib.Path(lmdb_dir).resolve() != (PROJECT / src).resolve().parent:
             layer.data_param.source = str(pathlib.Path(lmdb_dir).resolve() / pathlib.Path(src).name)
             changed = True
         if caffe_pb2.TRAIN in phases and batch and layer.data_param.batch_size != batch:
@@ -217,7 +207,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     with open(log_path, "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
                                           position=position, dynamic_ncols=True) as bar:
         log.write(f"# {' '.join(cmd)}  (cwd: project root)\n")
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, bufsize=1,
                                 preexec_fn=_die_with_parent)
         try:
@@ -251,7 +241,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     seconds = time.monotonic() - start
     if interrupted:
         print(f"interrupted; Caffe's log: {rel(log_path)}"
-              + (f", last snapshot: {rel(ROOT / snapshot)}" if snapshot else ""), file=sys.stderr)
+              + (f", last snapshot: {rel(PROJECT / snapshot)}" if snapshot else ""), file=sys.stderr)
         raise KeyboardInterrupt
     if code != 0:
         # the reason: glog's last FATAL/ERROR line, or a Python layer's exception
@@ -262,7 +252,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     if snapshot is None:
         raise InputError(f"caffe train wrote no snapshot; its log: {rel(log_path)}")
     snap = pathlib.Path(snapshot)
-    snap = snap if snap.is_absolute() else ROOT / snap
+    snap = snap if snap.is_absolute() else PROJECT / snap
     m = re.search(r"_iter_(\d+)\.caffemodel$", snap.name)
     iterations = int(m.group(1)) if m else it
     return {"iterations": iterations, "seconds": seconds, "snapshot": snap,
@@ -274,12 +264,12 @@ def evaluate(weights, deploy, lmdb_prefix, out):
     """Run tools/test_net.py; returns its JSON (dict)."""
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "eval.json"
-    cmd = [sys.executable, str(ROOT / "tools" / "test_net.py"), "--weights", str(weights),
+    cmd = [sys.executable, str(PROJECT / "tools" / "test_net.py"), "--weights", str(weights),
            "--model", str(deploy), "--lmdb", str(lmdb_prefix), "--out", str(out),
            "--json", str(json_path)]
-    if not (ROOT / "tools" / "test_net.py").is_file():
+    if not (PROJECT / "tools" / "test_net.py").is_file():
         raise InputError("tools/test_net.py is missing: cannot evaluate")
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise InputError(f"tools/test_net.py failed (exit code {proc.returncode}): {msg}")
@@ -289,9 +279,9 @@ def evaluate(weights, deploy, lmdb_prefix, out):
 def score_real_crops(weights, deploy, out_json):
     """Run tools/score_real.py (the real NYU crops, centred 14-joint error, beside the mean
     pose); returns its JSON (dict) or None (with a warning) when it fails."""
-    cmd = [sys.executable, str(ROOT / "tools" / "score_real.py"), "--weights", str(weights),
+    cmd = [sys.executable, str(PROJECT / "tools" / "score_real.py"), "--weights", str(weights),
            "--model", str(deploy), "--json", str(out_json)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         print(f"warning: tools/score_real.py failed: {msg}", file=sys.stderr)
@@ -301,12 +291,12 @@ def score_real_crops(weights, deploy, out_json):
 
 def plot(log_path, png):
     """Run tools/plot_log.py; returns the PNG path or None (with a warning) when it fails."""
-    script = ROOT / "tools" / "plot_log.py"
+    script = PROJECT / "tools" / "plot_log.py"
     if not script.is_file():
         print("warning: tools/plot_log.py is missing: no loss plot", file=sys.stderr)
         return None
     proc = subprocess.run([sys.executable, str(script), str(log_path), "--out", str(png)],
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         print(f"warning: tools/plot_log.py failed: {msg}", file=sys.stderr)
@@ -325,9 +315,8 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
     log_path = results / "train.log"
     out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
     weights = results / f"{WEIGHT_NAMES[variant]}.caffemodel"
-    tmp = weights.with_name(weights.name + ".tmp")
-    shutil.copyfile(out["snapshot"], tmp)
-    replace_atomically(str(tmp), str(weights))
+    with atomic_path(weights) as tmp:
+        shutil.copyfile(out["snapshot"], tmp)
     summary = {"variant": variant, "weights": rel(weights), "log": rel(log_path),
                "solver": rel(plan["solver"]), "net": plan["net"], "batch": plan["batch"],
                "max_iter": plan["max_iter"],
@@ -340,16 +329,15 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
         png = plot(log_path, results / "loss.png")
         summary["loss_plot"] = rel(png) if png else None
     if do_eval:
-        lmdb_prefix = eval_lmdb or str(pathlib.Path(lmdb_dir) / "nyu_test")
+        lmdb_prefix = eval_lmdb or str(LmdbSplit.of(lmdb_dir, "nyu", "test").prefix)
         summary["eval_dir"] = rel(results / "eval")
-        summary["eval"] = evaluate(weights, ROOT / summary["deploy"], lmdb_prefix, results / "eval")
-        real = score_real_crops(weights, ROOT / summary["deploy"], results / "eval" / "real_crops.json")
+        summary["eval"] = evaluate(weights, PROJECT / summary["deploy"], lmdb_prefix, results / "eval")
+        real = score_real_crops(weights, PROJECT / summary["deploy"],
+                                results / "eval" / "real_crops.json")
         if real is not None:
             summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "mean_pose_mean_mm",
                                                           "frames")}
-    tmp = results / "train.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1) + "\n")
-    replace_atomically(str(tmp), str(results / "train.json"))
+    write_json(results / "train.json", summary)
     return summary
 
 
@@ -372,7 +360,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--results", type=pathlib.Path, default=ROOT / "results",
+    parser.add_argument("--results", type=pathlib.Path, default=PROJECT / "results",
                         help="output folder (default: results/)")
     parser.add_argument("--variant", choices=list(mn.VARIANTS), default="paper",
                         help="which net of Table 1 (default: paper = model layer + joint-limit loss)")
@@ -424,6 +412,8 @@ def main(argv=None):
         print(f"evaluation (JSON, plots, predictions): {summary['eval_dir']}/")
     return 0
 
+
+cli = console(main)   # the `deepmodel-train` command (pyproject.toml)
 
 if __name__ == "__main__":
     run(main)

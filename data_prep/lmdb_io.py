@@ -1,9 +1,7 @@
-"""Caffe ``Datum`` records and LMDBs written atomically (temporary name, renamed when complete).
+"""LMDBs of Caffe ``Datum`` records: written atomically (:class:`LmdbSet`), read (:class:`DatumLMDB`).
 
-``datum_bytes`` serialises a float array as ``caffe.proto.caffe_pb2.Datum`` (channels, height,
-width, float_data) without needing Caffe: float_data is written in the packed wire format, which
-protobuf parsers accept for any repeated float field (tests parse it with ``caffe_pb2`` and read it
-through Caffe's native ``Data`` layer). Keys are ``b'%08d' % i``.
+Records are serialised by :mod:`data_prep.datum`; keys are ``b'%08d' % i`` (:func:`key`), in the
+same order in every LMDB of a split.
 
 :class:`LmdbSet` writes several aligned LMDBs (one record per frame in each) under temporary names
 in the output folder and renames them onto their final names only in :meth:`LmdbSet.commit`; if
@@ -17,86 +15,12 @@ import shutil
 import lmdb
 import numpy as np
 
-from data_prep.cli import replace_atomically
-
-TMP_TAG = ".tmp-"
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def datum_header(channels, height, width, count):
-    """Bytes of a Datum before its float payload: fields 1-3 and the packed float_data (6) header."""
-    return (b"\x08" + _varint(channels) + b"\x10" + _varint(height) + b"\x18" + _varint(width)
-            + b"\x32" + _varint(4 * count))
-
-
-def datum_bytes(arr):
-    """``(C, H, W)`` (or ``(K,)`` -> ``K x 1 x 1``) array -> serialised Datum with float_data (float32)."""
-    a = np.asarray(arr, dtype="<f4")
-    if a.ndim == 1:
-        a = a.reshape(-1, 1, 1)
-    if a.ndim != 3:
-        raise ValueError(f"datum array must be (C, H, W) or (K,), got shape {a.shape}")
-    c, h, w = a.shape
-    return datum_header(c, h, w, a.size) + np.ascontiguousarray(a).tobytes()
-
-
-def datum_rows(arr, shape):
-    """``(N, K)`` float array -> list of N serialised Datums of shape ``shape`` (C, H, W)."""
-    a = np.ascontiguousarray(np.asarray(arr, dtype="<f4").reshape(len(arr), -1))
-    head = datum_header(*shape, a.shape[1])
-    if a.shape[1] != shape[0] * shape[1] * shape[2]:
-        raise ValueError(f"rows of {a.shape[1]} values do not fit shape {shape}")
-    return [head + row.tobytes() for row in a]
-
-
-def parse_datum(buf):
-    """Inverse of :func:`datum_bytes` for our own records: -> ``(C, H, W)`` float32 (tests, tools)."""
-    pos, fields = 0, {}
-    floats = None
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            fields[field], pos = _read_varint(buf, pos)
-        elif wire == 2:
-            n, pos = _read_varint(buf, pos)
-            if field == 6:
-                floats = np.frombuffer(buf, dtype="<f4", count=n // 4, offset=pos)
-            pos += n
-        elif wire == 5:  # unpacked float
-            if field == 6:
-                floats = np.concatenate([floats if floats is not None else np.zeros(0, "<f4"),
-                                         np.frombuffer(buf, "<f4", 1, pos)])
-            pos += 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-    c, h, w = fields.get(1, 0), fields.get(2, 0), fields.get(3, 0)
-    return np.asarray(floats, np.float32).reshape(c, h, w)
-
-
-def _read_varint(buf, pos):
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
+from data_prep import datum
+from plumbing import TMP_TAG, InputError, replace_atomically, tmp_name, tmp_owner
 
 
 def key(i):
+    """The key of record ``i``: ``b'%08d' % i``."""
     return b"%08d" % i
 
 
@@ -121,10 +45,7 @@ def remove_stale(out_dir, prefix):
     if not out_dir.is_dir():
         return
     for p in out_dir.glob(f".{prefix}*{TMP_TAG}*"):
-        try:
-            pid = int(p.name.rsplit(TMP_TAG, 1)[1])
-        except ValueError:
-            pid = -1
+        pid = tmp_owner(p)
         if pid > 0 and pid != os.getpid() and _alive(pid):
             continue
         if p.is_dir():
@@ -141,11 +62,6 @@ def _alive(pid):
     except PermissionError:
         return True
     return True
-
-
-def tmp_name(final_path):
-    final_path = pathlib.Path(final_path)
-    return final_path.parent / f".{final_path.name}{TMP_TAG}{os.getpid()}"
 
 
 class LmdbSet:
@@ -227,17 +143,88 @@ class LmdbSet:
         return False
 
 
-def save_npz_atomically(path, **arrays):
-    """``np.savez`` to a temporary name in the same folder, then rename."""
-    path = pathlib.Path(path)
-    tmp = path.parent / f".{path.stem}{TMP_TAG}{os.getpid()}.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+class DatumLMDB:
+    """A read-only LMDB of Datum records: ``len``, ``get(i)``, ``iter_records()``, ``iter_batches(n)``,
+    ``read_all()``; bad input (no LMDB, empty, not Datums) is an InputError naming the folder."""
 
+    def __init__(self, path):
+        self.path = str(path)
+        if not os.path.isdir(self.path):
+            raise InputError(f"{self.path}: no such LMDB (a folder with data.mdb)")
+        if not os.path.isfile(os.path.join(self.path, "data.mdb")):
+            raise InputError(f"{self.path}: not an LMDB (no data.mdb inside)")
+        try:
+            self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
+                                 subdir=True)
+        except lmdb.Error as err:
+            raise InputError(f"{self.path}: cannot open the LMDB ({' '.join(str(err).split())})") from None
+        self.entries = int(self.env.stat()["entries"])
+        if self.entries == 0:
+            raise InputError(f"{self.path}: the LMDB is empty (no records)")
 
-def write_text_atomically(path, text):
-    path = pathlib.Path(path)
-    tmp = path.parent / f".{path.name}{TMP_TAG}{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    def __len__(self):
+        return self.entries
 
+    def close(self):
+        self.env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def _decode(self, k, raw):
+        try:
+            shape, values = datum.decode(raw)
+        except Exception as err:
+            raise InputError(f"{self.path}: record {k!r} is not a Caffe Datum "
+                             f"({' '.join(str(err).split())})") from None
+        if values.size == 0 or values.size != int(np.prod(shape)):
+            raise InputError(f"{self.path}: record {k!r} has {values.size} float "
+                             f"values for shape {shape}")
+        return shape, values
+
+    def get(self, index):
+        """Record ``index`` (0-based) -> ``(C, H, W)`` float32."""
+        if not 0 <= index < self.entries:
+            raise InputError(f"record {index}: {self.path} has records 0..{self.entries - 1}")
+        with self.env.begin() as txn:
+            raw = txn.get(key(index))
+        if raw is None:
+            raise InputError(f"{self.path}: no record {key(index).decode()}")
+        shape, values = self._decode(key(index), raw)
+        return values.reshape(shape)
+
+    def iter_records(self):
+        """Yield ``(key bytes, (C, H, W), (C*H*W,) float32)`` in key order."""
+        with self.env.begin(buffers=False) as txn:
+            for k, raw in txn.cursor():
+                shape, values = self._decode(k, raw)
+                yield k, shape, values
+
+    def iter_batches(self, batch_size, shape=None):
+        """Yield ``(keys list, (B, C, H, W) float32)``; every record must have ``shape``."""
+        keys, rows = [], []
+        for key, rshape, values in self.iter_records():
+            if shape is None:
+                shape = rshape
+            elif tuple(rshape) != tuple(shape):
+                raise InputError(f"{self.path}: record {key!r} has shape {rshape}, expected "
+                                 f"{tuple(shape)}")
+            keys.append(key)
+            rows.append(values)
+            if len(rows) == batch_size:
+                yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
+                keys, rows = [], []
+        if rows:
+            yield keys, np.stack(rows).reshape((-1,) + tuple(shape))
+
+    def read_all(self):
+        """All records: ``(keys list, (N, C*H*W) float32)`` (for the small label LMDBs)."""
+        keys, rows = [], []
+        for batch_keys, batch in self.iter_batches(4096):
+            keys += batch_keys
+            rows.append(batch.reshape(len(batch_keys), -1))
+        return keys, np.concatenate(rows)

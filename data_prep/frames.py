@@ -1,0 +1,93 @@
+"""What a dataset reader hands to the build: a table of frames, and how a frame can be unusable.
+
+The readers (``data_prep.nyu``, ``data_prep.icvl``) import this module; the build
+(``data_prep.build``) imports the readers and this module. Nothing here imports a reader.
+"""
+import dataclasses
+import pathlib
+
+import cv2
+import numpy as np
+
+
+class BadFrame(Exception):
+    """A frame that cannot be used (unreadable image, bad label); the message says why."""
+
+
+def read_bytes(path):
+    """The bytes of an image file, or :class:`BadFrame` saying why it cannot be read."""
+    try:
+        return pathlib.Path(path).read_bytes()
+    except OSError as err:
+        raise BadFrame(f"cannot read ({err.strerror})") from None
+
+
+def quiet_imdecode(arr, flags):
+    """``cv2.imdecode`` without OpenCV's log lines for broken data (the caller reports it); None if bad."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(arr, flags)
+    except cv2.error:
+        return None
+    finally:
+        log.setLogLevel(level)
+
+
+@dataclasses.dataclass
+class FrameTable:
+    """Everything needed to build a split, one row per frame (N frames).
+
+    paths: N image files; center_uvd ``(N, 3)`` crop centres (pixels, mm); com ``(N, 3)`` mm
+    (its z maps to 0); cube ``(N,)`` mm; labels ``(N, K)`` normalised targets; frame ``(N,)``
+    0-based frame index; theta ``(N, 26)`` or None; decoder: ``"nyu"`` (blue/green PNG) or
+    ``"png16"`` (16-bit PNG in mm); bad: ``{row: reason}`` rows already known to be unusable.
+    """
+    dataset: str
+    split: str
+    paths: list
+    center_uvd: np.ndarray
+    com: np.ndarray
+    cube: np.ndarray
+    labels: np.ndarray
+    frame: np.ndarray
+    camera: object
+    decoder: str = "nyu"
+    theta: np.ndarray = None
+    bad: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.paths)
+
+    @property
+    def prefix(self):
+        return f"{self.dataset}_{self.split}"
+
+
+def label_problems(xyz, center_uvd, center_joint):
+    """Frames whose labels cannot be cropped: ``{row: reason}``.
+
+    xyz ``(N, J, 3)`` mm (the joints used); center_uvd ``(N, 3)`` (pixels, mm) the crop centres,
+    taken from joint ``center_joint`` (named in the reason). A non-finite coordinate, or a centre
+    depth that is not > 0 mm, makes a frame bad.
+    """
+    xyz, center_uvd = np.asarray(xyz), np.asarray(center_uvd)
+    finite = np.isfinite(xyz).all(axis=(1, 2)) & np.isfinite(center_uvd).all(axis=1)
+    bad = {int(r): "label: a joint has a NaN or infinite coordinate" for r in np.flatnonzero(~finite)}
+    for r in np.flatnonzero(finite & ~(center_uvd[:, 2] > 0)):
+        bad[int(r)] = (f"label: crop centre (joint {center_joint}) depth is {center_uvd[r, 2]:g} mm, "
+                       "not > 0")
+    return bad
+
+
+def neutralise(bad, xyz, center_uvd):
+    """Copies of ``xyz`` ``(N, J, 3)`` and ``center_uvd`` ``(N, 3)`` whose bad rows are harmless
+    placeholders (joints at 0 mm, centre ``(0, 0, 1)``): the build skips those rows, and the label
+    arithmetic stays finite."""
+    ok = np.ones(len(xyz), bool)
+    ok[list(bad)] = False
+    xyz = np.where(ok[:, None, None], xyz, 0.0)
+    center_uvd = np.array(center_uvd, np.float64)
+    center_uvd[~ok] = (0.0, 0.0, 1.0)
+    return xyz, center_uvd

@@ -1,0 +1,175 @@
+"""One split's LMDBs, the contract between the build, the nets and the tools, owned in one place.
+
+For a prefix ``<folder>/<dataset>_<split>`` (e.g. ``data/lmdb/nyu_test``), :class:`LmdbSplit` names
+and reads (and the build writes):
+
+* ``<prefix>_depth``: Datum float_data ``1 x 128 x 128`` crops in [-1, 1] (``data_prep.crop``);
+* ``<prefix>_joint``: Datum ``3K x 1 x 1`` labels, the K keypoints normalised by
+  :func:`to_normalised` (x0, y0, z0, x1, ...);
+* ``<prefix>_theta``: Datum ``26 x 1 x 1`` true angles, only when they are known (synthetic data);
+* ``<prefix>_meta.npz``: ``dataset`` (``nyu``, ``icvl``; sets built before it was recorded are
+  NYU), ``com`` (N, 3) mm, ``cube`` (N,) mm, ``frame`` (N,) 0-based frame index, ``theta`` (N, 26)
+  when known, ``fingerprint`` (what the LMDBs were built from), ``bad_frames``;
+* ``<prefix>_bad.txt``: the frames left out, one a line, ``frame path: reason``.
+
+Records are keyed ``'%08d' % i`` in the same order in every LMDB of the split, record i of each
+being frame ``meta.frame[i]``. Normalisation both ways: :func:`to_normalised` (mm -> [-1, 1]) and
+:func:`to_mm` (network units -> mm), with each record's com and cube.
+"""
+import dataclasses
+import pathlib
+
+import numpy as np
+
+from data_prep.lmdb_io import DatumLMDB, LmdbSet, count_records
+from plumbing import InputError, write_npz
+
+KINDS = ("depth", "joint", "theta")
+
+
+def to_normalised(xyz, com, cube, clip=True):
+    """Points ``(N, K, 3)`` mm -> ``(N, K, 3)`` network units ``(xyz - com) / (cube / 2)``.
+
+    com ``(N, 3)`` mm (the crop centre's xyz), cube ``(N,)`` mm (edge); clipped to [-1, 1] (the
+    labels' range) unless ``clip`` is False.
+    """
+    half = np.asarray(cube, np.float64)[:, None, None] / 2.0
+    rel = (np.asarray(xyz, np.float64) - np.asarray(com, np.float64)[:, None, :]) / half
+    return np.clip(rel, -1.0, 1.0) if clip else rel
+
+
+def to_mm(norm, com, cube):
+    """Network units ``(N, 3K)`` (x0, y0, z0, x1, ...) or ``(N, K, 3)`` -> ``(N, K, 3)`` mm:
+    ``norm * cube / 2 + com`` with com ``(N, 3)`` mm and cube ``(N,)`` mm."""
+    norm = np.asarray(norm, np.float64).reshape(len(norm), -1, 3)
+    return norm * (np.asarray(cube, np.float64)[:, None, None] / 2.0) + np.asarray(com, np.float64)[:, None, :]
+
+
+@dataclasses.dataclass
+class Meta:
+    """The meta file of a split: com ``(N, 3)`` mm, cube ``(N,)`` mm, frame ``(N,)`` int, theta
+    ``(N, 26)`` or None, fingerprint (str or None), dataset (str: whose frames, ``nyu``/``icvl``)."""
+    com: np.ndarray
+    cube: np.ndarray
+    frame: np.ndarray
+    theta: np.ndarray = None
+    fingerprint: str = None
+    dataset: str = "nyu"
+
+    def __len__(self):
+        return len(self.com)
+
+
+class LmdbSplit:
+    """The files of one split under ``prefix`` (``<folder>/<dataset>_<split>``, a str or path)."""
+
+    def __init__(self, prefix):
+        self.prefix = pathlib.Path(prefix)
+
+    @classmethod
+    def of(cls, folder, dataset, split):
+        """The split ``<folder>/<dataset>_<split>``, e.g. ``of("data/lmdb", "nyu", "test")``."""
+        return cls(pathlib.Path(folder) / f"{dataset}_{split}")
+
+    @classmethod
+    def from_meta_path(cls, path):
+        """The split whose meta file is ``path`` (``<prefix>_meta.npz``)."""
+        name = str(path)
+        if not name.endswith("_meta.npz"):
+            raise InputError(f"{path}: an LMDB meta file is named <set>_meta.npz")
+        return cls(name[: -len("_meta.npz")])
+
+    @property
+    def name(self):
+        """``<dataset>_<split>``."""
+        return self.prefix.name
+
+    @property
+    def folder(self):
+        return self.prefix.parent
+
+    def lmdb(self, kind):
+        """Path of the ``kind`` LMDB (``depth``, ``joint``, ``theta``)."""
+        return pathlib.Path(f"{self.prefix}_{kind}")
+
+    @property
+    def meta_path(self):
+        return pathlib.Path(f"{self.prefix}_meta.npz")
+
+    @property
+    def bad_path(self):
+        return pathlib.Path(f"{self.prefix}_bad.txt")
+
+    def __repr__(self):
+        return f"LmdbSplit({str(self.prefix)!r})"
+
+    # ------------------------------------------------------------------ reading
+    def count(self, kind="depth"):
+        """Records in the ``kind`` LMDB, or -1 when it is not a readable LMDB."""
+        return count_records(self.lmdb(kind))
+
+    def open(self, kind):
+        """The ``kind`` LMDB for reading (:class:`DatumLMDB`; InputError if missing or empty)."""
+        return DatumLMDB(self.lmdb(kind))
+
+    def read_labels(self, kind="joint"):
+        """All records of a small LMDB: ``(keys, (N, C*H*W) float32)``."""
+        with self.open(kind) as db:
+            return db.read_all()
+
+    def read_meta(self, n=None):
+        """The meta file as a :class:`Meta`, checked: InputError naming the file when it is
+        missing, unreadable, lacks com or cube, has arrays of different lengths (or other than
+        ``n`` records when given), a non-finite com or a cube that is not positive."""
+        path = self.meta_path
+        if not path.is_file():
+            raise InputError(f"{path}: no such meta file (com and cube per frame)")
+        try:
+            with np.load(path) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except Exception as err:  # numpy raises several kinds for a broken file
+            raise InputError(f"{path}: not a readable .npz file ({' '.join(str(err).split())})") from None
+        for k in ("com", "cube"):
+            if k not in arrays:
+                raise InputError(f"{path}: has no '{k}' array")
+        com = np.asarray(arrays["com"], np.float64)
+        cube = np.asarray(arrays["cube"], np.float64).reshape(-1)
+        n = len(com) if n is None else n
+        frame = np.asarray(arrays["frame"]).astype(np.int64) if "frame" in arrays else np.arange(n)
+        theta = np.asarray(arrays["theta"], np.float64) if "theta" in arrays else None
+        if com.shape != (n, 3) or cube.shape != (n,) or frame.shape != (n,):
+            raise InputError(f"{path}: com {com.shape}, cube {cube.shape}, frame {frame.shape} do not "
+                             f"match the {n} records of the LMDB")
+        if theta is not None and (theta.ndim != 2 or theta.shape[0] != n):
+            raise InputError(f"{path}: theta has shape {theta.shape}, expected ({n}, 26)")
+        if not np.all(np.isfinite(com)) or not np.all(cube > 0):
+            raise InputError(f"{path}: com has non-finite values or cube is not positive")
+        fingerprint = str(arrays["fingerprint"]) if "fingerprint" in arrays else None
+        dataset = str(arrays["dataset"]) if "dataset" in arrays else "nyu"
+        return Meta(com=com, cube=cube, frame=frame, theta=theta, fingerprint=fingerprint,
+                    dataset=dataset)
+
+    def is_current(self, fingerprint):
+        """True when the meta file was written for ``fingerprint`` and every LMDB it implies
+        (depth, joint, and theta when the meta has theta) holds its N records."""
+        try:
+            meta = self.read_meta()
+        except InputError:
+            return False
+        if meta.fingerprint != fingerprint:
+            return False
+        kinds = KINDS if meta.theta is not None else KINDS[:2]
+        return all(self.count(k) == len(meta) for k in kinds)
+
+    # ------------------------------------------------------------------ writing
+    def writer(self, kinds, map_size):
+        """An :class:`LmdbSet` writing the ``kinds`` LMDBs of this split (renamed on commit)."""
+        return LmdbSet({k: self.lmdb(k) for k in kinds}, map_size)
+
+    def write_meta(self, com, cube, frame, theta=None, **extra):
+        """Write the meta file atomically (arrays as described in the module docstring)."""
+        arrays = dict(com=np.asarray(com, np.float64), cube=np.asarray(cube, np.float64),
+                      frame=np.asarray(frame, np.int64), **extra)
+        if theta is not None:
+            arrays["theta"] = np.asarray(theta, np.float64)
+        write_npz(self.meta_path, **arrays)
