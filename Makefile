@@ -46,7 +46,7 @@ nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
 train: caffe lmdb-nyu ## the main job: data, train the paper's net, evaluate, plot (results/)
-	@$(RUN) $(PY) tools/train.py --results $(RESULTS)
+	@$(RUN) $(PY) tools/train.py --results $(RESULTS) --resume
 
 table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs/table1.md
 	@$(RUN) $(PY) tools/table1.py --results $(RESULTS)/table1

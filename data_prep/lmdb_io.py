@@ -7,16 +7,34 @@ same order in every LMDB of a split.
 in the output folder and renames them onto their final names only in :meth:`LmdbSet.commit`; if
 the writer is interrupted, the previous LMDBs (or none) stay, and the temporary folders are removed
 (or, after a hard kill, by the next build: :func:`remove_stale`).
+
+Every LMDB of a set carries the set's build id (a random hex string) in a file ``build_id``
+beside its ``data.mdb`` (Caffe's Data layer reads only ``data.mdb``; a key inside it would be
+read as a record), and the split's meta file records the same id: readers check that the LMDBs
+and the meta belong to one build (:func:`read_build_id`, ``LmdbSplit.check_build``).
 """
 import os
 import pathlib
 import shutil
+import uuid
 
 import lmdb
 import numpy as np
 
 from data_prep import datum
 from plumbing import TMP_TAG, InputError, replace_atomically, tmp_name, tmp_owner
+
+
+BUILD_ID_FILE = "build_id"
+
+
+def read_build_id(path):
+    """The build id written into the LMDB folder ``path`` by :class:`LmdbSet`, or None (an LMDB
+    written before build ids, or not by this project)."""
+    try:
+        return (pathlib.Path(path) / BUILD_ID_FILE).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def key(i):
@@ -90,6 +108,7 @@ class LmdbSet:
         self.pending = {n: [] for n in self.final}
         self.count = 0
         self.committed = False
+        self.build_id = uuid.uuid4().hex      # written into every LMDB of the set on commit
 
     def put(self, values):
         """Append the next record: ``values`` = ``{name: bytes}`` for every LMDB of the set."""
@@ -122,6 +141,8 @@ class LmdbSet:
         for env in self.envs.values():
             env.sync(True)
         self.close()
+        for t in self.tmp.values():
+            (t / BUILD_ID_FILE).write_text(self.build_id + "\n")
         if before_rename:
             before_rename()
         for n, t in self.tmp.items():

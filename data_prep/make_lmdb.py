@@ -7,6 +7,8 @@ ICVL root (``Training/``, ``Testing/``). Output (default ``data/lmdb/``), per sp
 see ``data_prep/split.py``. Splits already built from the same input are skipped (``--force``
 rebuilds).
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    from tools import _venv_check  # noqa: F401
 import argparse
 import os
 import pathlib
@@ -17,6 +19,7 @@ import numpy as np
 
 from data_prep import build
 from plumbing import PROJECT, InputError, run
+from plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
@@ -31,7 +34,7 @@ def _show(path):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m data_prep.make_lmdb",
         description="Crop depth frames to the published 128x128 cube crops and write aligned Caffe "
                     "LMDBs (depth, joints, true angles when known) plus a meta .npz per split.")
@@ -43,21 +46,21 @@ def parse_args(argv):
                    help="output folder (default: data/lmdb)")
     p.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"],
                    help="splits to build (default: both)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
                    help="decoding/cropping processes (default: one per core)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the training-set shuffle (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the training-set shuffle (default 0)")
     p.add_argument("--subject2-cube", choices=("auto", "on", "off"), default="auto",
                    help="NYU: 300*0.87 mm cube for test frames 2441-8252 (subject 2), as released. "
                         "auto = on for real NYU data, off for the synthetic set")
-    p.add_argument("--cube", type=float, default=None,
+    p.add_argument("--cube", type=finite_float(10, 2000), default=None,
                    help="cube edge in mm (default: NYU 300, ICVL 250)")
-    p.add_argument("--max-bad", type=float, default=0.01,
+    p.add_argument("--max-bad", type=finite_float(0, 1), default=0.01,
                    help="fail when more than this fraction of a split's frames is unusable (default 0.01)")
     p.add_argument("--force", action="store_true", help="rebuild even if the LMDBs are up to date")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--synthetic-train", type=int, default=None,
+    p.add_argument("--synthetic-train", type=positive_int, default=None,
                    help="frames of the generated synthetic training set (default: data_prep.synthetic's)")
-    p.add_argument("--synthetic-test", type=int, default=None,
+    p.add_argument("--synthetic-test", type=positive_int, default=None,
                    help="frames of the generated synthetic test set")
     args = p.parse_args(argv)
     if args.workers < 1:

@@ -9,7 +9,9 @@ and reads (and the build writes):
 * ``<prefix>_theta``: Datum ``26 x 1 x 1`` true angles, only when they are known (synthetic data);
 * ``<prefix>_meta.npz``: ``dataset`` (``nyu``, ``icvl``; sets built before it was recorded are
   NYU), ``com`` (N, 3) mm, ``cube`` (N,) mm, ``frame`` (N,) 0-based frame index, ``theta`` (N, 26)
-  when known, ``fingerprint`` (what the LMDBs were built from), ``bad_frames``;
+  when known, ``fingerprint`` (what the LMDBs were built from), ``bad_frames``, ``build_id``
+  (the id written into each LMDB of the build: readers check that the LMDBs and the meta are of
+  one build, so a build interrupted between its renames is never read as a set);
 * ``<prefix>_bad.txt``: the frames left out, one a line, ``frame path: reason``.
 
 Records are keyed ``'%08d' % i`` in the same order in every LMDB of the split, record i of each
@@ -21,7 +23,7 @@ import pathlib
 
 import numpy as np
 
-from data_prep.lmdb_io import DatumLMDB, LmdbSet, count_records
+from data_prep.lmdb_io import DatumLMDB, LmdbSet, count_records, read_build_id
 from plumbing import InputError, write_npz
 
 KINDS = ("depth", "joint", "theta")
@@ -55,6 +57,7 @@ class Meta:
     theta: np.ndarray = None
     fingerprint: str = None
     dataset: str = "nyu"
+    build_id: str = None
 
     def __len__(self):
         return len(self.com)
@@ -65,6 +68,7 @@ class LmdbSplit:
 
     def __init__(self, prefix):
         self.prefix = pathlib.Path(prefix)
+        self._build_id = None      # of the last writer(): recorded by write_meta
 
     @classmethod
     def of(cls, folder, dataset, split):
@@ -109,8 +113,34 @@ class LmdbSplit:
         return count_records(self.lmdb(kind))
 
     def open(self, kind):
-        """The ``kind`` LMDB for reading (:class:`DatumLMDB`; InputError if missing or empty)."""
+        """The ``kind`` LMDB for reading (:class:`DatumLMDB`; InputError if missing or empty, or
+        when the split's LMDBs and meta file are not of one build: :meth:`check_build`)."""
+        self.check_build()
         return DatumLMDB(self.lmdb(kind))
+
+    def _meta_build_id(self):
+        """``(meta exists, its build id or None)``."""
+        try:
+            with np.load(self.meta_path) as npz:
+                return True, (str(npz["build_id"]) if "build_id" in npz.files else None)
+        except FileNotFoundError:
+            return False, None
+        except Exception:  # an unreadable meta file: read_meta reports it
+            return True, None
+
+    def check_build(self):
+        """InputError unless the split's LMDBs (depth, joint, theta: those that exist) and its meta
+        file (when it records one) carry the same build id: a build interrupted between its
+        renames, or files copied together from two builds, are refused. Sets written before
+        build ids (no id anywhere) pass."""
+        ids = {k: read_build_id(self.lmdb(k)) for k in KINDS if self.lmdb(k).is_dir()}
+        has_meta, meta_id = self._meta_build_id()
+        if meta_id is not None:        # a meta file written without an id (by hand) names none
+            ids["meta"] = meta_id
+        if len(set(ids.values())) > 1:
+            shown = ", ".join(f"{k} {v[:8] if v else 'none'}" for k, v in ids.items())
+            raise InputError(f"{self.prefix}: the LMDBs and meta file are not of one build ({shown}; "
+                             "an interrupted or mixed build): build them again (make lmdb-nyu)")
 
     def read_labels(self, kind="joint"):
         """All records of a small LMDB: ``(keys, (N, C*H*W) float32)``."""
@@ -124,6 +154,7 @@ class LmdbSplit:
         path = self.meta_path
         if not path.is_file():
             raise InputError(f"{path}: no such meta file (com and cube per frame)")
+        self.check_build()
         try:
             with np.load(path) as npz:
                 arrays = {k: npz[k] for k in npz.files}
@@ -142,12 +173,19 @@ class LmdbSplit:
                              f"match the {n} records of the LMDB")
         if theta is not None and (theta.ndim != 2 or theta.shape[0] != n):
             raise InputError(f"{path}: theta has shape {theta.shape}, expected ({n}, 26)")
-        if not np.all(np.isfinite(com)) or not np.all(cube > 0):
-            raise InputError(f"{path}: com has non-finite values or cube is not positive")
+        if not np.all(np.isfinite(com)) or not np.all(np.isfinite(cube) & (cube > 0)):
+            bad = np.flatnonzero(~np.all(np.isfinite(com), axis=1) | ~(np.isfinite(cube) & (cube > 0)))
+            raise InputError(f"{path}: record {int(bad[0])} has a non-finite com or a cube that "
+                             f"is not a positive number ({len(bad)} such records)")
+        if theta is not None and not np.all(np.isfinite(theta)):
+            bad = np.flatnonzero(~np.all(np.isfinite(theta), axis=1))
+            raise InputError(f"{path}: record {int(bad[0])} has a non-finite theta ({len(bad)} "
+                             "such records)")
         fingerprint = str(arrays["fingerprint"]) if "fingerprint" in arrays else None
         dataset = str(arrays["dataset"]) if "dataset" in arrays else "nyu"
+        build_id = str(arrays["build_id"]) if "build_id" in arrays else None
         return Meta(com=com, cube=cube, frame=frame, theta=theta, fingerprint=fingerprint,
-                    dataset=dataset)
+                    dataset=dataset, build_id=build_id)
 
     def is_current(self, fingerprint):
         """True when the meta file was written for ``fingerprint`` and every LMDB it implies
@@ -163,13 +201,19 @@ class LmdbSplit:
 
     # ------------------------------------------------------------------ writing
     def writer(self, kinds, map_size):
-        """An :class:`LmdbSet` writing the ``kinds`` LMDBs of this split (renamed on commit)."""
-        return LmdbSet({k: self.lmdb(k) for k in kinds}, map_size)
+        """An :class:`LmdbSet` writing the ``kinds`` LMDBs of this split (renamed on commit); its
+        build id goes into the meta file written next (:meth:`write_meta`)."""
+        out = LmdbSet({k: self.lmdb(k) for k in kinds}, map_size)
+        self._build_id = out.build_id
+        return out
 
     def write_meta(self, com, cube, frame, theta=None, **extra):
-        """Write the meta file atomically (arrays as described in the module docstring)."""
+        """Write the meta file atomically (arrays as described in the module docstring), with the
+        build id of the LMDBs last written by :meth:`writer` unless ``build_id`` is given."""
         arrays = dict(com=np.asarray(com, np.float64), cube=np.asarray(cube, np.float64),
                       frame=np.asarray(frame, np.int64), **extra)
+        if "build_id" not in arrays and self._build_id is not None:
+            arrays["build_id"] = np.array(self._build_id)
         if theta is not None:
             arrays["theta"] = np.asarray(theta, np.float64)
         write_npz(self.meta_path, **arrays)

@@ -29,6 +29,8 @@ How a frame is made (all vectorised over a batch of frames):
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    from tools import _venv_check  # noqa: F401
 import argparse
 import json
 import multiprocessing
@@ -43,6 +45,7 @@ from tqdm import tqdm
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
 from plumbing import PROJECT, InputError, atomic_path, run
+from plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 from data_prep.render import SensorModel, render_slabs, render_spheres
 from hand_model import FINGERS
 
@@ -447,18 +450,18 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m data_prep.synthetic",
         description="Render a synthetic hand-depth dataset in the exact NYU on-disk format "
                     "(train/ and test/ with joint_data.mat, depth_1_%07d.png, plus theta.npy).")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="output folder (default data/synthetic)")
-    p.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training frames (default {DEFAULT_TRAIN})")
-    p.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test frames (default {DEFAULT_TEST})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same files)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
+    p.add_argument("--train", type=nonneg_int, default=DEFAULT_TRAIN, help=f"training frames (default {DEFAULT_TRAIN})")
+    p.add_argument("--test", type=nonneg_int, default=DEFAULT_TEST, help=f"test frames (default {DEFAULT_TEST})")
+    p.add_argument("--seed", type=nonneg_int, default=DEFAULT_SEED, help="random seed (same seed, same files)")
+    p.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     p.add_argument("--background", choices=("wall", "none"), default="wall",
                    help="wall: a tilted wall behind most hands; none: no reading behind the hand")
-    p.add_argument("--rot-deg", type=float, nargs=3, default=(35.0, 50.0, 60.0), metavar=("X", "Y", "Z"),
+    p.add_argument("--rot-deg", type=finite_float(0, 180), nargs=3, default=(35.0, 50.0, 60.0), metavar=("X", "Y", "Z"),
                    help="half-ranges of the global rotation about x, y, z in degrees (default 35 50 60)")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")

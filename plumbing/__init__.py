@@ -9,13 +9,22 @@
   :func:`save_figure` are built on it). Folders (LMDBs, a generated dataset) are renamed with
   :func:`replace_atomically`.
 * :func:`open_text` opens the reference text files, plain or ``.xz``/``.gz`` compressed.
+* Options are checked when they are parsed: :class:`ArgumentParser` reports a bad option in one
+  line, and the ``type=`` helpers :func:`finite_float`, :func:`int_in` (:func:`positive_int`,
+  :func:`nonneg_int`) refuse NaN, infinities and values out of range.
+* An output never replaces a folder: :func:`replace_atomically` refuses a file over a folder (as
+  ``rename(2)`` and ``mv`` do) and :func:`check_output_file` says so before any work is done.
 
 This module knows no dataset, no model and no Caffe; everything else may import it.
 """
+import argparse
 import contextlib
+import errno
 import gzip
+import io
 import json
 import lzma
+import math
 import os
 import pathlib
 import re
@@ -30,20 +39,63 @@ class InputError(Exception):
     """Bad input from the user (a file, a value, an option). The message is shown as is."""
 
 
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def final_name(path):
+    """The final name a temporary name of :func:`tmp_name` stands for (else ``path`` itself), so
+    that messages name the file the user asked for."""
+    if path is None:
+        return None
+    p = pathlib.Path(os.fsdecode(path))
+    while p.name.startswith(".") and TMP_TAG in p.name:
+        p = p.parent / p.name[1:].rsplit(TMP_TAG, 1)[0]
+    return str(p)
+
+
+def describe_os_error(err):
+    """One line for an OSError: the file (its final name, not a temporary one) and the reason."""
+    names = [n for n in (final_name(err.filename), final_name(err.filename2)) if n]
+    reason = err.strerror or _one_line(err) or type(err).__name__
+    if err.errno == errno.EFBIG:
+        reason += " (the file size limit was reached)"
+    return f"{' -> '.join(names)}: {reason}" if names else reason
+
+
+def _fail(message, code=2):
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def run(main, argv=None):
-    """Call ``main(argv)``; turn InputError (and a missing/unreadable file) into one line and exit 2."""
+    """Call ``main(argv)``; bad input and faults end in one line on stderr and a non-zero exit.
+
+    InputError, a missing/unreadable/unwritable file and any other OSError (a folder where a
+    file is expected, a read-only file system, no space left, a file size limit), undecodable
+    text, a corrupt LMDB and running out of memory exit with code 2; Ctrl-C with 130. Anything
+    else is a defect of the tool: one line saying so, exit 3 (``DEEPMODEL_TRACEBACK=1`` shows the
+    traceback)."""
     try:
         code = main(argv)
     except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        name = err.filename if err.filename is not None else ""
-        print(f"error: {name}: {err.strerror}", file=sys.stderr)
-        sys.exit(2)
+        _fail(err)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except MemoryError:
+        _fail("out of memory: an option or an input asks for more than this machine has")
+    except UnicodeDecodeError as err:
+        _fail(f"cannot decode text as {err.encoding} (byte {err.start}): not a text file")
+    except OSError as err:
+        _fail(describe_os_error(err))
+    except Exception as err:  # a corrupt LMDB, else a defect: still one line, never a traceback
+        if type(err).__module__ == "lmdb":
+            _fail(f"LMDB: {_one_line(err)}")
+        if os.environ.get("DEEPMODEL_TRACEBACK"):
+            raise
+        _fail(f"internal error ({type(err).__name__}: {_one_line(err)}); please report it "
+              "(DEEPMODEL_TRACEBACK=1 shows the traceback)", code=3)
     sys.exit(code or 0)
 
 
@@ -57,16 +109,116 @@ def console(main):
 
 def open_text(path):
     """Open a text file for reading (``.xz`` and ``.gz`` compressed files too, as the repository's
-    reference files are), or raise an InputError naming it and why it cannot be read."""
+    reference files are), or raise an InputError naming it and why it cannot be read: missing,
+    a folder, a broken archive, not UTF-8 text. The file is read whole (label and prediction files
+    are a few MB) and returned as a text stream."""
     name = os.fspath(path)
     try:
         if name.endswith(".xz"):
-            return lzma.open(name, "rt")
-        if name.endswith(".gz"):
-            return gzip.open(name, "rt")
-        return open(name, "r")
+            opener = lzma.open
+        elif name.endswith(".gz"):
+            opener = gzip.open
+        else:
+            opener = open
+        with opener(name, "rb") as fh:
+            raw = fh.read()
+    except (lzma.LZMAError, EOFError, gzip.BadGzipFile) as err:
+        raise InputError(f"{path}: not a valid compressed file ({_one_line(err)})") from None
     except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+        raise InputError(f"{path}: cannot read ({err.strerror or _one_line(err)})") from None
+    except MemoryError:
+        raise InputError(f"{path}: too large to read") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text file (undecodable byte at offset {err.start})") from None
+    return io.StringIO(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# options
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (``error: ...``, exit 2), like every
+    other bad input of the tools."""
+
+    def error(self, message):
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+def _number_text(value):
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def finite_float(lo=None, hi=None, lo_open=False):
+    """An argparse ``type=``: a finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_number_text(text)} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+        if lo is not None and (value <= lo if lo_open else value < lo):
+            raise argparse.ArgumentTypeError(f"{text}: must be {'>' if lo_open else '>='} {lo:g}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"{text}: must be <= {hi:g}")
+        return value
+    parse.__name__ = "finite_float"
+    return parse
+
+
+def int_in(lo=None, hi=None):
+    """An argparse ``type=``: an integer in ``[lo, hi]``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{_number_text(text)} is not an integer") from None
+        if lo is not None and value < lo:
+            raise argparse.ArgumentTypeError(f"{text}: must be >= {lo}")
+        if hi is not None and value > hi:
+            raise argparse.ArgumentTypeError(f"{text}: must be <= {hi}")
+        return value
+    parse.__name__ = "int"
+    return parse
+
+
+positive_int = int_in(1)
+nonneg_int = int_in(0)
+
+# magnitudes no depth camera produces: pixel coordinates and millimetres beyond this are refused
+MAX_PLAUSIBLE = 1e5
+# the nearest depth a sensor reports (mm): a crop centre closer than this is refused
+MIN_DEPTH_MM = 100.0
+
+
+def check_center(center, option="--center"):
+    """A crop centre ``U V D`` (pixels, mm) given as an option: finite, within the magnitudes a
+    camera produces, the depth at least :data:`MIN_DEPTH_MM`; InputError otherwise."""
+    u, v, d = (float(x) for x in center)
+    if not all(math.isfinite(x) and abs(x) <= MAX_PLAUSIBLE for x in (u, v, d)):
+        raise InputError(f"{option} {u:g} {v:g} {d:g}: values must be finite and within "
+                         f"+-{MAX_PLAUSIBLE:g} (pixels, mm)")
+    if d < MIN_DEPTH_MM:
+        raise InputError(f"{option} {u:g} {v:g} {d:g}: depth {d:g} mm is closer than any depth "
+                         f"camera measures (at least {MIN_DEPTH_MM:g} mm)")
+    return u, v, d
+
+
+def check_output_file(path, option="--out"):
+    """Before any work: ``path`` can become a file: InputError when it is an existing folder or its
+    parent is an existing file."""
+    if path is None:
+        return
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder; give a file name (nothing was written)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{option} {path}: {parent} is a file, not a folder")
+            break
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,8 +239,19 @@ def tmp_owner(path):
 
 
 def replace_atomically(tmp_path, final_path):
-    """Rename a completed temporary file or folder onto its final name (same filesystem)."""
-    if os.path.isdir(final_path) and not os.path.islink(final_path):
+    """Rename a completed temporary file or folder onto its final name (same filesystem).
+
+    A file never replaces a folder nor a folder a file (InputError, nothing touched: as
+    ``rename(2)`` and ``mv`` refuse); a folder replaces the previous version of the same folder
+    (an LMDB, a generated dataset)."""
+    final_is_dir = os.path.isdir(final_path) and not os.path.islink(final_path)
+    tmp_is_dir = os.path.isdir(tmp_path) and not os.path.islink(tmp_path)
+    if final_is_dir and not tmp_is_dir:
+        raise InputError(f"{final_path}: is a folder; refusing to replace it with a file "
+                         "(give a file name)")
+    if tmp_is_dir and os.path.lexists(final_path) and not final_is_dir:
+        raise InputError(f"{final_path}: is a file; refusing to replace it with a folder")
+    if final_is_dir:
         old = os.fspath(final_path) + ".old"
         if os.path.exists(old):
             shutil.rmtree(old)
@@ -125,6 +288,68 @@ def atomic_path(path):
         raise
 
 
+class OutputSet:
+    """Files that belong together, written as a set around an index file (e.g. ``eval.json``)::
+
+        with OutputSet(out / "eval.json") as outs:
+            write_npz(outs.stage(out / "predictions.npz"), ...)
+            write_json(outs.stage(out / "eval.json"), report)
+
+    :meth:`stage` gives the temporary name to write each final file to. When the block ends
+    without an error, the old index is removed first (it no longer describes the files), every
+    file is renamed onto its final name and the index comes last: an index on disk always sits
+    beside the files it describes. On an error (a full disk, Ctrl-C) every staged file is
+    removed and the previous set stays as it was.
+    """
+
+    def __init__(self, index):
+        self.index = pathlib.Path(index)
+        self.staged = {}
+
+    def stage(self, final):
+        """The temporary name to write ``final`` to (its folder is created)."""
+        final = pathlib.Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_name(final)
+        remove_path(tmp)
+        self.staged[final] = tmp
+        return tmp
+
+    def _discard(self):
+        for tmp in self.staged.values():
+            remove_path(tmp)
+        self.staged = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self._discard()
+            return False
+        index_tmp = None
+        try:
+            for final, tmp in self.staged.items():
+                if not tmp.exists():
+                    raise RuntimeError(f"{final}: staged but not written")
+                if final.is_dir() and not final.is_symlink():
+                    raise InputError(f"{final}: is a folder; refusing to replace it with a file "
+                                     "(nothing was written)")
+            index_tmp = self.staged.pop(self.index, None)
+            if index_tmp is not None:
+                self.index.unlink(missing_ok=True)
+            for final in list(self.staged):
+                os.replace(self.staged.pop(final), final)
+            if index_tmp is not None:
+                os.replace(index_tmp, self.index)
+        except BaseException:
+            self._discard()
+            if index_tmp is not None:
+                remove_path(index_tmp)
+            raise
+        return False
+
+
 def write_text(path, text):
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
@@ -132,8 +357,14 @@ def write_text(path, text):
 
 
 def write_json(path, obj, indent=1):
-    """``obj`` as JSON (``indent`` spaces, a final newline) to ``path`` atomically."""
-    write_text(path, json.dumps(obj, indent=indent) + "\n")
+    """``obj`` as JSON (``indent`` spaces, a final newline) to ``path`` atomically; strict JSON:
+    a NaN or an infinity is an InputError, never ``NaN``/``Infinity`` in the file."""
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError:
+        raise InputError(f"{path}: not written: a figure is NaN or infinite "
+                         "(non-finite input or output)") from None
+    write_text(path, text + "\n")
 
 
 def write_npz(path, compressed=False, **arrays):

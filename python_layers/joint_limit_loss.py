@@ -17,7 +17,7 @@ max(low_i - theta_i, 0) + max(theta_i - up_i, 0)`` per free id i, averaged over 
 - ``"squared"`` (the released code's form): ``lambda / N * sum_n sum_i b_i ** 2``
 
 top[0]: the scalar loss. Optional top[1]: the fraction of samples with any parameter outside its
-range (no gradient). param_str keys: ``model`` (default "nyu31"), ``penalty``, ``lambda`` (>= 0).
+range or not finite (no gradient). param_str keys: ``model`` (default "nyu31"), ``penalty``, ``lambda`` (>= 0).
 """
 import math
 
@@ -76,7 +76,8 @@ class JointLimitLossLayer(caffe.Layer):
             loss = np.square(below).sum() + np.square(above).sum()
         top[0].data[...] = self.lam * loss / n
         if len(top) > 1:
-            top[1].data[...] = np.mean(np.any((below > 0) | (above > 0), axis=1)) if n else 0.0
+            outside = (below > 0) | (above > 0) | ~np.isfinite(theta)   # NaN is inside no limits
+            top[1].data[...] = np.mean(np.any(outside, axis=1)) if n else 0.0
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

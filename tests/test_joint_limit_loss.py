@@ -145,3 +145,17 @@ def test_loss_rejects_bad_param_str(make_net, param, message):
 def test_loss_rejects_bottom_of_wrong_width(make_net):
     with pytest.raises(ValueError, match=r"JointLimitLossLayer: bottom\[0\] has shape \(2, 30\).*\(N, 26\)"):
         make_net(net_text(2, 30))
+
+
+def test_nan_theta_counts_as_out_of_limits(make_net, model):
+    """A NaN angle is inside no limits: the out_of_range top and metrics.out_of_limits count it."""
+    from tools import metrics
+
+    net = make_net(net_text(3, 26, fraction=True))
+    theta = np.tile((model.lower + model.upper) / 2, (3, 1))
+    theta = np.where(np.isfinite(theta), theta, 0.0)
+    theta[1, 7] = np.nan
+    _, _, frac = run(net, theta)
+    assert frac == pytest.approx(1 / 3)
+    outside = metrics.out_of_limits(theta, model.lower, model.upper, model.free_ids)
+    assert outside.tolist() == [False, True, False]

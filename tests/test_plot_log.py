@@ -119,7 +119,8 @@ def test_other_log_formats(project_root, tmp_path):
     assert proc.returncode == 0, proc.stderr
     s = json.loads((tmp_path / "t.json").read_text())["t"]
     assert s["loss"]["100"] == 0.45                      # the resumed run's value replaces it
-    assert s["loss"]["200"] != s["loss"]["200"]          # nan
+    assert s["loss"]["200"] is None                      # nan: null in strict JSON
+    assert "warning: t: the training loss is nan from iteration 200" in proc.stderr
     assert s["train"]["jl"] == {"100": 0.035}
     assert s["test"] == {"jl": {"200": 0.7}, "jl#1": {"200": 0.9}}
     assert s["lr"] == {"100": 0.003}

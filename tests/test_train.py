@@ -162,3 +162,57 @@ def test_a_failing_caffe_run_is_a_one_line_error(project_root, tiny, tmp_path):
     assert last.startswith("error: caffe train failed (exit code ")
     assert "HandModelLayer: bottom[0] has shape (4, 25)" in last
     assert f"(log: {tmp_path / 'r' / 'train.log'})" in last
+
+
+def _solver_copy(project_root, tmp_path, **changes):
+    """The committed solver with some fields replaced (snapshot in units of the committed batch
+    512: train.py scales it by 512 / --batch)."""
+    text = (project_root / "prototxt" / "solver.prototxt").read_text()
+    for key, value in changes.items():
+        text = re.sub(rf"^{key}:.*$", f"{key}: {value}", text, flags=re.M) if re.search(
+            rf"^{key}:", text, re.M) else text + f"{key}: {value}\n"
+    path = tmp_path / "solver.prototxt"
+    path.write_text(text)
+    return path
+
+
+def test_diverged_run_is_stopped_and_reported(project_root, tiny, tmp_path):
+    """The learning rate jumps a billion-fold at iteration 16: the loss turns NaN; train.py stops
+    Caffe, says so, keeps the finite snapshots (the last one, of iteration 16, taken before the
+    jump) and removes non-finite ones."""
+    solver = _solver_copy(project_root, tmp_path, base_lr=0.003, lr_policy='"step"', stepsize=16,
+                          gamma=1e9, snapshot=1)
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 200, "--batch",
+                  64, "--solver", solver, "--no-eval", "--test-interval", 1000)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training diverged: loss") and "nan" in last, proc.stderr
+    assert "last finite snapshot" in last and "deepmodel_iter_16.caffemodel" in last, last
+    from tools.train import snapshot_is_finite
+
+    snaps = sorted((res / "snapshots").glob("*.caffemodel"))
+    assert snaps and all(snapshot_is_finite(s) for s in snaps), snaps
+    assert not (res / "deepmodel.caffemodel").exists()
+
+
+def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path):
+    """A run whose last snapshots are gone (as after a kill) continues from its newest
+    .solverstate with --resume, to max_iter; another solver trains from the start."""
+    solver = _solver_copy(project_root, tmp_path, snapshot=1)          # every 8 iterations
+    res = tmp_path / "res"
+    args = ("--results", res, "--lmdb-dir", tiny, "--iters", 24, "--batch", 64, "--solver", solver,
+            "--no-eval", "--test-interval", 1000)
+    assert _train(project_root, *args).returncode == 0
+    for it in (16, 24):
+        for suffix in ("caffemodel", "solverstate"):
+            (res / "snapshots" / f"deepmodel_iter_{it}.{suffix}").unlink()
+    proc = _train(project_root, *args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming from" in proc.stderr and "deepmodel_iter_8.solverstate" in proc.stderr
+    log = (res / "train.log").read_text()
+    assert "Restoring previous solver status" in log or "Resuming from" in log
+    assert (res / "snapshots" / "deepmodel_iter_24.caffemodel").is_file()
+    assert json.loads((res / "train.json").read_text())["iterations"] == 24
+    proc = _train(project_root, *args[:-2], "--test-interval", 999, "--resume")   # another solver
+    assert proc.returncode == 0 and "training from the start" in proc.stderr

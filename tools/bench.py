@@ -26,6 +26,8 @@ iteration < 1 %; deploy single-frame inference >= 400 frames/s; (issue 13) local
 >= 300 frames/s. Timings depend on the load of
 the machine: the load average at the start is reported with the figures.
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import os
 import pathlib
@@ -39,6 +41,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from plumbing import PROJECT, InputError, run, write_json
+from plumbing import ArgumentParser, positive_int  # options checked as parsed
 from data_prep.split import LmdbSplit
 from tools.net_io import import_caffe
 
@@ -251,14 +254,14 @@ def bench_localize(frames):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--batch", type=int, default=512, help="batch size (default 512, the paper's)")
-    parser.add_argument("--repeats", type=int, default=20,
+    parser.add_argument("--repeats", type=positive_int, default=20,
                         help="repeats of the fast measurements (default 20; the training iteration "
                              "uses a quarter of them, at least 2)")
-    parser.add_argument("--frames", type=int, default=500,
+    parser.add_argument("--frames", type=positive_int, default=500,
                         help="single-frame forwards of the deploy net (default 500)")
     parser.add_argument("--lmdb-dir", type=pathlib.Path, default=PROJECT / "data" / "lmdb",
                         help="LMDB folder for the data-pipeline figure (default data/lmdb; "

@@ -30,8 +30,10 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
     tools/demo.py frame.png --weights W.caffemodel --out results/demo      # centre detected
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import os
+from argparse import ArgumentDefaultsHelpFormatter
 import pathlib
 import sys
 
@@ -41,7 +43,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep import nyu
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
-from plumbing import PROJECT, InputError, atomic_path, console, run, save_figure, write_json
+from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet, atomic_path,
+                      check_center, console, finite_float, run, save_figure, write_json)
 from data_prep.reference import NYU_TEST_CROPS
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
@@ -82,21 +85,54 @@ def default_inputs():
                      "does not exist): give depth crop PNGs or raw depth frames")
 
 
+def _iteration(path):
+    """The iteration of a snapshot ``<prefix>_iter_N.caffemodel`` (-1 for another name)."""
+    stem = path.stem
+    tail = stem.rsplit("_iter_", 1)[-1] if "_iter_" in stem else ""
+    return int(tail) if tail.isdigit() else -1
+
+
 def find_weights(out):
-    """The newest .caffemodel: first in RESULTS/snapshots, else anywhere under RESULTS, where
-    RESULTS is the parent of ``--out`` (the Makefile's $(RESULTS)) or ``results``."""
+    """The trained weights, looked up in a fixed order and never recursively: in RESULTS, the
+    parent of ``--out`` (the Makefile's $(RESULTS)), then in ``results`` of the current folder:
+    first ``snapshots/*.caffemodel`` (the highest iteration), else ``*.caffemodel`` (the newest)."""
     roots = []
     for r in (pathlib.Path(out).parent, pathlib.Path("results")):
         if r.is_dir() and r.resolve() not in [x.resolve() for x in roots]:
             roots.append(r)
     for root in roots:
-        for pattern in ("snapshots/*.caffemodel", "**/*.caffemodel"):
-            found = sorted(root.glob(pattern), key=lambda f: f.stat().st_mtime)
-            if found:
-                return found[-1]
+        snaps = [f for f in (root / "snapshots").glob("*.caffemodel") if f.is_file()]
+        if snaps:
+            return max(snaps, key=lambda f: (_iteration(f), f.stat().st_mtime_ns, f.name))
+        models = [f for f in root.glob("*.caffemodel") if f.is_file()]
+        if models:
+            return max(models, key=lambda f: (f.stat().st_mtime_ns, f.name))
     where = " or ".join(str(r) for r in roots) or "results/"
-    raise InputError(f"no trained weights (*.caffemodel) under {where}: run `make train` or give "
-                     "--weights")
+    raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}: "
+                     "run `make train` or give --weights")
+
+
+def unique_names(files):
+    """An output name per input: its file stem, made unique (``_2``, ``_3`` ...) when two inputs
+    share a stem (e.g. ``a/1.png`` and ``b/1.png``), so no output overwrites another."""
+    names, used = [], set()
+    for f in files:
+        name, k = f.stem, 2
+        while name in used:
+            name, k = f"{f.stem}_{k}", k + 1
+        if name != f.stem:
+            print(f"note: {f}: another input is also named {f.stem}; its outputs are named {name}_*",
+                  file=sys.stderr)
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def warn_if_empty(path, crop):
+    """A warning when a crop holds no depth reading (all background): the pose drawn is a guess."""
+    if np.all(np.asarray(crop) >= 1.0 - 1e-6):
+        print(f"warning: {path}: the crop holds no depth reading (all background); the predicted "
+              "pose is meaningless", file=sys.stderr)
 
 
 def read_png(path):
@@ -123,7 +159,17 @@ def load_input(path, crop_hw, args, camera):
             img = img[:, :, 0]
         if img.dtype != np.uint8:
             raise InputError(f"{path}: a {w}x{h} crop must be 8-bit gray, got {img.dtype}")
-        return {"crop": img.astype(np.float32) / 255.0 * 2.0 - 1.0}
+        if args.center is not None:
+            print(f"note: {path} is a {w}x{h} crop: --center (for raw frames) is not used",
+                  file=sys.stderr)
+        crop = img.astype(np.float32) / 255.0 * 2.0 - 1.0
+        warn_if_empty(path, crop)
+        return {"crop": crop}
+    if img.ndim == 3 and img.shape[2] >= 3 and img.dtype == np.uint8 and img.any() and all(
+            np.array_equal(img[:, :, 0], img[:, :, c]) for c in range(1, 3)):
+        raise InputError(f"{path}: a {w}x{h} gray image (equal colour channels) is neither a "
+                         f"{crop_hw[1]}x{crop_hw[0]} crop nor an NYU depth frame (blue + 256 x "
+                         "green)")
     if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 2:
         depth = nyu.depth_of_image(img)
         kind = "NYU-encoded (blue + 256 * green)"
@@ -153,12 +199,18 @@ def load_input(path, crop_hw, args, camera):
     else:
         center = np.asarray(args.center, dtype=np.float64)
         source = "given"
+        if not np.any(depth):
+            raise InputError(f"{path}: {kind} depth frame ({w}x{h}) has no depth reading (all zero)")
+        if not (0 <= center[0] < w and 0 <= center[1] < h):
+            raise InputError(f"{path}: --center {center[0]:g} {center[1]:g} is outside the "
+                             f"{w}x{h} frame")
     if crop_hw[0] != crop_hw[1]:
         raise InputError(f"the net's input is {crop_hw[1]}x{crop_hw[0]}; cropping needs a square")
     try:
         crop = crop_depth(depth, center, args.cube, camera, size=int(crop_hw[0]))
     except ValueError as err:
         raise InputError(f"{path}: {err}") from None
+    warn_if_empty(path, crop)
     return {"crop": crop.astype(np.float32), "depth": depth, "center": center,
             "com": camera.uvd_to_xyz(center), "center_source": source}
 
@@ -195,9 +247,11 @@ def exact_pixels(norm, item, args, camera, size):
 def _save_png_rgb(path, rgb):
     import cv2
 
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[:, :, ::-1])):
-            raise InputError(f"{path}: cannot write the image")
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise InputError(f"{path}: cannot encode the image")
+    with atomic_path(path) as tmp:      # written by Python: a failed write is an OSError
+        tmp.write_bytes(png.tobytes())
 
 
 def crop_to_rgb(crop, scale):
@@ -314,10 +368,10 @@ def draw_overview(path, overlays, names):
 # ---------------------------------------------------------------------------------------------
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Run a trained hand-pose net on depth crops or raw depth frames and draw the "
                     "predicted skeleton (2D overlay, 3D) into PNGs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="*", help="crop PNGs, raw depth frames or folders (default: "
                    "the five real NYU test crops in data/reference/nyu/test_crops)")
     p.add_argument("--weights", default=None, help=".caffemodel (default: the newest snapshot "
@@ -327,28 +381,34 @@ def build_parser():
     p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
     p.add_argument("--theta-blob", default="theta", help="blob with the predicted parameters, "
                    "(N, 26) or the released (N, 47); optional")
-    p.add_argument("--center", nargs=3, type=float, metavar=("U", "V", "D"), default=None,
+    p.add_argument("--center", nargs=3, type=finite_float(-MAX_PLAUSIBLE, MAX_PLAUSIBLE),
+                   metavar=("U", "V", "D"), default=None,
                    help="crop centre of raw frames: pixels and depth in mm (default: detected "
                    "without a label, data_prep.localize)")
     p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
-    p.add_argument("--intrinsics", nargs=4, type=float, metavar=("FX", "FY", "CX", "CY"),
+    p.add_argument("--intrinsics", nargs=4, type=finite_float(-MAX_PLAUSIBLE, MAX_PLAUSIBLE),
+                   metavar=("FX", "FY", "CX", "CY"),
                    default=None, help="camera intrinsics of raw frames (override --camera)")
-    p.add_argument("--cube", type=float, default=nyu.CUBE_MM, help="crop cube edge in mm")
+    p.add_argument("--cube", type=finite_float(10, 2000), default=nyu.CUBE_MM,
+                   help="crop cube edge in mm (10..2000)")
     p.add_argument("--out", default="results/demo", help="output folder")
     return p
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.cube <= 0:
-        raise InputError(f"--cube {args.cube}: must be positive")
-    if args.center is not None and not args.center[2] > 0:
-        raise InputError(f"--center depth {args.center[2]}: must be positive (mm)")
+    if args.center is not None:
+        check_center(args.center)
     camera = CAMERAS[args.camera]
     if args.intrinsics is not None:
         fx, fy, cx, cy = args.intrinsics
         if fx <= 0 or fy <= 0:
             raise InputError(f"--intrinsics: focal lengths must be positive, got {fx}, {fy}")
+        if not (0 < cx <= 10000 and 0 < cy <= 10000):
+            raise InputError(f"--intrinsics: the principal point {cx:g}, {cy:g} must be inside "
+                             "an image of at most 20000 pixels (positive)")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out}: is a file, not a folder")
         camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=int(round(2 * cx)),
                         height=int(round(2 * cy)))
     files = find_inputs(args.inputs) if args.inputs else default_inputs()
@@ -380,9 +440,14 @@ def main(argv=None):
     if args.theta_blob in net.blobs and args.theta_blob != args.blob:
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
 
+    for what, values in (("joints", joints), ("angles", theta)):
+        bad = np.zeros(0, bool) if values is None else ~np.all(np.isfinite(values), axis=1)
+        if bad.any():
+            raise InputError(f"{weights}: the net predicts non-finite {what} for "
+                             f"{files[int(np.flatnonzero(bad)[0])]} ({int(bad.sum())} of "
+                             f"{len(files)} inputs; diverged training?)")
+
     model = HandModel.nyu()
-    edges = [tuple(int(v) for v in e) for e in model.edges]
-    finger = model.finger_of_keypoint
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -391,12 +456,24 @@ def main(argv=None):
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    size = in_shape[1]
+    with OutputSet(out / "demo.json") as outs:       # demo.json last, beside its files
+        written = write_outputs(args, outs, out, files, items, joints, theta, outside, weights,
+                                camera, in_shape[1], model)
+    print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
+    return 0
+
+
+def write_outputs(args, outs, out, files, items, joints, theta, outside, weights, camera, size,
+                  model):
+    """Every output of the demo, each written to its staged name of ``outs``; returns the
+    per-input files."""
+    edges = [tuple(int(v) for v in e) for e in model.edges]
+    finger = model.finger_of_keypoint
+    free_ids = np.asarray(model.free_ids)
     report = {"weights": str(weights), "model": str(args.model), "inputs": []}
     overlays, names, written = [], [], []
-    for i, (f, item) in enumerate(zip(files, items)):
+    for i, (f, item, name) in enumerate(zip(files, items, unique_names(files))):
         norm = joints[i].reshape(-1, 3)
-        name = f.stem
         entry = {"input": str(f), "name": name, "keypoints_normalised": norm.tolist()}
         if "center" in item:
             xyz, uvd, crop_px = exact_pixels(norm, item, args, camera, size)
@@ -413,13 +490,13 @@ def main(argv=None):
         rgb = crop_to_rgb(item["crop"], SCALE)
         draw_skeleton(rgb, crop_px, edges, finger, SCALE)
         p_overlay = out / f"{name}_overlay.png"
-        _save_png_rgb(p_overlay, rgb)
+        _save_png_rgb(outs.stage(p_overlay), rgb)
         p3d = out / f"{name}_3d.png"
-        draw_3d(p3d, norm, item["crop"], edges, finger, f"{name}: predicted skeleton (normalised units)")
+        draw_3d(outs.stage(p3d), norm, item["crop"], edges, finger, f"{name}: predicted skeleton (normalised units)")
         written += [p_overlay, p3d]
         if "center" in item:
             p_frame = out / f"{name}_frame.png"
-            draw_frame(p_frame, item["depth"], uvd, item["center"], edges, finger, args.cube, camera)
+            draw_frame(outs.stage(p_frame), item["depth"], uvd, item["center"], edges, finger, args.cube, camera)
             written.append(p_frame)
         entry["files"] = [str(p) for p in written[-(3 if "center" in item else 2):]]
         report["inputs"].append(entry)
@@ -429,10 +506,9 @@ def main(argv=None):
         if outside is not None:
             extra = f", {len(entry['params_out_of_limits'])} parameter(s) outside their limits"
         print(f"{f}: {p_overlay.name}, {p3d.name}{extra}")
-    draw_overview(out / "overview.png", overlays, names)
-    write_json(out / "demo.json", report)
-    print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
-    return 0
+    draw_overview(outs.stage(out / "overview.png"), overlays, names)
+    write_json(outs.stage(out / "demo.json"), report)
+    return written
 
 
 cli = console(main)   # the `deepmodel-demo` command (pyproject.toml)

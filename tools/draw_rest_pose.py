@@ -10,6 +10,8 @@ keypoint's id. The tables are generated from the model file (python_layers/model
 and replace the block between ``<!-- BEGIN GENERATED TABLES -->`` and ``<!-- END GENERATED
 TABLES -->`` in the Markdown file.
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import pathlib
 import sys
@@ -17,6 +19,7 @@ import sys
 
 
 from plumbing import PROJECT, InputError, run, save_figure, write_text
+from plumbing import ArgumentParser  # options checked as parsed
 from hand_model import HandModel, ModelDefinitionError
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/draw_rest_pose.py --markdown) -->"
@@ -148,6 +151,8 @@ def update_markdown(path, text):
     path = pathlib.Path(path)
     try:
         doc = path.read_text()
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file (cannot decode it as UTF-8)") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror})") from None
     if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
@@ -162,7 +167,7 @@ def update_markdown(path, text):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Default: --out docs/img/rest_pose.png",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nyu31", help="model file python_layers/models/<MODEL>.json "

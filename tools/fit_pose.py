@@ -21,6 +21,8 @@ A histogram of the errors goes next to it (``<out stem>_error.png``).
 
 The objective, solver and starts are described in ``python_layers/pose_fitting.py``.
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import json
 import os
@@ -31,6 +33,7 @@ import numpy as np
 
 
 from plumbing import InputError, console, open_text, run, save_figure, write_npz
+from plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
@@ -194,7 +197,7 @@ def estimate_offset(model, keypoints, labels, scale):
 
 # ----------------------------------------------------------------------------------------------
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Fit the 26-DoF hand model to labelled joints (bounded Levenberg-Marquardt, "
                     "all frames at once).",
         epilog="example: tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz "
@@ -214,22 +217,22 @@ def parse_args(argv):
                    help="sequences (1-based first frames): per-sequence scales and neighbour starts "
                         "stay inside one (default auto: the two NYU test subjects for an 8252-frame "
                         "input, the cube sizes of a meta file, else one)")
-    p.add_argument("--prior", type=float, default=0.3, metavar="MM_PER_RAD",
+    p.add_argument("--prior", type=finite_float(0), default=0.3, metavar="MM_PER_RAD",
                    help="weight of the pull of the 20 finger angles towards the rest pose, in mm of "
                         "joint error per radian (default 0.3; 0 disables it)")
-    p.add_argument("--restarts", type=int, default=4,
+    p.add_argument("--restarts", type=nonneg_int, default=4,
                    help="random perturbation starts per poorly fitted frame (default 4)")
-    p.add_argument("--restart-above", type=float, default=4.0, metavar="MM",
+    p.add_argument("--restart-above", type=finite_float(0), default=4.0, metavar="MM",
                    help="perturbation starts only for frames whose error exceeds this (default 4)")
-    p.add_argument("--neighbour-passes", type=int, default=1,
+    p.add_argument("--neighbour-passes", type=nonneg_int, default=1,
                    help="passes starting from the previous and next frame's solution (default 1)")
-    p.add_argument("--max-iter", type=int, default=60, help="LM iterations per start (default 60)")
+    p.add_argument("--max-iter", type=positive_int, default=60, help="LM iterations per start (default 60)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="fit only input frames A..B-1 (0-based), e.g. 0:200")
     p.add_argument("--skip-bad-rows", action="store_true",
                    help="skip (and report) rows with NaN or a wrong number of values instead of "
                         "stopping with an error")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the perturbations")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed of the perturbations")
     p.add_argument("--no-plot", action="store_true", help="do not write the histogram")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-start lines")
     args = p.parse_args(argv)

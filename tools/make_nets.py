@@ -45,6 +45,8 @@ Paths in the generated files are relative to the project root: run Caffe from th
 (``caffe train -solver prototxt/solver.prototxt``). Snapshots go to ``results/snapshots/`` (Caffe
 needs the folder to exist: ``mkdir -p results/snapshots``; tools/train.py creates it).
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import difflib
 import json
@@ -54,6 +56,7 @@ import sys
 
 from data_prep.split import LmdbSplit
 from plumbing import PROJECT, InputError, run, write_text
+from plumbing import ArgumentParser  # options checked as parsed
 
 PROTOTXT_DIR = PROJECT / "prototxt"
 LMDB_DIR = "data/lmdb"          # relative to the project root, as Caffe is run from there
@@ -275,7 +278,7 @@ def generate():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Nets: " + ", ".join(
                                          f"{k} ({v[3]})" for k, v in VARIANTS.items()))

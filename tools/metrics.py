@@ -137,7 +137,8 @@ def angle_error_deg(pred_theta, true_theta, free_ids):
 
 
 def out_of_limits(theta, lower, upper, free_ids):
-    """Which frames have at least one free parameter strictly outside [lower, upper].
+    """Which frames have at least one free parameter strictly outside [lower, upper] or not
+    finite (a NaN angle is inside no limits).
 
     theta: ``(N, 26)`` or ``(N, 47)`` (compared as the network outputs it, not theta + init);
     lower, upper: ``(26,)``. Returns ``(N,)`` bool.
@@ -145,4 +146,4 @@ def out_of_limits(theta, lower, upper, free_ids):
     t = free_columns(theta, free_ids)
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
-    return np.any((t < lower) | (t > upper), axis=1)
+    return np.any((t < lower) | (t > upper) | ~np.isfinite(t), axis=1)

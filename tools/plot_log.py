@@ -16,13 +16,16 @@ panels, one colour per log.
     tools/plot_log.py results/train.log --out results/loss.png
     tools/plot_log.py a.log b.log --labels paper direct --out results/compare_loss.png --json c.json
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import math
+import sys
+from argparse import ArgumentDefaultsHelpFormatter
 import pathlib
 import re
 
 
-from plumbing import InputError, run, save_figure, write_json
+from plumbing import ArgumentParser, InputError, check_output_file, run, save_figure, write_json
 
 _NUM = r"([-+]?(?:nan|inf|[0-9.]+(?:e[-+]?[0-9]+)?))"
 RE_LOSS = re.compile(r"\bIteration (\d+)(?: \([^)]*\))?, loss = " + _NUM, re.I)
@@ -155,11 +158,22 @@ def plot_logs(parsed_logs, labels, path, title=None):
     plt.close(fig)
 
 
+def default_labels(logs):
+    """Legend names: the log file stems, with as many parent folders as make them distinct
+    (``a/train.log``, ``b/train.log`` -> ``a/train``, ``b/train``)."""
+    paths = [pathlib.Path(p) for p in logs]
+    for depth in range(0, max(len(p.parts) for p in paths)):
+        labels = ["/".join(p.with_suffix("").parts[-1 - depth:]) for p in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{p.stem} ({i + 1})" for i, p in enumerate(paths)]
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(
+    ap = ArgumentParser(
         description="Draw the loss curves (train and test, each net output, learning rate) of "
                     "Caffe training logs into a PNG.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=ArgumentDefaultsHelpFormatter)
     ap.add_argument("logs", nargs="+", metavar="LOG", help="Caffe training log(s)")
     ap.add_argument("--out", default=None,
                     help="PNG to write (default: beside the first log, LOGSTEM_loss.png)")
@@ -170,14 +184,23 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.labels is not None and len(args.labels) != len(args.logs):
         raise InputError(f"--labels gives {len(args.labels)} names for {len(args.logs)} logs")
-    labels = args.labels or [pathlib.Path(p).stem for p in args.logs]
+    if args.labels is not None and len(set(args.labels)) != len(args.labels):
+        raise InputError("--labels has a name twice: each log needs its own legend entry")
+    labels = args.labels or default_labels(args.logs)
+    check_output_file(args.out, "--out")
+    check_output_file(args.json, "--json")
     parsed = [read_log(p) for p in args.logs]
+    for label, p in zip(labels, parsed):
+        bad = sorted(i for i, v in p["loss"].items() if not math.isfinite(v))
+        if bad:
+            print(f"warning: {label}: the training loss is {p['loss'][bad[0]]} from iteration "
+                  f"{bad[0]} on (diverged); those points are not drawn", file=sys.stderr)
     first = pathlib.Path(args.logs[0])
     out = pathlib.Path(args.out) if args.out else first.with_name(f"{first.stem}_loss.png")
     plot_logs(parsed, labels, out, args.title)
     if args.json:
-        def ser(s):
-            return {str(k): v for k, v in sorted(s.items())}
+        def ser(s):       # strict JSON: a NaN or infinite value of the log is null
+            return {str(k): (v if math.isfinite(v) else None) for k, v in sorted(s.items())}
 
         data = {label: {"loss": ser(p["loss"]), "lr": ser(p["lr"]),
                         "train": {k: ser(v) for k, v in p["train"].items()},

@@ -17,6 +17,8 @@ The crops are a test: nothing in the project is tuned on them.
     tools/score_real.py --weights results/deepmodel.caffemodel
     tools/score_real.py                  # the newest snapshot under results/, the deploy net
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import os
 import pathlib
@@ -30,6 +32,7 @@ from data_prep.camera import NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
 from plumbing import PROJECT, InputError, run, write_json
+from plumbing import ArgumentParser  # options checked as parsed
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
@@ -121,7 +124,7 @@ def print_report(result, weights):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Score a trained net on the five real NYU test crops of the repository "
                     "(14 joints, centred on their mean, mm) beside the mean-pose baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

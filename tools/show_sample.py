@@ -9,7 +9,8 @@ where they project into the crop (exactly, using com and cube from ``_meta.npz``
 orthographically). From a raw frame: the frame is cropped with the NYU pipeline at joint 34 of the
 ``joint_data.mat`` beside it (frame number from the file name), or at ``--center U V D``.
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import pathlib
 import re
 import sys
@@ -17,31 +18,40 @@ import sys
 import numpy as np
 
 
-from plumbing import InputError, run, save_figure
+from argparse import RawDescriptionHelpFormatter
+
+from plumbing import (ArgumentParser, InputError, check_center, check_output_file, finite_float,
+                      nonneg_int, run, save_figure)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--lmdb", type=pathlib.Path, help="folder of the LMDBs (e.g. data/lmdb)")
     src.add_argument("--frame", type=pathlib.Path, help="a raw NYU depth PNG (depth_1_%%07d.png)")
     p.add_argument("--dataset", default="nyu", help="LMDB name prefix (default nyu)")
     p.add_argument("--split", default="test", choices=("train", "test"))
-    p.add_argument("--index", type=int, default=0, help="LMDB record (default 0)")
-    p.add_argument("--center", type=float, nargs=3, metavar=("U", "V", "D"),
+    p.add_argument("--index", type=nonneg_int, default=0, help="LMDB record (default 0)")
+    p.add_argument("--center", type=finite_float(), nargs=3, metavar=("U", "V", "D"),
                    help="raw frame: crop centre (pixels, mm) instead of joint 34 of joint_data.mat")
-    p.add_argument("--cube", type=float, default=300.0, help="raw frame: cube edge in mm (default 300)")
+    p.add_argument("--cube", type=finite_float(10, 2000), default=300.0, help="raw frame: cube edge in mm (default 300)")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("results/sample.png"),
                    help="output PNG (default results/sample.png)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.center is not None:
+        check_center(args.center)
+    check_output_file(args.out, "--out")
+    return args
 
 
 def _read_record(split, kind, index):
     """Record ``index`` of ``split``'s ``kind`` LMDB -> ``(C, H, W)`` float32."""
     if split.count(kind) < 0:
         raise InputError(f"{split.lmdb(kind)}: not an LMDB (build it with python -m data_prep.make_lmdb)")
+    if split.count(kind) == 0:
+        raise InputError(f"{split.lmdb(kind)}: the LMDB is empty (no records)")
     if not 0 <= index < split.count(kind):
         raise InputError(f"--index {index}: {split.lmdb(kind)} has records 0..{split.count(kind) - 1}")
     with split.open(kind) as db:

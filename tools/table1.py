@@ -14,6 +14,8 @@ the share of test frames with an angle outside its limits, plus the paper's figu
 the paper's findings show up again. A threshold-curve figure of the four goes to
 docs/img/table1_threshold.png.
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import datetime
 import json
@@ -24,6 +26,7 @@ import sys
 
 
 from plumbing import PROJECT, InputError, run, save_figure, write_text
+from plumbing import ArgumentParser, finite_float, positive_int  # options checked as parsed
 
 from tools import train as tr
 
@@ -211,17 +214,17 @@ def write_page(runs, args, run_info, doc, png):
 
 def main(argv=None):
     mn = tr.make_nets()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--results", type=pathlib.Path, default=PROJECT / "results" / "table1",
                         help="output folder, one sub-folder per variant (default results/table1)")
-    parser.add_argument("--iters", type=int, default=tr.BUDGET_ITERS,
+    parser.add_argument("--iters", type=positive_int, default=tr.BUDGET_ITERS,
                         help=f"iterations per variant (default {tr.BUDGET_ITERS}, as `make train`)")
-    parser.add_argument("--batch", type=int, default=tr.BUDGET_BATCH,
+    parser.add_argument("--batch", type=positive_int, default=tr.BUDGET_BATCH,
                         help=f"training batch (default {tr.BUDGET_BATCH}, as `make train`; the "
                              f"paper's is {mn.TRAIN_BATCH})")
-    parser.add_argument("--max-minutes", type=float, default=0,
+    parser.add_argument("--max-minutes", type=finite_float(0), default=0,
                         help="stop each training after this many minutes (default 0 = no limit, "
                              "so every variant gets the same iterations)")
     parser.add_argument("--variants", nargs="+", choices=ORDER, default=ORDER,

@@ -30,7 +30,9 @@ curves side by side), ``per_joint.png`` and, in mode 1, ``predictions_<dataset><
 net's predictions in the kit's format, frame order) and ``predictions.npz`` (xyz mm of the
 predicted joints, frame index, theta).
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
+from argparse import ArgumentDefaultsHelpFormatter
 import os
 import pathlib
 import sys
@@ -41,10 +43,11 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep import kit
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file, write_uvd_file
+from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning, write_uvd_file
 from data_prep.reference import ICVL_LABELS, NYU_LABELS
 from data_prep.split import LmdbSplit, to_mm
-from plumbing import PROJECT, InputError, console, open_text, run, save_figure, write_json, write_npz
+from plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
+                      open_text, positive_int, run, save_figure, write_json, write_npz)
 from tools import metrics
 
 # the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
@@ -177,6 +180,7 @@ def evaluate_prediction_files(files, labels, dataset, names=None):
     """
     true_uvd, _ = load_uvd_file(labels, dataset.num_joints)
     true_xyz = dataset.uvd_to_xyz(true_uvd)
+    warnings = [joint_order_warning(true_xyz, labels, dataset)]
     if names is None:
         names = [method_name(f) for f in files]
     errors = []
@@ -189,8 +193,18 @@ def evaluate_prediction_files(files, labels, dataset, names=None):
         if len(pred_uvd) != len(true_uvd):
             raise InputError(f"{f}: {len(pred_uvd)} frames, but the labels {labels} have "
                              f"{len(true_uvd)}")
-        errors.append(metrics.joint_errors(dataset.uvd_to_xyz(pred_uvd), true_xyz))
+        pred_xyz = dataset.uvd_to_xyz(pred_uvd)
+        warnings.append(joint_order_warning(pred_xyz, f, dataset))
+        errors.append(metrics.joint_errors(pred_xyz, true_xyz))
+    for message in filter(None, warnings):      # once every file has been read without error
+        print(f"warning: {message}", file=sys.stderr)
     return list(names), errors, len(true_uvd)
+
+
+def joint_order_warning(xyz, source, dataset):
+    """A warning (str or None) when the NYU joints of ``source`` do not look like a hand in the
+    format's order (bone lengths; :func:`data_prep.labels.nyu14_order_warning`)."""
+    return nyu14_order_warning(xyz, source) if dataset.name == "nyu" else None
 
 
 def print_table(methods):
@@ -224,11 +238,20 @@ def run_predictions(args):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     json_path = pathlib.Path(args.json) if args.json else out / "eval.json"
-    plot_success_rates([(m["name"], m) for m in shown], out / "threshold.png",
-                       f"{dataset.name.upper()} test set, {frames} frames")
-    plot_per_joint([(m["name"], list(m["per_joint_error_mm"].values())) for m in shown],
-                   dataset.joint_names, out / "per_joint.png",
-                   f"{dataset.name.upper()}: per-joint mean error")
+    outs = OutputSet(json_path)      # eval.json is written last, beside the files it names
+    with outs:
+        plot_success_rates([(m["name"], m) for m in shown], outs.stage(out / "threshold.png"),
+                           f"{dataset.name.upper()} test set, {frames} frames")
+        plot_per_joint([(m["name"], list(m["per_joint_error_mm"].values())) for m in shown],
+                       dataset.joint_names, outs.stage(out / "per_joint.png"),
+                       f"{dataset.name.upper()}: per-joint mean error")
+        write_predictions_report(args, dataset, labels, methods, shown, out, outs.stage(json_path))
+    print_table(shown)
+    print(f"wrote {json_path}, {out / 'threshold.png'}, {out / 'per_joint.png'}")
+    return 0
+
+
+def write_predictions_report(args, dataset, labels, methods, shown, out, json_path):
     # the first file's figures at the top level, so both modes share the basic keys
     first = {k: v for k, v in methods[0].items() if k not in ("name", "file")}
     report = {"mode": "predictions", "dataset": dataset.name, "labels": str(labels),
@@ -237,9 +260,6 @@ def run_predictions(args):
               "plots": {"threshold": str(out / "threshold.png"),
                         "per_joint": str(out / "per_joint.png")}}
     write_json(json_path, report)
-    print_table(shown)
-    print(f"wrote {json_path}, {out / 'threshold.png'}, {out / 'per_joint.png'}")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +281,10 @@ def run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, batch_size,
         raise InputError(f"{depth.path} has {len(depth)} records but {joint.path} has "
                          f"{len(joint)}")
     joint_keys, true = joint.read_all()
+    bad = ~np.all(np.isfinite(true), axis=1)
+    if bad.any():
+        raise InputError(f"{joint.path}: record {int(np.flatnonzero(bad)[0])} has a NaN or infinite "
+                         f"label ({int(bad.sum())} such records)")
     width = int(np.prod(net.blobs[joints_blob].data.shape[1:]))
     if true.shape[1] != width:
         raise InputError(f"{joint.path}: records hold {true.shape[1]} values, but the net's "
@@ -418,10 +442,12 @@ def run_weights(args):
 
     out = run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, args.batch_size,
                           progress=not args.quiet)
-    bad = ~np.all(np.isfinite(out["pred"]), axis=1)
-    if bad.any():
-        raise InputError(f"{args.weights}: the net predicts non-finite joints for {int(bad.sum())} "
-                         f"of {len(bad)} frames (diverged training?)")
+    for what, values in (("joints", out["pred"]), ("angles", out["theta"])):
+        bad = np.zeros(0, bool) if values is None else ~np.all(np.isfinite(values), axis=1)
+        if bad.any():
+            raise InputError(f"{args.weights}: the net predicts non-finite {what} for "
+                             f"{int(bad.sum())} of {len(bad)} frames, the first frame "
+                             f"{int(frame[np.flatnonzero(bad)[0]])} (diverged training?)")
     model = HandModel.nyu()
     report, pred_xyz, errors, pred_uvd = evaluate_net_outputs(
         out["pred"], out["true"], com, cube, out["theta"], true_theta, model, dataset,
@@ -430,23 +456,35 @@ def run_weights(args):
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     json_path = pathlib.Path(args.json) if args.json else outdir / "eval.json"
-    order = np.argsort(frame, kind="stable")
     uvd_name = f"predictions_{dataset}{bench.num_joints}_uvd.txt"
-    write_uvd_file(outdir / uvd_name, pred_uvd[order])
+    # one set: every file staged, eval.json renamed last (plumbing.OutputSet)
+    with OutputSet(json_path) as outs:
+        report = write_net_outputs(args, outs, outdir, json_path, uvd_name, report, out, frame,
+                                   pred_xyz, pred_uvd, errors, joints_blob, theta_blob, dataset,
+                                   bench)
+    print_net_report(report, errors, dataset, bench, json_path, outdir, uvd_name)
+    return 0
+
+
+def write_net_outputs(args, outs, outdir, json_path, uvd_name, report, out, frame, pred_xyz,
+                      pred_uvd, errors, joints_blob, theta_blob, dataset, bench):
+    """Mode 1's files, each written to its staged name of ``outs``; returns the final report."""
+    order = np.argsort(frame, kind="stable")
+    write_uvd_file(outs.stage(outdir / uvd_name), pred_uvd[order])
     arrays = {"xyz_mm": pred_xyz[order], "frame": frame[order]}
     if out["theta"] is not None:
         arrays["theta"] = out["theta"][order]
-    write_npz(outdir / "predictions.npz", compressed=True, **arrays)
+    write_npz(outs.stage(outdir / "predictions.npz"), compressed=True, **arrays)
     thr = list(metrics.THRESHOLDS_MM)
     label = pathlib.Path(args.weights).stem
     series = [(f"{label}: {errors.shape[1]} joints", report)]
     if report["dataset_joints"]["per_joint_error_mm"].keys() != report["per_joint_error_mm"].keys():
         series.append((f"{label}: {bench.num_joints} {dataset.upper()} joints",
                        report["dataset_joints"]))
-    plot_success_rates(series, outdir / "threshold.png",
+    plot_success_rates(series, outs.stage(outdir / "threshold.png"),
                        f"{pathlib.Path(args.lmdb).name}: {report['frames']} frames")
     plot_per_joint([(label, list(report["per_joint_error_mm"].values()))],
-                   report["per_joint_error_mm"].keys(), outdir / "per_joint.png",
+                   report["per_joint_error_mm"].keys(), outs.stage(outdir / "per_joint.png"),
                    f"per-keypoint mean error, mean {report['mean_error_mm']:.2f} mm")
     report = {"mode": "net", "weights": str(args.weights), "model": str(args.model),
               "lmdb": str(args.lmdb), "blob": joints_blob, "theta_blob": theta_blob, **report,
@@ -454,8 +492,11 @@ def run_weights(args):
                         "predictions_npz": str(outdir / "predictions.npz"),
                         "threshold": str(outdir / "threshold.png"),
                         "per_joint": str(outdir / "per_joint.png")}}
-    write_json(json_path, report)
+    write_json(outs.stage(json_path), report)
+    return report
 
+
+def print_net_report(report, errors, dataset, bench, json_path, outdir, uvd_name):
     fr = report["frac_max_error_within_mm"]
     print(f"frames: {report['frames']}")
     print(f"dataset: {dataset} (from the meta file)")
@@ -474,14 +515,13 @@ def run_weights(args):
         print("frames with an angle out of its limits: n/a (no theta blob)")
     print(f"wrote {json_path}, {outdir / 'threshold.png'}, {outdir / 'per_joint.png'}, "
           f"{outdir / uvd_name}")
-    return 0
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Evaluate a trained net on the test LMDBs (--weights) or community-format "
                     "prediction files against labels (--predictions, --labels).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=ArgumentDefaultsHelpFormatter)
     mode = p.add_argument_group("mode 1: a trained net")
     mode.add_argument("--weights", help=".caffemodel of the trained net")
     mode.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt")
@@ -492,7 +532,7 @@ def build_parser():
     mode.add_argument("--blob", default="joints", help="output blob with (N, 93) joints")
     mode.add_argument("--theta-blob", default="theta", help="blob with the predicted angles "
                       "(N, 26) or (N, 47); angle figures are n/a when the net has none")
-    mode.add_argument("--batch-size", type=int, default=256, help="frames per forward pass")
+    mode.add_argument("--batch-size", type=positive_int, default=256, help="frames per forward pass")
     pred = p.add_argument_group("mode 2: prediction files (J joints x u, v, d per line, the "
                                 "evaluation kit's format; plain text, .xz or .gz)")
     pred.add_argument("--predictions", nargs="+", metavar="FILE", help="prediction files")
@@ -514,6 +554,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if (args.weights is None) == (args.predictions is None):
         raise InputError("give either --weights (evaluate a net) or --predictions with --labels")
+    check_output_file(args.json, "--json")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError(f"--out {args.out}: is a file, not a folder")
     if args.predictions is not None:
         return run_predictions(args)
     if args.batch_size < 1:

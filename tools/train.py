@@ -21,9 +21,16 @@ trains the committed solver as is. Test and snapshot intervals are scaled with t
 frames between them). ``--max-minutes`` (default 16) stops training early, with a snapshot
 (Caffe's SIGINT action), when the machine is slower; the iterations done are printed and kept
 in RESULTS/train.json.
+
+Faults: a diverged run (a NaN or infinite training loss in Caffe's log) is stopped at once, its
+non-finite snapshots removed, and reported with the last finite snapshot. ``--resume`` (what
+`make train` runs) continues an interrupted run from its newest ``.solverstate`` in
+RESULTS/snapshots, when the solver written for this run is the one that state was saved with.
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import json
+from argparse import RawDescriptionHelpFormatter
 import math
 import os
 import pathlib
@@ -36,7 +43,8 @@ import time
 
 
 from data_prep.split import LmdbSplit
-from plumbing import PROJECT, InputError, atomic_path, console, run, write_json
+from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, console, finite_float,
+                      positive_int, run, write_json)
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 # The budget of `make train` (see the module docstring): batch 64 instead of the paper's 512, for
@@ -95,6 +103,7 @@ def check_lmdbs(variant, lmdb_dir):
             raise InputError(f"{rel(lmdb_dir)}: the {split} LMDBs have different record counts "
                              f"({', '.join(f'{k}: {counts[(split, k)]}' for k in kinds)}): "
                              "run `make lmdb-nyu` again")
+        lmdbs.check_build()      # depth, joint, theta and meta of one build (data_prep.split)
     return counts[("train", "depth")], counts[("test", "depth")]
 
 
@@ -114,16 +123,20 @@ def read_proto(path, message):
 
     try:
         text_format.Merge(pathlib.Path(path).read_text(), message)
+    except UnicodeDecodeError:
+        raise InputError(f"{rel(path)}: not a text file (cannot decode it as UTF-8)") from None
     except text_format.ParseError as err:
         raise InputError(f"{rel(path)}: not a valid prototxt: {' '.join(str(err).split())}") from None
     return message
 
 
 def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
-            test_interval=None):
+            test_interval=None, resume=False):
     """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
 
-    Returns a dict with the solver path, max_iter, snapshot prefix and data sizes.
+    Returns a dict with the solver path, max_iter, snapshot prefix, data sizes and ``resume``: the
+    ``.solverstate`` to continue from (with ``resume``: the newest one of this snapshot prefix
+    when the solver and net are unchanged since it was saved and it is short of max_iter), or None.
     """
     from caffe.proto import caffe_pb2
 
@@ -157,9 +170,11 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
             layer.data_param.batch_size, changed = batch, True
         if caffe_pb2.TEST in phases:
             test_batch = layer.data_param.batch_size
+    used_net = results / "train_val.prototxt"
+    net_text = f"# Written by tools/train.py from {rel(net_path)}\n{net}"
+    same_net = not changed or (used_net.is_file() and used_net.read_text() == net_text)
     if changed:
-        used_net = results / "train_val.prototxt"
-        used_net.write_text(f"# Written by tools/train.py from {rel(net_path)}\n{net}")
+        used_net.write_text(net_text)
         s.net = str(used_net)
     if iters is not None:
         s.max_iter = iters
@@ -172,11 +187,67 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     s.snapshot = min(s.snapshot, s.max_iter) if s.snapshot else 0
     s.snapshot_prefix = str(results / "snapshots" / WEIGHT_NAMES[variant])
     used_solver = results / "solver.prototxt"
-    used_solver.write_text(f"# Written by tools/train.py from {rel(solver_path)}\n{s}")
+    solver_text = f"# Written by tools/train.py from {rel(solver_path)}\n{s}"
+    state = None
+    if resume:
+        same = same_net and used_solver.is_file() and used_solver.read_text() == solver_text
+        state = latest_solverstate(s.snapshot_prefix, s.max_iter) if same else None
+        if state is None:
+            print("--resume: no solver state of this run to continue from: training from the "
+                  "start", file=sys.stderr)
+    used_solver.write_text(solver_text)
     batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
                   and caffe_pb2.TRAIN in {r.phase for r in l.include}), None)
     return {"solver": used_solver, "max_iter": s.max_iter, "n_train": n_train, "n_test": n_test,
-            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch}
+            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch, "resume": state}
+
+
+def latest_solverstate(prefix, max_iter):
+    """The newest ``<prefix>_iter_N.solverstate`` with its ``.caffemodel`` and N < max_iter, or
+    None."""
+    prefix = pathlib.Path(prefix)
+    best = None
+    for f in prefix.parent.glob(f"{prefix.name}_iter_*.solverstate"):
+        m = re.fullmatch(re.escape(prefix.name) + r"_iter_(\d+)\.solverstate", f.name)
+        if m and int(m.group(1)) < max_iter and f.with_suffix(".caffemodel").is_file():
+            if best is None or int(m.group(1)) > best[0]:
+                best = (int(m.group(1)), f)
+    return None if best is None else best[1]
+
+
+def snapshot_is_finite(path):
+    """Whether every learned blob of a ``.caffemodel`` is finite (False when unreadable)."""
+    import numpy as np
+    from caffe.proto import caffe_pb2
+
+    param = caffe_pb2.NetParameter()
+    try:
+        param.ParseFromString(pathlib.Path(path).read_bytes())
+    except Exception:  # protobuf's DecodeError and friends, a missing file
+        return False
+    for layer in list(param.layer) + list(param.layers):
+        for blob in layer.blobs:
+            for values in (blob.data, blob.double_data):
+                if len(values) and not np.all(np.isfinite(np.asarray(values))):
+                    return False
+    return True
+
+
+def handle_divergence(diverged, snapshots, log_path):
+    """A diverged run: remove its non-finite snapshots (and their solver states), then raise an
+    InputError naming the iteration, the loss and the last finite snapshot."""
+    it, loss = diverged
+    finite = None
+    for snap in snapshots:
+        snap = snap if snap.is_absolute() else PROJECT / snap
+        if snapshot_is_finite(snap):
+            finite = snap
+        else:
+            snap.unlink(missing_ok=True)
+            snap.with_suffix(".solverstate").unlink(missing_ok=True)
+    kept = f"last finite snapshot: {rel(finite)}" if finite else "no finite snapshot was written"
+    raise InputError(f"training diverged: loss {loss} at iteration {it}; stopped, {kept} (lower "
+                     f"the learning rate; log: {rel(log_path)})")
 
 
 def _die_with_parent():
@@ -201,10 +272,13 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     env = dict(os.environ, GLOG_minloglevel="0")   # the progress comes from Caffe's INFO lines
     env.pop("GLOG_logtostderr", None)
     cmd = [caffe, "train", f"-solver={plan['solver']}"]
+    if plan.get("resume"):
+        cmd.append(f"-snapshot={plan['resume']}")
     start = time.monotonic()
     snapshot, it, stopped_early, interrupted = None, 0, False, False
     train_loss = test_loss = None
-    with open(log_path, "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
+    diverged, snapshots = None, []
+    with open(log_path, "a" if plan.get("resume") else "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
                                           position=position, dynamic_ncols=True) as bar:
         log.write(f"# {' '.join(cmd)}  (cwd: project root)\n")
         proc = subprocess.Popen(cmd, cwd=PROJECT, env=env, stdout=subprocess.PIPE,
@@ -216,7 +290,17 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                 m = ITER_RE.search(line)
                 if m:
                     it = int(m.group(1))
-                    train_loss = float(m.group(2))
+                    try:
+                        train_loss = float(m.group(2))
+                    except ValueError:
+                        train_loss = float("nan")
+                    if not math.isfinite(train_loss):
+                        # diverged: stop now (SIGKILL: Caffe snapshots on SIGINT, NaN weights)
+                        diverged = (it, m.group(2))
+                        proc.kill()
+                        for line in proc.stdout:
+                            log.write(line)
+                        break
                     bar.update(it - bar.n)
                     bar.set_postfix(loss=f"{train_loss:.4g}",
                                     **({"test": f"{test_loss:.4g}"} if test_loss is not None else {}))
@@ -228,6 +312,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                 m = SNAPSHOT_RE.search(line)
                 if m:
                     snapshot = m.group(1)
+                    snapshots.append(pathlib.Path(snapshot))
                 if (max_minutes and not stopped_early
                         and time.monotonic() - start > 60 * max_minutes):
                     stopped_early = True        # Caffe stops, snapshots and exits on SIGINT
@@ -243,6 +328,14 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
         print(f"interrupted; Caffe's log: {rel(log_path)}"
               + (f", last snapshot: {rel(PROJECT / snapshot)}" if snapshot else ""), file=sys.stderr)
         raise KeyboardInterrupt
+    if diverged is None and code != 0:
+        # a crash after a non-finite loss is a divergence too
+        for m in ITER_RE.finditer(log_path.read_text(errors="replace")):
+            if m.group(2).lower().lstrip("+-") in ("nan", "inf", "-nan"):
+                diverged = (int(m.group(1)), m.group(2))
+                break
+    if diverged is not None:
+        handle_divergence(diverged, snapshots, log_path)
     if code != 0:
         # the reason: glog's last FATAL/ERROR line, or a Python layer's exception
         lines = log_path.read_text().splitlines()
@@ -306,13 +399,15 @@ def plot(log_path, png):
 
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
-                  eval_lmdb=None, do_eval=True, do_plot=True):
+                  eval_lmdb=None, do_eval=True, do_plot=True, resume=False):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict."""
     mn = make_nets()
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
-                   solver_path=solver_path, test_interval=test_interval)
+                   solver_path=solver_path, test_interval=test_interval, resume=resume)
     log_path = results / "train.log"
+    if plan["resume"] is not None:
+        print(f"resuming from {rel(plan['resume'])} (appending to {rel(log_path)})", file=sys.stderr)
     out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
     weights = results / f"{WEIGHT_NAMES[variant]}.caffemodel"
     with atomic_path(weights) as tmp:
@@ -357,8 +452,8 @@ def describe_eval(ev):
 
 def main(argv=None):
     mn = make_nets()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--results", type=pathlib.Path, default=PROJECT / "results",
                         help="output folder (default: results/)")
@@ -373,16 +468,19 @@ def main(argv=None):
     parser.add_argument("--paper-batch", action="store_true",
                         help=f"the solver and net as committed: batch {mn.TRAIN_BATCH}, "
                              f"{mn.MAX_ITER} iterations, unless --batch / --iters are given")
-    parser.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
+    parser.add_argument("--max-minutes", type=finite_float(0), default=DEFAULT_MAX_MINUTES,
                         help=f"stop training after this many minutes, snapshotting (default "
                              f"{DEFAULT_MAX_MINUTES:g}; 0 = no limit)")
-    parser.add_argument("--test-interval", type=int, help="iterations between test passes")
+    parser.add_argument("--test-interval", type=positive_int, help="iterations between test passes")
     parser.add_argument("--lmdb-dir", type=pathlib.Path, default=DEFAULT_LMDB_DIR,
                         help="folder of the nyu_{train,test}_{depth,joint,theta} LMDBs "
                              "(default: data/lmdb)")
     parser.add_argument("--solver", type=pathlib.Path,
                         help="solver to start from (default: prototxt/solver<variant>.prototxt)")
     parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run from its newest .solverstate in "
+                             "RESULTS/snapshots (same solver and net; else train from the start)")
     args = parser.parse_args(argv)
     if not args.paper_batch:
         args.batch = BUDGET_BATCH if args.batch is None else args.batch
@@ -395,7 +493,7 @@ def main(argv=None):
     summary = train_variant(args.variant, args.results, iters=args.iters, batch=args.batch,
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
-                            do_eval=not args.no_eval)
+                            do_eval=not args.no_eval, resume=args.resume)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
     print(f"trained {summary['variant']}: {summary['iterations']} iterations in "
           f"{summary['seconds'] / 60:.1f} min{note}; weights {summary['weights']}, "

@@ -1,0 +1,84 @@
+"""plumbing: a file never replaces a folder, outputs follow the umask, output sets are all or
+nothing, option types refuse NaN and infinities, open_text names undecodable files."""
+import argparse
+import os
+import subprocess
+import sys
+
+import pytest
+
+import plumbing
+from plumbing import InputError, OutputSet, finite_float, int_in, open_text, replace_atomically
+
+
+def test_a_file_never_replaces_a_folder(tmp_path):
+    folder = tmp_path / "out.png"
+    (folder / "inner").mkdir(parents=True)
+    (folder / "inner" / "keep").write_text("x")
+    with pytest.raises(InputError, match="is a folder"):
+        plumbing.write_text(folder, "data")
+    assert (folder / "inner" / "keep").read_text() == "x"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]        # no temporary file left
+    tmp = tmp_path / "t"
+    tmp.mkdir()
+    (tmp_path / "f").write_text("file")
+    with pytest.raises(InputError, match="is a file"):
+        replace_atomically(tmp, tmp_path / "f")
+    assert (tmp_path / "f").read_text() == "file"
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    code = ("import os, numpy as np, plumbing; os.umask(0o002); "
+            f"plumbing.write_npz({str(tmp_path / 'a.npz')!r}, x=np.zeros(2)); "
+            f"plumbing.write_json({str(tmp_path / 'a.json')!r}, {{}})")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in ("a.npz", "a.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o664
+
+
+def test_output_set_is_all_or_nothing(tmp_path):
+    with OutputSet(tmp_path / "index.json") as outs:
+        plumbing.write_text(outs.stage(tmp_path / "a.txt"), "old a")
+        plumbing.write_json(outs.stage(tmp_path / "index.json"), {"v": "old"})
+    with pytest.raises(OSError):
+        with OutputSet(tmp_path / "index.json") as outs:
+            plumbing.write_text(outs.stage(tmp_path / "a.txt"), "new a")
+            raise OSError(28, "No space left on device")
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "index.json"]
+
+
+def test_json_is_strict(tmp_path):
+    with pytest.raises(InputError, match="NaN or infinite"):
+        plumbing.write_json(tmp_path / "x.json", {"mean": float("nan")})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "abc", "-1"])
+def test_option_types_refuse_non_finite_and_out_of_range(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        finite_float(0)(text)
+    if text != "-1":
+        with pytest.raises(argparse.ArgumentTypeError):
+            int_in(0)(text)
+    assert finite_float(0)("2.5") == 2.5 and int_in(1)("3") == 3
+
+
+def test_open_text_names_undecodable_and_broken_files(tmp_path):
+    (tmp_path / "b.txt").write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(InputError, match="b.txt: not a text file"):
+        open_text(tmp_path / "b.txt")
+    (tmp_path / "c.txt.xz").write_bytes(b"plain")
+    with pytest.raises(InputError, match="c.txt.xz: not a valid compressed file"):
+        open_text(tmp_path / "c.txt.xz")
+
+
+def test_os_errors_are_one_line(tmp_path):
+    code = ("import plumbing\n"
+            "def main(argv):\n"
+            f"    open({str(tmp_path / 'nodir' / 'x')!r}, 'w')\n"
+            "plumbing.run(main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("error: ") and "No such file or directory" in proc.stderr
+    assert os.path.exists(tmp_path)
