@@ -10,7 +10,7 @@ NYU_ROOT ?=
 ICVL_ROOT ?=
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit docs clean
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand docs clean
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -56,6 +56,9 @@ demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 
 bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
 	@$(RUN) $(PY) tools/bench.py
+
+icvl-hand: caffe ## ICVL joints on the model (by fit error) and the ICVL-calibrated hand -> docs/icvl.md, models/icvl16.json
+	@$(RUN) $(PY) tools/icvl_hand.py --markdown docs/icvl.md --write-model --quiet
 
 fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 	@$(RUN) $(PY) tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/fits.npz

@@ -23,6 +23,8 @@ from plumbing import InputError, open_text
 NUM_JOINTS = 16
 CENTER_JOINT = 0
 CUBE_MM = 250.0
+TEST_FRAMES = 1596             # the two test sequences as distributed: 702 + 894 frames
+TEST_SEQUENCE_2_FIRST = 702    # 0-based first frame of test sequence 2
 IMAGE_SHAPE = (240, 320)
 SPLITS = {"train": ("Training", ("labels.txt",)),
           "test": ("Testing", ("test_seq_1.txt", "test_seq_2.txt"))}
