@@ -38,9 +38,8 @@ test: caffe ## run all tests
 lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once)
 	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)")
 
-lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT
-	@test -n "$(ICVL_ROOT)" || { echo "error: give the ICVL folder: make lmdb-icvl ICVL_ROOT=/path/to/icvl" >&2; exit 2; }
-	@$(RUN) $(PY) -m data_prep.make_lmdb icvl --root "$(ICVL_ROOT)"
+lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-format set (generated once)
+	@$(RUN) $(PY) -m data_prep.make_lmdb icvl $(if $(ICVL_ROOT),--root "$(ICVL_ROOT)")
 
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
