@@ -8,6 +8,7 @@ RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" GLOG_minloglevel=$${GLOG_minloglevel:
 
 NYU_ROOT ?=
 ICVL_ROOT ?=
+DATASET ?= nyu
 RESULTS ?= results
 
 .PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand docs clean
@@ -15,7 +16,7 @@ RESULTS ?= results
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT, RESULTS=$(RESULTS)"
+	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT (likewise), DATASET=nyu|icvl (train, table1), RESULTS=$(RESULTS)"
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
 
@@ -44,11 +45,11 @@ lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-form
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
-train: caffe lmdb-nyu ## the main job: data, train the paper's net, evaluate, plot (results/)
-	@$(RUN) $(PY) tools/train.py --results $(RESULTS)
+train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evaluate, plot (results/; DATASET=icvl: results/icvl)
+	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl)
 
-table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs/table1.md
-	@$(RUN) $(PY) tools/table1.py --results $(RESULTS)/table1
+table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
+	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
 
 demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
