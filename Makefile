@@ -11,7 +11,7 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand docs clean
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand pose-prior docs clean
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -59,6 +59,10 @@ bench: caffe ## speed figures: model layer, training iteration, deploy net, data
 
 icvl-hand: caffe ## ICVL joints on the model (by fit error) and the ICVL-calibrated hand -> docs/icvl.md, models/icvl16.json
 	@$(RUN) $(PY) tools/icvl_hand.py --markdown docs/icvl.md --write-model --quiet
+
+pose-prior: caffe ## fit the NYU hand to the real ICVL test labels -> data/prior/icvl_poses.npz (poses for the synthetic sets)
+	@$(RUN) $(PY) tools/fit_pose.py --dataset icvl data/reference/icvl/icvl_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/icvl_fits.npz --quiet
+	@$(RUN) $(PY) -m data_prep.pose_prior $(RESULTS)/fit/icvl_fits.npz
 
 fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 	@$(RUN) $(PY) tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/fits.npz
