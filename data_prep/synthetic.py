@@ -250,7 +250,6 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 
 def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None):
     """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta)."""
-    sensor = sensor or SensorModel()
     body = sampler.body
     theta = sampler.sample(rng, n)
     kp = sampler.model.forward(theta)                                 # normalised, joint 34 at 0
@@ -261,6 +260,17 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
+    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor)
+    return depth, uvd, xyz, theta
+
+
+def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, thickness=1.0):
+    """Depth frames of hands: keypoints ``(n, 31, 3)`` mm in the camera frame (any hand: mirrored
+    keypoints give the mirrored hand), ``com`` ``(n, 3)`` mm the hand's centre (places the wall)
+    -> ``(n, H, W)`` uint16 mm (0 = no reading). ``thickness`` multiplies the body's radii (the
+    per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`."""
+    sensor = sensor or SensorModel()
+    n = len(kp_mm)
     H, W = camera.height, camera.width
     NONE = 65535.0                          # "no reading yet"; becomes 0 in the PNG
     zbuf = np.empty((n, H, W), np.float32)
@@ -279,7 +289,7 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
 
     for i in range(n):
         zbuf[i] = wall(i)
-    scale = rng.uniform(0.9, 1.1, n)
+    scale = rng.uniform(0.9, 1.1, n) * thickness
     centers, radii = body.spheres(kp_mm, scale)
     bbox = render_spheres(zbuf, centers, radii, camera)
     c, e1, e2, nrm = body.slab_frames(kp_mm)
@@ -296,7 +306,7 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
         np.rint(region, out=region)
     depth = zbuf.astype(np.uint16)
     depth[~has_wall] *= depth[~has_wall] != 65535
-    return depth, uvd, xyz, theta
+    return depth
 
 
 def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300, hole_fraction=0.05,

@@ -453,7 +453,8 @@ def cases():
              ("nowhere",)))
     add(Case(M, "root_is_file", ("nyu", "--root", "{ws}/lab.txt", "--out", "{ws}/out/m"), "error",
              ("lab.txt",)))
-    add(Case(M, "icvl_no_root", ("icvl", "--out", "{ws}/out/m"), "error", ("--root",)))
+    add(Case(M, "icvl_root_missing", ("icvl", "--root", "{ws}/nowhere", "--out", "{ws}/out/m"), "error",
+             ("nowhere",)))
     add(Case(M, "dataset_bogus", ("msra",), "error", ("dataset",)))
     SY = "-m data_prep.synthetic"
     for opt, v in (("--rot-deg", "nan"), ("--rot-deg", "inf"), ("--rot-deg", "-10"), ("--rot-deg", "720"),
