@@ -10,7 +10,7 @@ NYU_ROOT ?=
 ICVL_ROOT ?=
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit docs clean
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -53,6 +53,9 @@ table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs
 
 demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
+
+refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/refine/ (4-7 min, once)
+	@$(RUN) $(PY) tools/train_refine.py
 
 bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
 	@$(RUN) $(PY) tools/bench.py

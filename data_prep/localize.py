@@ -36,11 +36,11 @@ closest object to the camera, and makes that rule robust:
    is measured, not guessed: on 300 frames of the project's synthetic generator (seed 11), the
    surface centre of step 5 lies on average 28 mm in front of joint 34 (docs/localization.md).
 
-Learned refinement (issue 13 part 2) is **not there yet**. :func:`locate_hand` calls
-:func:`learned_refiner` and applies what it returns; today it returns ``None`` and the centre is
-the centre of mass of step 5-6. When the refinement net and its weights exist, ``learned_refiner``
-is the one place to return it, and every caller gets the refined centre. A caller can also pass its
-own ``refine`` callable, or ``refine=None`` for the centre of mass alone.
+7. **Learned refinement** (issue 13 part 2): :func:`locate_hand` calls :func:`learned_refiner`
+   and applies what it returns: a small Caffe net (:mod:`data_prep.refine`) that looks at the
+   128x128 crop around the centre and moves it to the palm centre, twice. Without its weights (or
+   pycaffe) the centre is that of steps 5-6. A caller can also pass its own ``refine`` callable, or
+   ``refine=None`` for the centre of mass alone.
 
 Bad input: a frame that is not a 2-D numeric array, a camera with non-finite or non-positive
 focal lengths, a bad cube or working range raise :class:`ValueError`; a frame with no valid
@@ -102,10 +102,15 @@ class Localization:
 def learned_refiner():
     """The learned centre refinement of issue 13 part 2, when its weights are present.
 
-    Returns a callable ``refine(depth_mm, camera, center_uvd, cube_mm) -> center_uvd`` or ``None``.
-    Not implemented yet: always ``None``, so :func:`locate_hand` returns the centre of mass.
+    Returns a callable ``refine(depth_mm, camera, center_uvd, cube_mm) -> center_uvd``: the
+    refinement net of :mod:`data_prep.refine` (``prototxt/deploy_refine.prototxt`` with
+    ``models/refine/refine_nyu.caffemodel``, two passes, loaded once per process), or ``None``
+    when the weights or pycaffe are missing or the environment sets ``DEEPMODEL_NO_REFINE=1``;
+    then :func:`locate_hand` returns the centre of mass of steps 5-6.
     """
-    return None
+    from data_prep.refine import default_refiner
+
+    return default_refiner()
 
 
 def _check_camera(camera):
@@ -195,7 +200,7 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
         min_area_mm2: surface the nearest 40 mm slab must hold (mm^2).
         depth_offset_mm: added to the centre's depth (visible surface -> the hand's middle).
         iterations: maximum mean-shift steps at full resolution (0: the region's centre of mass).
-        refine: ``"learned"`` (default): :func:`learned_refiner`'s callable if any (none yet);
+        refine: ``"learned"`` (default): :func:`learned_refiner`'s callable if any;
             ``None``: no refinement; or a callable ``refine(depth_mm, camera, center_uvd, cube_mm)
             -> (3,) center_uvd``.
         refine_stride: pixel step of the full-resolution mean shift (default: 2 for frames at
