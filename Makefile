@@ -15,7 +15,7 @@ RESULTS ?= results
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT, RESULTS=$(RESULTS)"
+	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT, RESULTS=$(RESULTS), CENTERS=detected (lmdb-nyu)"
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
 
@@ -35,8 +35,9 @@ caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python
 test: caffe ## run all tests
 	@$(RUN) $(PY) -m pytest -q
 
-lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once)
-	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)")
+lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once); CENTERS=detected: test LMDBs at label-free centres
+	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
+	  $(if $(filter detected,$(CENTERS)),--centers detected --splits test)
 
 lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT
 	@test -n "$(ICVL_ROOT)" || { echo "error: give the ICVL folder: make lmdb-icvl ICVL_ROOT=/path/to/icvl" >&2; exit 2; }
