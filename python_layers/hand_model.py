@@ -363,7 +363,7 @@ class HandModel:
         else:
             rc, tc = self._rot_col47, self._tp_col47
         ang = ws["ang"]                                             # (R, N) signed angles
-        np.take(tt, rc, axis=0, out=ang)
+        tt.take(rc, axis=0, out=ang)
         ang += self._rot_init
         ang *= self._rot_sign
         cos, sin = ws["cos"], ws["sin"]                             # (R, 1, N)
