@@ -8,14 +8,15 @@ RUN := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" GLOG_minloglevel=$${GLOG_minloglevel:
 
 NYU_ROOT ?=
 ICVL_ROOT ?=
+DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit docs clean refine-net
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT, RESULTS=$(RESULTS), CENTERS=detected (lmdb-nyu)"
+	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT (likewise), DATASET=nyu|icvl (train, table1), CENTERS=detected (lmdb-nyu), RESULTS=$(RESULTS)"
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
 
@@ -39,18 +40,17 @@ lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format s
 	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
 	  $(if $(filter detected,$(CENTERS)),--centers detected --splits test)
 
-lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT
-	@test -n "$(ICVL_ROOT)" || { echo "error: give the ICVL folder: make lmdb-icvl ICVL_ROOT=/path/to/icvl" >&2; exit 2; }
-	@$(RUN) $(PY) -m data_prep.make_lmdb icvl --root "$(ICVL_ROOT)"
+lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-format set (generated once)
+	@$(RUN) $(PY) -m data_prep.make_lmdb icvl $(if $(ICVL_ROOT),--root "$(ICVL_ROOT)")
 
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
-train: caffe lmdb-nyu ## the main job: data, train the paper's net, evaluate, plot (results/)
-	@$(RUN) $(PY) tools/train.py --results $(RESULTS)
+train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evaluate, plot (results/; DATASET=icvl: results/icvl)
+	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl)
 
-table1: caffe lmdb-nyu ## train the four variants of the paper's Table 1 -> docs/table1.md
-	@$(RUN) $(PY) tools/table1.py --results $(RESULTS)/table1
+table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
+	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
 
 demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
@@ -60,6 +60,13 @@ refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/r
 
 bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
 	@$(RUN) $(PY) tools/bench.py
+
+icvl-hand: caffe ## ICVL joints on the model (by fit error) and the ICVL-calibrated hand -> docs/icvl.md, models/icvl16.json
+	@$(RUN) $(PY) tools/icvl_hand.py --markdown docs/icvl.md --write-model --quiet
+
+pose-prior: caffe ## fit the NYU hand to the real ICVL test labels -> data/prior/icvl_poses.npz (poses for the synthetic sets)
+	@$(RUN) $(PY) tools/fit_pose.py --dataset icvl data/reference/icvl/icvl_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/icvl_fits.npz --quiet
+	@$(RUN) $(PY) -m data_prep.pose_prior $(RESULTS)/fit/icvl_fits.npz
 
 fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 	@$(RUN) $(PY) tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/fits.npz

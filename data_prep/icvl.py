@@ -9,6 +9,8 @@ Layout (as distributed)::
 
 Crop centre: joint 0 (palm) as labelled; cube 250 mm; labels: the 16 joints' xyz minus the centre's
 xyz, divided by cube/2, clipped to [-1, 1] (48 values). Camera: ``data_prep.camera.ICVL_CAMERA``.
+A synthetic set (``data_prep/synthetic_icvl.py``) also holds ``Training/theta.npy`` and
+``Testing/theta.npy``, the true angles, which the build keeps.
 """
 import pathlib
 
@@ -23,6 +25,8 @@ from plumbing import InputError, open_text
 NUM_JOINTS = 16
 CENTER_JOINT = 0
 CUBE_MM = 250.0
+TEST_FRAMES = 1596             # the two test sequences as distributed: 702 + 894 frames
+TEST_SEQUENCE_2_FIRST = 702    # 0-based first frame of test sequence 2
 IMAGE_SHAPE = (240, 320)
 SPLITS = {"train": ("Training", ("labels.txt",)),
           "test": ("Testing", ("test_seq_1.txt", "test_seq_2.txt"))}
@@ -64,6 +68,22 @@ def read_labels(path):
     return names, np.stack(rows).reshape(-1, NUM_JOINTS, 3)
 
 
+def read_theta(path, n):
+    """``theta.npy`` beside the labels (synthetic sets: the true angles, one row per label line, in
+    the order of the split's label files) -> ``(n, 26)``; None when there is none."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return None
+    try:
+        theta = np.load(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npy file ({err})") from None
+    if theta.shape != (n, 26) or not np.all(np.isfinite(theta)):
+        raise InputError(f"{path}: expected ({n}, 26) finite angles (one row per label line), got "
+                         f"shape {theta.shape}")
+    return theta
+
+
 def split_table(root, split, cube=CUBE_MM):
     """Raw files -> frames: ``(FrameTable, list of label files read)`` for ICVL ``split`` ("train"
     or "test"); labels ``(N, 48)`` normalised, cube ``cube`` mm, crop centre joint 0."""
@@ -85,6 +105,13 @@ def split_table(root, split, cube=CUBE_MM):
     n = len(uvd)
     xyz = ICVL_CAMERA.uvd_to_xyz(uvd)
     bad = label_problems(xyz, uvd[:, CENTER_JOINT], CENTER_JOINT)
+    h, w = IMAGE_SHAPE
+    palm = uvd[:, CENTER_JOINT]
+    with np.errstate(invalid="ignore"):
+        off = ~((palm[:, 0] >= 0) & (palm[:, 0] < w) & (palm[:, 1] >= 0) & (palm[:, 1] < h))
+    for r in np.flatnonzero(off):
+        bad.setdefault(int(r), f"label: the palm (joint {CENTER_JOINT}) at u {palm[r, 0]:g}, "
+                               f"v {palm[r, 1]:g} is off the {w}x{h} image")
     xyz, center = neutralise(bad, xyz, uvd[:, CENTER_JOINT])
     com = xyz[:, CENTER_JOINT].copy()
     cubes = np.full(n, float(cube))
@@ -92,5 +119,5 @@ def split_table(root, split, cube=CUBE_MM):
     paths = [str(root / folder / "Depth" / name) for name in names]
     table = FrameTable(dataset="icvl", split=split, paths=paths, center_uvd=center, com=com,
                        cube=cubes, labels=labels, frame=np.arange(n), camera=ICVL_CAMERA,
-                       decoder="png16", bad=bad)
+                       decoder="png16", theta=read_theta(root / folder / "theta.npy", n), bad=bad)
     return table, sources

@@ -2,7 +2,8 @@
 
 ``nyu``: from an NYU root (``train/``, ``test/`` as distributed) or, without ``--root``, from the
 synthetic NYU-format set in ``data/synthetic/`` (generated first when absent). ``icvl``: from an
-ICVL root (``Training/``, ``Testing/``). Output (default ``data/lmdb/``), per split:
+ICVL root (``Training/``, ``Testing/``) or, without ``--root``, from the synthetic ICVL-format set
+in ``data/synthetic_icvl/`` (``data_prep/synthetic_icvl.py``, generated first when absent). Output (default ``data/lmdb/``), per split:
 ``<dataset>_<split>_depth``, ``_joint``, ``_theta`` (when the true angles are known), ``_meta.npz``;
 see ``data_prep/split.py``. ``--centers detected`` crops at the centres the label-free localiser
 finds (``data_prep.localize.locate_hand``) instead, into ``<dataset>_<split>_detected_*`` with the
@@ -22,6 +23,7 @@ from plumbing import PROJECT, InputError, run
 
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
+DEFAULT_SYNTHETIC_ICVL = PROJECT / "data" / "synthetic_icvl"
 
 
 def _show(path):
@@ -40,7 +42,8 @@ def parse_args(argv):
     p.add_argument("dataset", choices=("nyu", "icvl"), help="dataset layout of --root")
     p.add_argument("--root", type=pathlib.Path, default=None,
                    help="dataset folder (NYU: holds train/ and test/; ICVL: Training/ and Testing/). "
-                        "NYU default: the synthetic NYU-format set data/synthetic/, generated if absent")
+                        "Default: the synthetic set in that format, data/synthetic/ (NYU) or "
+                        "data/synthetic_icvl/ (ICVL), generated if absent")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
                    help="output folder (default: data/lmdb)")
     p.add_argument("--splits", nargs="+", choices=("train", "test"), default=["train", "test"],
@@ -64,7 +67,7 @@ def parse_args(argv):
     p.add_argument("--synthetic-train", type=int, default=None,
                    help="frames of the generated synthetic training set (default: data_prep.synthetic's)")
     p.add_argument("--synthetic-test", type=int, default=None,
-                   help="frames of the generated synthetic test set")
+                   help="frames of the generated synthetic test set (ICVL: per test sequence)")
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
@@ -86,6 +89,19 @@ def _ensure_synthetic(root, args):
           f"{n_train} train / {n_test} test NYU-format frames", flush=True)
     synthetic.generate(root, n_train=n_train, n_test=n_test, seed=synthetic.DEFAULT_SEED,
                        workers=args.workers, progress=not args.quiet)
+
+
+def _ensure_synthetic_icvl(root, args):
+    from data_prep import synthetic_icvl
+    if synthetic_icvl.is_current(root):
+        return
+    n_train = args.synthetic_train or synthetic_icvl.DEFAULT_TRAIN
+    n_test = ((args.synthetic_test,) * 2 if args.synthetic_test else synthetic_icvl.DEFAULT_TEST)
+    print(f"[lmdb-icvl] no --root/ICVL_ROOT given and no current synthetic set in {_show(root)}: "
+          f"generating {n_train} train / {n_test[0]} + {n_test[1]} test ICVL-format frames",
+          flush=True)
+    synthetic_icvl.generate(root, n_train=n_train, n_test=n_test, seed=synthetic_icvl.DEFAULT_SEED,
+                            workers=args.workers, progress=not args.quiet)
 
 
 def _tables(args):
@@ -110,14 +126,17 @@ def _tables(args):
                 subject2=subject2, cube=args.cube, seed=args.seed if split == "train" else None)
             yield split, table, fp
     else:
+        root = args.root if args.root is not None else DEFAULT_SYNTHETIC_ICVL
         if args.root is None:
-            raise InputError("icvl needs --root (the ICVL folder with Training/ and Testing/)")
+            _ensure_synthetic_icvl(root, args)
         cube = args.cube or icvl.CUBE_MM
         for split in args.splits:
-            table, sources = icvl.split_table(args.root, split, cube=cube)
+            table, sources = icvl.split_table(root, split, cube=cube)
+            theta = root / icvl.SPLITS[split][0] / "theta.npy"
             fp = build.fingerprint_of(
-                dataset="icvl", root=str(args.root.resolve()), split=split, cube=cube,
+                dataset="icvl", root=str(root.resolve()), split=split, cube=cube,
                 labels=[(str(s), s.stat().st_size, s.stat().st_mtime_ns) for s in sources],
+                theta=(theta.stat().st_size, theta.stat().st_mtime_ns) if theta.is_file() else None,
                 seed=args.seed if split == "train" else None)
             yield split, table, fp
 

@@ -249,19 +249,35 @@ class PoseSampler:
 _SPLIT_CODE = {"train": 0, "test": 1}
 
 
-def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None):
-    """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta)."""
-    sensor = sensor or SensorModel()
+def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None,
+                size_range=None):
+    """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta).
+
+    ``size_range``: ``(lo, hi)`` a per-frame factor on the hand's size (the labels follow the
+    rendered joints: normalised, they are ``size * forward(theta)``); None: the model's size.
+    """
     body = sampler.body
     theta = sampler.sample(rng, n)
     kp = sampler.model.forward(theta)                                 # normalised, joint 34 at 0
     com_uvd = np.stack([rng.uniform(140, 500, n), rng.uniform(110, 370, n),
                         rng.uniform(500, 1000, n)], axis=1)
     com = camera.uvd_to_xyz(com_uvd)
-    kp_mm = com[:, None, :] + sampler.model.mm_per_unit * kp
+    size = np.ones(n) if size_range is None else rng.uniform(*size_range, n)
+    kp_mm = com[:, None, :] + sampler.model.mm_per_unit * size[:, None, None] * kp
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
+    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor)
+    return depth, uvd, xyz, theta
+
+
+def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, thickness=1.0):
+    """Depth frames of hands: keypoints ``(n, 31, 3)`` mm in the camera frame (any hand: mirrored
+    keypoints give the mirrored hand), ``com`` ``(n, 3)`` mm the hand's centre (places the wall)
+    -> ``(n, H, W)`` uint16 mm (0 = no reading). ``thickness`` multiplies the body's radii (the
+    per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`."""
+    sensor = sensor or SensorModel()
+    n = len(kp_mm)
     H, W = camera.height, camera.width
     NONE = 65535.0                          # "no reading yet"; becomes 0 in the PNG
     zbuf = np.empty((n, H, W), np.float32)
@@ -280,7 +296,7 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
 
     for i in range(n):
         zbuf[i] = wall(i)
-    scale = rng.uniform(0.9, 1.1, n)
+    scale = rng.uniform(0.9, 1.1, n) * thickness
     centers, radii = body.spheres(kp_mm, scale)
     bbox = render_spheres(zbuf, centers, radii, camera)
     c, e1, e2, nrm = body.slab_frames(kp_mm)
@@ -297,7 +313,7 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
         np.rint(region, out=region)
     depth = zbuf.astype(np.uint16)
     depth[~has_wall] *= depth[~has_wall] != 65535
-    return depth, uvd, xyz, theta
+    return depth
 
 
 def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300, hole_fraction=0.05,
@@ -398,11 +414,21 @@ def _add_near_object(out, xyz, rng, camera, p):
 _G = {}
 
 
-def _worker_init(rot_deg, background, compression, clutter=False):
+PROFILES = ("default", "realistic")
+
+
+def _worker_init(rot_deg, background, compression, profile="default", clutter=False):
     from hand_model import HandModel
-    _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
     _G["background"], _G["compression"] = background, compression
     _G["clutter"] = clutter
+    _G["sensor"], _G["size_range"] = None, None
+    if profile == "realistic":         # data_prep/realism.py
+        from data_prep import realism
+        _G["sampler"] = realism.realistic_sampler(HandModel.nyu())
+        _G["sensor"] = realism.GrowingSensorModel()
+        _G["size_range"] = realism.SIZE_RANGE
+    else:
+        _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
 
 
 def _make_chunk(task):
@@ -414,7 +440,8 @@ def _make_chunk(task):
     out_uvd, out_xyz, out_theta = [], [], []
     for b in range(0, count, BATCH):
         k = min(BATCH, count - b)
-        depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"])
+        depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"],
+                                             sensor=_G["sensor"], size_range=_G["size_range"])
         if _G.get("clutter"):
             depth = add_clutter(depth, xyz, scene_rng, near_object=CLUTTER_NEAR_OBJECT)
         for i in range(k):
@@ -446,8 +473,12 @@ def is_current(root):
 
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
-             chunk=64, clutter=False):
+             chunk=64, profile="default", clutter=False):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
+
+    ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
+    (``data_prep/realism.py``: poses around real ones, adult widths, per-frame size, silhouette
+    growth; ``rot_deg`` is then the profile's).
 
     ``clutter``: put each hand in the scene of :func:`add_clutter` (a torso and head behind it,
     in half of the frames an object beside it nearer than the wrist, nearer noise readings,
@@ -462,12 +493,16 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
                   background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
                   cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
+    if profile not in PROFILES:
+        raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    if profile != "default":
+        params["profile"] = profile
     if clutter:
         params["clutter"] = True
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    init = (tuple(rot_deg), background, compression, bool(clutter))
+    init = (tuple(rot_deg), background, compression, profile, bool(clutter))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     pool = None
@@ -525,6 +560,10 @@ def parse_args(argv):
                         "nearer than the wrist, nearer noise, holes (same hands and labels)")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
+    p.add_argument("--profile", choices=PROFILES, default="default",
+                   help="default: the world of the paper's Table 1 here; realistic: poses around "
+                        "real ones, adult widths, per-frame size, sensor silhouette growth "
+                        "(data_prep/realism.py)")
     p.add_argument("--force", action="store_true", help="regenerate even if an identical set exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -544,13 +583,15 @@ def main(argv=None):
         same = (old.get("format") == FORMAT_VERSION and old.get("train") == args.train
                 and old.get("test") == args.test and old.get("seed") == args.seed
                 and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg)
+                and old.get("profile", "default") == args.profile
                 and old.get("clutter", False) == args.clutter)
         if same:
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
-             args.background, args.compression, tuple(args.rot_deg), clutter=args.clutter)
+             args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
+             clutter=args.clutter)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

@@ -33,6 +33,7 @@ parameter along ``e`` it is ``w``. Hence, for a gradient ``g_k`` arriving at key
 with the sums over the keypoints below the node; in depth-first order those keypoints are a
 contiguous run, so all the sums are differences of one prefix sum. Fixed ids get no gradient.
 """
+import dataclasses
 import json
 import pathlib
 import threading
@@ -77,6 +78,36 @@ class _Node:
         self.children, self.keypoints = {}, []
 
 
+@dataclasses.dataclass(frozen=True)
+class JointSet:
+    """Which model keypoints a dataset's labelled joints are, in the dataset's label order.
+
+    ``keypoints``: ``(J,)`` model keypoint ids; ``mirror_x``: the dataset's hand is this model's
+    hand mirrored in x (a left hand for a right-handed model, in the camera frame x right, y up),
+    so its joints are the keypoints with x negated; ``mm_per_unit``: the size of the model's
+    normalised unit on the dataset's hands (mm; its median fitted scale), or None. :meth:`apply`
+    maps model output to the dataset's joints.
+    """
+    name: str
+    dataset: str
+    keypoints: np.ndarray
+    mirror_x: bool = False
+    mm_per_unit: float = None
+
+    @property
+    def sign(self):
+        """``(3,)`` the per-axis factor of the mirror: (-1, 1, 1) or (1, 1, 1)."""
+        return np.array([-1.0 if self.mirror_x else 1.0, 1.0, 1.0])
+
+    def apply(self, points):
+        """``(N, K, 3)`` model keypoints (any units) -> ``(N, J, 3)`` the dataset's joints."""
+        return np.asarray(points)[:, self.keypoints] * self.sign
+
+    def unapply(self, joints):
+        """``(N, J, 3)`` the dataset's joints -> the same in the model's frame (mirror undone)."""
+        return np.asarray(joints) * self.sign
+
+
 class HandModel:
     """Forward kinematics and its exact gradient, vectorised over a batch.
 
@@ -99,6 +130,8 @@ class HandModel:
         edges: tuple of ``(parent, child)`` keypoint pairs, for drawing the skeleton.
         nyu_joint_of_keypoint: ``(31,)`` int, the NYU dataset joint (of 36) each keypoint is.
         eval14_keypoints, eval14_nyu_joints: ``(14,)`` int, the standard 14-joint NYU evaluation.
+        joint_sets: dict name -> :class:`JointSet`, the model keypoints that a dataset's labelled
+            joints are (``joint_sets`` of the file, e.g. ``"icvl16"``): see :meth:`joint_set`.
         param_kind, param_axis: per id, ``"rotation"``/``"translation"`` and ``"x"``/``"y"``/``"z"``.
         param_pivot: per id, the keypoint about which the parameter rotates (the parent of the link
             holding it; -1 for translations).
@@ -216,9 +249,26 @@ class HandModel:
         ev = d.get("eval14", {"keypoints": [], "nyu_joints": []})
         self.eval14_keypoints = np.array(ev["keypoints"], dtype=np.int64)
         self.eval14_nyu_joints = np.array(ev["nyu_joints"], dtype=np.int64)
+        self.joint_sets = {}
+        for name, js in d.get("joint_sets", {}).items():
+            kp = np.array(js["keypoints"], dtype=np.int64)
+            if kp.ndim != 1 or not len(kp) or kp.min() < 0 or kp.max() >= len(kps):
+                self._fail(f"joint set {name!r}: keypoints must be ids 0..{len(kps) - 1}")
+            mm = js.get("mm_per_unit")
+            self.joint_sets[name] = JointSet(name=name, dataset=str(js["dataset"]), keypoints=kp,
+                                             mirror_x=bool(js.get("mirror_x", False)),
+                                             mm_per_unit=None if mm is None else float(mm))
         edges = d.get("edges") or [[p, c] for c, p in enumerate(self.parents) if p >= 0]
         self.edges = tuple((int(a), int(b)) for a, b in edges)
         self.about = d.get("about", "")
+
+    def joint_set(self, name):
+        """The :class:`JointSet` ``name`` (e.g. ``"icvl16"``); a ModelDefinitionError naming the
+        known sets when the model has no such set."""
+        if name not in self.joint_sets:
+            known = ", ".join(sorted(self.joint_sets)) or "none"
+            raise ModelDefinitionError(f"{self.source}: no joint set {name!r} (known: {known})")
+        return self.joint_sets[name]
 
     # ------------------------------------------------------------------ compiling
     def _compile(self):

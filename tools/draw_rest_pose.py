@@ -145,20 +145,9 @@ def tables(model):
 
 def update_markdown(path, text):
     """Replace the generated block of the Markdown file at path with text (atomically)."""
-    path = pathlib.Path(path)
-    try:
-        doc = path.read_text()
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
-    if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
-        raise InputError(f"{path}: needs one '{BEGIN}' line followed by one '{END}' line")
-    head, rest = doc.split(BEGIN)
-    _, tail = rest.split(END)
-    new = head + BEGIN + "\n\n" + text + "\n" + END + tail
-    if new == doc:
-        return False
-    write_text(path, new)
-    return True
+    from tools.docblock import replace_block
+
+    return replace_block(path, BEGIN, END, text)
 
 
 def main(argv=None):

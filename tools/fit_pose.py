@@ -2,8 +2,12 @@
 """Fit the hand model to labelled joints: model parameters (theta) for every frame of a label set.
 
 Inputs (``--format auto`` picks by name):
-  * ``*.txt``: the community 14-joint uvd format (e.g. ``nyu_test_groundtruth_label.txt``), converted
-    with the NYU camera to xyz; the 14 columns are keypoints 0,3,5,8,10,13,15,18,30,29,28,25,26,24.
+  * ``*.txt`` (or ``.txt.xz``): the evaluation kit's uvd format. NYU (default): 14 joints, NYU
+    camera, keypoints 0,3,5,8,10,13,15,18,30,29,28,25,26,24 (the model's ``eval14``). ICVL
+    (``--dataset icvl``): 16 joints, ICVL camera, the keypoints of the model's joint set
+    ``icvl16`` (docs/icvl.md); ICVL's hand is the model's mirrored in x, so the labels are
+    mirrored onto the model's hand (``labels_mm`` and the fit are in the model's frame; the npz
+    records ``mirror_x``). ``--model icvl16`` fits the hand calibrated to ICVL.
   * ``*.mat``: an NYU ``joint_data.mat`` (camera 0): all 31 keypoints; the offset is NYU joint 34,
     the published crop centre.
   * ``*_meta.npz``: an LMDB set's meta file (``data/lmdb/nyu_<split>_meta.npz``); the joints are read
@@ -12,7 +16,7 @@ Inputs (``--format auto`` picks by name):
     the fitted theta are labels in the network's own convention. If the meta holds the true
     ``theta`` (synthetic data) the angle error of the fit is reported too.
 
-Output ``--out fits.npz``: ``theta`` (N, 26) layer convention, ``scale`` (N,) mm per normalised unit,
+Output ``--out fits.npz``: ``model`` (its name), ``theta`` (N, 26) layer convention, ``scale`` (N,) mm per normalised unit,
 ``offset`` (N, 3) mm, ``error_mm`` (N,) mean joint distance, with
 ``HandModel.forward(theta)[:, keypoints] * scale[:, None, None] + offset[:, None, :]`` = the labels
 (``labels_mm`` (N, k, 3), xyz in mm, y up) up to ``error_mm``; also ``keypoints``, ``frame`` (the
@@ -31,8 +35,8 @@ import numpy as np
 
 
 from plumbing import InputError, console, open_text, run, save_figure, write_npz
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
+from data_prep import icvl, nyu
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
 from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.split import LmdbSplit, to_mm
 
@@ -43,8 +47,23 @@ from data_prep.split import LmdbSplit, to_mm
 # total (frames in the input before skipping/slicing), offset (N, 3) or None, scale (N,) or None,
 # segment (N,) or None, theta (N, 26) or None, skipped (list of str), what (str)
 
-def load_uvd14(path, skip_bad):
-    uvd, bad = load_uvd_file(path, num_joints=len(NYU14_KEYPOINTS), skip_bad_rows=skip_bad)
+def load_uvd(path, skip_bad, model, dataset="nyu", joint_set=None):
+    """A kit-format label file: NYU's 14 joints (NYU camera, keypoints ``eval14``) or ICVL's 16
+    (ICVL camera, keypoints and mirror of the model's joint set, e.g. ``icvl16``). Labels are
+    returned in the model's frame (an ICVL hand mirrored in x when the joint set says so)."""
+    if dataset == "nyu":
+        keypoints, sign, camera = np.array(NYU14_KEYPOINTS), np.ones(3), NYU_CAMERA
+        what = "14-joint uvd labels (NYU camera)"
+    else:
+        from hand_model import ModelDefinitionError
+        try:
+            js = model.joint_set(joint_set or "icvl16")
+        except ModelDefinitionError as err:
+            raise InputError(str(err)) from None
+        keypoints, sign, camera = js.keypoints, js.sign, ICVL_CAMERA
+        what = (f"16-joint uvd labels (ICVL camera), joint set {js.name}"
+                + (" (mirrored in x onto the model's hand)" if js.mirror_x else ""))
+    uvd, bad = load_uvd_file(path, num_joints=len(keypoints), skip_bad_rows=skip_bad)
     # 0-based frame index of each kept row: position among the non-blank lines
     with open_text(path) as fh:
         nonblank = [i for i, line in enumerate(fh, 1) if line.strip()]
@@ -52,9 +71,9 @@ def load_uvd14(path, skip_bad):
     frame = np.array([f for f, line in enumerate(nonblank) if line not in bad_set], dtype=np.int64)
     if len(frame) != len(uvd):
         raise InputError(f"{path}: changed while being read")
-    return dict(labels=NYU_CAMERA.uvd_to_xyz(uvd), keypoints=np.array(NYU14_KEYPOINTS), frame=frame,
+    return dict(labels=camera.uvd_to_xyz(uvd) * sign, keypoints=np.asarray(keypoints), frame=frame,
                 total=len(nonblank), offset=None, scale=None, segment=None, theta=None,
-                skipped=[f"line {b}" for b in bad], what="14-joint uvd labels (NYU camera)")
+                skipped=[f"line {b}" for b in bad], what=what, mirror_x=bool(sign[0] < 0))
 
 
 def load_joint_mat(path, model, skip_bad):
@@ -118,7 +137,7 @@ def detect_format(path):
         return "lmdb-meta"
     if name.endswith(".mat"):
         return "mat"
-    return "uvd14"
+    return "uvd"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,9 +160,12 @@ def parse_segments(text, data):
     if text == "auto":
         if data["segment"] is not None:
             return data["segment"], "one per cube size in the meta file"
-        if total == nyu.TEST_FRAMES:
+        if total == nyu.TEST_FRAMES and data.get("dataset", "nyu") == "nyu":
             return (frame >= nyu.SUBJECT2_FIRST_FRAME).astype(np.int64), \
                 "NYU test subjects: frames 1-2440 and 2441-8252"
+        if total == icvl.TEST_FRAMES and data.get("dataset") == "icvl":
+            return (frame >= icvl.TEST_SEQUENCE_2_FIRST).astype(np.int64), \
+                "ICVL test sequences: frames 1-702 and 703-1596"
         return np.zeros(len(frame), np.int64), "one sequence"
     if text == "none":
         return np.zeros(len(frame), np.int64), "one sequence"
@@ -176,7 +198,8 @@ def starting_scale(args, data, segment, model):
     if data["scale"] is not None:
         return data["scale"].copy()
     scale = np.full(len(segment), model.mm_per_unit)
-    if data["total"] == nyu.TEST_FRAMES and args.segments == "auto":
+    if (data["total"] == nyu.TEST_FRAMES and args.segments == "auto"
+            and data.get("dataset", "nyu") == "nyu"):
         scale[data["frame"] >= nyu.SUBJECT2_FIRST_FRAME] *= nyu.SUBJECT2_SCALE
     return scale
 
@@ -199,10 +222,19 @@ def parse_args(argv):
                     "all frames at once).",
         epilog="example: tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz "
                "--out results/fit/fits.npz")
-    p.add_argument("labels", help="label file: 14-joint uvd .txt, NYU joint_data.mat, or an LMDB "
+    p.add_argument("labels", help="label file: kit-format uvd text (NYU 14 joints, or ICVL 16 "
+                                  "with --dataset icvl; .txt, .xz), NYU joint_data.mat, or an LMDB "
                                   "<set>_meta.npz")
+    p.add_argument("--dataset", choices=["nyu", "icvl"], default="nyu",
+                   help="whose uvd label file: NYU (14 joints, NYU camera) or ICVL (16 joints, ICVL "
+                        "camera, the model's joint set --joint-set)")
+    p.add_argument("--model", default="nyu31", help="hand model (python_layers/models/NAME.json): "
+                   "nyu31, the paper's NYU hand; icvl16, the hand calibrated on ICVL (make "
+                   "icvl-hand)")
+    p.add_argument("--joint-set", default=None, help="for --dataset icvl: the model's joint set "
+                   "that says which keypoints the 16 ICVL joints are (default icvl16)")
     p.add_argument("--out", required=True, help="output .npz (a histogram <stem>_error.png goes beside)")
-    p.add_argument("--format", choices=["auto", "uvd14", "mat", "lmdb-meta"], default="auto",
+    p.add_argument("--format", choices=["auto", "uvd", "mat", "lmdb-meta"], default="auto",
                    help="input format (default: by file name)")
     p.add_argument("--scale", choices=["frame", "sequence", "fixed"], default=None,
                    help="hand size: fitted per frame, one per sequence (segment), or fixed "
@@ -281,10 +313,17 @@ def main(argv=None):
     if not os.path.exists(args.labels):
         raise InputError(f"{args.labels}: no such file")
 
-    model = HandModel.nyu()
+    from hand_model import ModelDefinitionError
+    try:
+        model = HandModel.by_name(args.model)
+    except ModelDefinitionError as err:
+        raise InputError(f"--model: {err}") from None
     fmt = detect_format(args.labels) if args.format == "auto" else args.format
-    if fmt == "uvd14":
-        data = load_uvd14(args.labels, args.skip_bad_rows)
+    if args.dataset == "icvl" and fmt != "uvd":
+        raise InputError(f"--dataset icvl: expected a uvd label file, {args.labels} is {fmt}")
+    if fmt == "uvd":
+        data = load_uvd(args.labels, args.skip_bad_rows, model, args.dataset, args.joint_set)
+        data["dataset"] = args.dataset
     elif fmt == "mat":
         data = load_joint_mat(args.labels, model, args.skip_bad_rows)
     else:
@@ -355,9 +394,11 @@ def main(argv=None):
                     prior_mm_per_rad=args.prior, restarts=args.restarts,
                     restart_above_mm=args.restart_above, neighbour_passes=args.neighbour_passes,
                     max_iter=args.max_iter, seed=args.seed, frames=args.frames,
-                    skipped=data["skipped"], seconds=wall, cpu_seconds=cpu)
+                    skipped=data["skipped"], seconds=wall, cpu_seconds=cpu, model=model.name,
+                    dataset=data.get("dataset", "nyu"))
     write_npz(out, theta=theta, scale=scale, offset=offset, error_mm=err,
               objective=res["objective"], keypoints=np.asarray(keypoints), labels_mm=labels,
+              model=np.array(model.name), mirror_x=np.array(bool(data.get("mirror_x", False))),
               frame=data["frame"], segment=segment, settings=json.dumps(settings))
     written = [str(out)]
     if not args.no_plot:

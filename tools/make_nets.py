@@ -29,8 +29,16 @@ Variants (Table 1 of the paper), each as train_val / deploy / solver with the su
                      others (no loss on them while training; a 512x93 net output would also flood
                      Caffe's log at every display).
 
-Every deploy net has input ``depth`` (1, 1, 128, 128) and output ``joints`` (N, 93); the nets with
-parameters also expose blob ``theta`` (N, 26). Deploy nets drop the Dropout layers (identity in the
+ICVL (the paper's section 4.2: the same NYU hand, only the angles learned): the same four variants
+with ``_icvl`` after ``train_val``/``deploy``/``solver`` (e.g. ``deploy_icvl_direct_joints``),
+reading the ``icvl_<split>_*`` LMDBs (16 joints, 48 values, 250 mm cube). The model variants put a
+``JointSetLayer`` (python_layers/joint_set_layer.py) after the hand model layer: its 31 keypoints
+(blob ``keypoints``) become ICVL's 16 joints (blob ``joints``, (N, 48)): the model's joint set
+``icvl16`` (which keypoints, mirrored in x), scaled from the NYU hand's size on ICVL hands
+(102.2 mm per unit) to the ICVL crop's 125 mm per unit; direct joint regression has fc 48.
+
+Every deploy net has input ``depth`` (1, 1, 128, 128) and output ``joints`` (N, 93; ICVL: N, 48);
+the nets with parameters also expose blob ``theta`` (N, 26). Deploy nets drop the Dropout layers (identity in the
 TEST phase) and the losses; layer names match train_val so the snapshots load into them.
 
 Initialisation: conv and the two fc 1024 layers use Xavier (as released), biases 0. The last layer
@@ -74,6 +82,12 @@ SNAPSHOT_DIR = "results/snapshots"
 CROP = 128
 NUM_PARAMS = 26
 NUM_JOINT_VALUES = 93
+DATASETS = {
+    # name: (file infix, values per joint label, JointSetLayer param_str or None)
+    "nyu": ("", 93, None),
+    "icvl": ("_icvl", 48, json.dumps({"model": "nyu31", "joint_set": "icvl16",
+                                      "crop_unit_mm": 125.0})),
+}
 TRAIN_BATCH = 512               # the paper's batch size
 TEST_BATCH = 256
 TEST_ITER = 8                   # 2048 test frames per test pass (tools/train.py adapts it to the LMDB)
@@ -100,9 +114,9 @@ VARIANTS = {
 }
 
 
-def variant_files(variant):
+def variant_files(variant, dataset="nyu"):
     """File names (in prototxt/) of a variant: dict with keys train_val, deploy, solver."""
-    suffix = VARIANTS[variant][0]
+    suffix = DATASETS[dataset][0] + VARIANTS[variant][0]
     return {"train_val": f"train_val{suffix}.prototxt", "deploy": f"deploy{suffix}.prototxt",
             "solver": f"solver{suffix}.prototxt"}
 
@@ -154,16 +168,21 @@ def _hand_model(theta):
                                          "param_str": HAND_MODEL_PARAM})
 
 
-def _head(n, variant, fc2, deploy):
+def _head(n, variant, fc2, deploy, dataset="nyu"):
     """Add the output layers (and, unless deploy, the losses) of a variant."""
     _, L, _ = _caffe()
     head, limit = VARIANTS[variant][1], VARIANTS[variant][2]
+    _, width, joint_set = DATASETS[dataset]
     if head == "joints":
-        n.joints = L.InnerProduct(fc2, num_output=NUM_JOINT_VALUES, **_fillers(0.001))
+        n.joints = L.InnerProduct(fc2, num_output=width, **_fillers(0.001))
     else:
         n.theta = L.InnerProduct(fc2, num_output=NUM_PARAMS, **_fillers(0.001))
-        if head == "model" or deploy:
+        if (head == "model" or deploy) and joint_set is None:
             n.joints = _hand_model(n.theta)
+        elif head == "model" or deploy:
+            n.keypoints = _hand_model(n.theta)
+            n.joints = L.Python(n.keypoints, python_param={
+                "module": "joint_set_layer", "layer": "JointSetLayer", "param_str": joint_set})
     if deploy:
         return
     if head == "params":
@@ -179,7 +198,7 @@ def _head(n, variant, fc2, deploy):
                           "param_str": JOINT_LIMIT_PARAM})
 
 
-def _data_layers(n, variant, split, batch, phase, lmdb_dir):
+def _data_layers(n, variant, split, batch, phase, lmdb_dir, dataset="nyu"):
     """Native Data layers reading the agreed LMDBs in step (same keys, same order, same batch)."""
     caffe, L, P = _caffe()
     # direct parameter regression reads the true angles instead of the joints (an unused joint_gt
@@ -187,39 +206,40 @@ def _data_layers(n, variant, split, batch, phase, lmdb_dir):
     label = ("theta_gt", "theta") if needs_theta_labels(variant) else ("joint_gt", "joint")
     tops = [("depth", "depth"), label]
     for top, kind in tops:
-        source = str(LmdbSplit.of(lmdb_dir, "nyu", split).lmdb(kind))
+        source = str(LmdbSplit.of(lmdb_dir, dataset, split).lmdb(kind))
         setattr(n, top, L.Data(source=source, backend=P.Data.LMDB, batch_size=batch,
                                include={"phase": phase}))
 
 
-def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_dir=LMDB_DIR):
+def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_dir=LMDB_DIR,
+                  dataset="nyu"):
     """NetParameter of a variant's train_val net: TRAIN and TEST data layers, trunk, head, losses."""
     caffe, _, _ = _caffe()
     from caffe.proto import caffe_pb2
 
     train = caffe.NetSpec()
-    _data_layers(train, variant, "train", train_batch, caffe.TRAIN, lmdb_dir)
-    _head(train, variant, _trunk(train, train.depth, deploy=False), deploy=False)
+    _data_layers(train, variant, "train", train_batch, caffe.TRAIN, lmdb_dir, dataset)
+    _head(train, variant, _trunk(train, train.depth, deploy=False), deploy=False, dataset=dataset)
     test = caffe.NetSpec()
-    _data_layers(test, variant, "test", test_batch, caffe.TEST, lmdb_dir)
+    _data_layers(test, variant, "test", test_batch, caffe.TEST, lmdb_dir, dataset)
     train_proto, test_proto = train.to_proto(), test.to_proto()
     n_data = len(test_proto.layer)
     net = caffe_pb2.NetParameter()
-    net.name = f"DeepModel{VARIANTS[variant][0]}"
+    net.name = f"DeepModel{DATASETS[dataset][0]}{VARIANTS[variant][0]}"
     net.layer.extend(train_proto.layer[:n_data])
     net.layer.extend(test_proto.layer)
     net.layer.extend(train_proto.layer[n_data:])
     return net
 
 
-def deploy_net(variant, batch=1):
+def deploy_net(variant, batch=1, dataset="nyu"):
     """NetParameter of a variant's deploy net: input ``depth`` (batch, 1, 128, 128) -> ``joints``."""
     caffe, L, _ = _caffe()
     n = caffe.NetSpec()
     n.depth = L.Input(shape={"dim": [batch, 1, CROP, CROP]})
-    _head(n, variant, _trunk(n, n.depth, deploy=True), deploy=True)
+    _head(n, variant, _trunk(n, n.depth, deploy=True), deploy=True, dataset=dataset)
     net = n.to_proto()
-    net.name = f"DeepModel{VARIANTS[variant][0]}_deploy"
+    net.name = f"DeepModel{DATASETS[dataset][0]}{VARIANTS[variant][0]}_deploy"
     return net
 
 
@@ -300,13 +320,13 @@ def refine_solver(net_path=None, max_iter=REFINE_MAX_ITER, snapshot_prefix=None)
 
 
 def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test_iter=TEST_ITER,
-           test_interval=TEST_INTERVAL, snapshot=SNAPSHOT):
+           test_interval=TEST_INTERVAL, snapshot=SNAPSHOT, dataset="nyu"):
     """SolverParameter of a variant: SGD, lr 0.003, momentum 0.9 (the paper), CPU."""
     _caffe()
     from caffe.proto import caffe_pb2
 
     s = caffe_pb2.SolverParameter()
-    s.net = net_path or f"prototxt/{variant_files(variant)['train_val']}"
+    s.net = net_path or f"prototxt/{variant_files(variant, dataset)['train_val']}"
     s.test_iter.append(test_iter)
     s.test_interval = test_interval
     s.type = "SGD"
@@ -316,7 +336,8 @@ def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test
     s.display = DISPLAY
     s.max_iter = max_iter
     s.snapshot = snapshot
-    s.snapshot_prefix = snapshot_prefix or f"{SNAPSHOT_DIR}/deepmodel{VARIANTS[variant][0]}"
+    s.snapshot_prefix = snapshot_prefix or (
+        f"{SNAPSHOT_DIR}/deepmodel{DATASETS[dataset][0]}{VARIANTS[variant][0]}")
     s.solver_mode = caffe_pb2.SolverParameter.CPU
     s.random_seed = RANDOM_SEED
     return s
@@ -332,12 +353,14 @@ def to_text(proto, what):
 def generate():
     """All generated files: dict file name -> text."""
     files = {}
-    for variant, (_, _, _, desc) in VARIANTS.items():
-        names = variant_files(variant)
-        files[names["train_val"]] = to_text(train_val_net(variant), f"{desc}, train/test")
-        files[names["deploy"]] = to_text(deploy_net(variant), f"{desc}, deploy")
+    for dataset, variant in ((d, v) for d in DATASETS for v in VARIANTS):
+        desc = VARIANTS[variant][3] + ("" if dataset == "nyu" else f", {dataset.upper()}")
+        names = variant_files(variant, dataset)
+        files[names["train_val"]] = to_text(train_val_net(variant, dataset=dataset),
+                                            f"{desc}, train/test")
+        files[names["deploy"]] = to_text(deploy_net(variant, dataset=dataset), f"{desc}, deploy")
         files[names["solver"]] = (
-            to_text(solver(variant), f"{desc}, solver")
+            to_text(solver(variant, dataset=dataset), f"{desc}, solver")
             .replace("\n", f"\n# From the project root: mkdir -p {SNAPSHOT_DIR} && "
                            f"caffe train -solver prototxt/{names['solver']}\n", 1))
     what = "hand-centre refinement (issue 13)"

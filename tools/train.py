@@ -53,6 +53,12 @@ WEIGHT_NAMES = {"paper": "deepmodel", "nolimit": "deepmodel_nolimit",
                 "direct_joints": "deepmodel_direct_joints", "direct_params": "deepmodel_direct_params"}
 
 
+def weight_name(variant, dataset="nyu"):
+    """The file stem of a variant's weights: ``deepmodel[_icvl][_<variant>]``."""
+    name = WEIGHT_NAMES[variant]
+    return name if dataset == "nyu" else name.replace("deepmodel", f"deepmodel_{dataset}", 1)
+
+
 def make_nets():
     """tools/make_nets.py as a module (variants, file names, generator constants)."""
     from tools import make_nets as mn
@@ -66,35 +72,35 @@ def rel(path):
     return str(path.relative_to(PROJECT)) if path.is_relative_to(PROJECT) else str(path)
 
 
-def lmdb_entries(split, kind):
+def lmdb_entries(split, kind, dataset="nyu"):
     """Number of records of ``split``'s ``kind`` LMDB; InputError when missing or empty."""
     path = split.lmdb(kind)
     entries = split.count(kind)
     if entries < 0:
-        raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-nyu` first")
+        raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-{dataset}` first")
     if entries == 0:
-        raise InputError(f"{rel(path)}: LMDB is empty: run `make lmdb-nyu` again")
+        raise InputError(f"{rel(path)}: LMDB is empty: run `make lmdb-{dataset}` again")
     return entries
 
 
-def check_lmdbs(variant, lmdb_dir):
+def check_lmdbs(variant, lmdb_dir, dataset="nyu"):
     """Check the LMDBs a variant reads; returns (train frames, test frames)."""
     mn = make_nets()
     kinds = ["depth", "joint"] + (["theta"] if mn.needs_theta_labels(variant) else [])
     counts = {}
     for split in ("train", "test"):
-        lmdbs = LmdbSplit.of(lmdb_dir, "nyu", split)
+        lmdbs = LmdbSplit.of(lmdb_dir, dataset, split)
         for kind in kinds:
             if kind == "theta" and lmdbs.count(kind) < 0:
                 raise InputError(f"{rel(lmdbs.lmdb(kind))}: missing; {variant} trains against the "
-                                 "true angles, which only the synthetic set has (`make lmdb-nyu` "
-                                 "without NYU_ROOT)")
-            counts[(split, kind)] = lmdb_entries(lmdbs, kind)
+                                 "true angles, which only the synthetic set has (`make "
+                                 f"lmdb-{dataset}` without {dataset.upper()}_ROOT)")
+            counts[(split, kind)] = lmdb_entries(lmdbs, kind, dataset)
         sizes = {counts[(split, k)] for k in kinds}
         if len(sizes) != 1:
             raise InputError(f"{rel(lmdb_dir)}: the {split} LMDBs have different record counts "
                              f"({', '.join(f'{k}: {counts[(split, k)]}' for k in kinds)}): "
-                             "run `make lmdb-nyu` again")
+                             f"run `make lmdb-{dataset}` again")
     return counts[("train", "depth")], counts[("test", "depth")]
 
 
@@ -120,7 +126,7 @@ def read_proto(path, message):
 
 
 def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
-            test_interval=None):
+            test_interval=None, dataset="nyu"):
     """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
 
     Returns a dict with the solver path, max_iter, snapshot prefix and data sizes.
@@ -128,11 +134,11 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     from caffe.proto import caffe_pb2
 
     mn = make_nets()
-    files = mn.variant_files(variant)
+    files = mn.variant_files(variant, dataset)
     solver_path = pathlib.Path(solver_path or PROJECT / "prototxt" / files["solver"])
     if not solver_path.is_file():
         raise InputError(f"{rel(solver_path)}: no such solver (run `make nets`)")
-    n_train, n_test = check_lmdbs(variant, lmdb_dir)
+    n_train, n_test = check_lmdbs(variant, lmdb_dir, dataset)
     s = read_proto(solver_path, caffe_pb2.SolverParameter())
     net_path = PROJECT / s.net if not os.path.isabs(s.net) else pathlib.Path(s.net)
     if not net_path.is_file():
@@ -170,7 +176,7 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     del s.test_iter[:]
     s.test_iter.append(max(1, min(math.ceil(n_test / test_batch), 2048 // test_batch)))
     s.snapshot = min(s.snapshot, s.max_iter) if s.snapshot else 0
-    s.snapshot_prefix = str(results / "snapshots" / WEIGHT_NAMES[variant])
+    s.snapshot_prefix = str(results / "snapshots" / weight_name(variant, dataset))
     used_solver = results / "solver.prototxt"
     used_solver.write_text(f"# Written by tools/train.py from {rel(solver_path)}\n{s}")
     batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
@@ -306,34 +312,36 @@ def plot(log_path, png):
 
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
-                  eval_lmdb=None, do_eval=True, do_plot=True):
+                  eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu"):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict."""
     mn = make_nets()
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
-                   solver_path=solver_path, test_interval=test_interval)
+                   solver_path=solver_path, test_interval=test_interval, dataset=dataset)
     log_path = results / "train.log"
     out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
-    weights = results / f"{WEIGHT_NAMES[variant]}.caffemodel"
+    weights = results / f"{weight_name(variant, dataset)}.caffemodel"
     with atomic_path(weights) as tmp:
         shutil.copyfile(out["snapshot"], tmp)
-    summary = {"variant": variant, "weights": rel(weights), "log": rel(log_path),
+    summary = {"variant": variant, "dataset": dataset, "weights": rel(weights), "log": rel(log_path),
                "solver": rel(plan["solver"]), "net": plan["net"], "batch": plan["batch"],
                "max_iter": plan["max_iter"],
                "iterations": out["iterations"], "stopped_early": out["stopped_early"],
                "seconds": round(out["seconds"], 1), "train_frames": plan["n_train"],
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
                "final_test_loss": out["final_test_loss"],
-               "deploy": f"prototxt/{mn.variant_files(variant)['deploy']}"}
+               "deploy": f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"}
     if do_plot:
         png = plot(log_path, results / "loss.png")
         summary["loss_plot"] = rel(png) if png else None
     if do_eval:
-        lmdb_prefix = eval_lmdb or str(LmdbSplit.of(lmdb_dir, "nyu", "test").prefix)
+        lmdb_prefix = eval_lmdb or str(LmdbSplit.of(lmdb_dir, dataset, "test").prefix)
         summary["eval_dir"] = rel(results / "eval")
         summary["eval"] = evaluate(weights, PROJECT / summary["deploy"], lmdb_prefix, results / "eval")
-        real = score_real_crops(weights, PROJECT / summary["deploy"],
-                                results / "eval" / "real_crops.json")
+        real = None
+        if dataset == "nyu":       # the real crops are NYU's
+            real = score_real_crops(weights, PROJECT / summary["deploy"],
+                                    results / "eval" / "real_crops.json")
         if real is not None:
             summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "mean_pose_mean_mm",
                                                           "frames")}
@@ -344,9 +352,14 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
 def describe_eval(ev):
     """One-line summary of test_net.py's JSON (keys mean_error_mm, mean_error_nyu14_mm,
     mean_angle_error_deg, frac_out_of_limits, frames)."""
-    parts = [f"mean joint error {ev['mean_error_mm']:.2f} mm (31 keypoints)"]
+    joints = len(ev.get("per_joint_error_mm", {})) or 31
+    parts = [f"mean joint error {ev['mean_error_mm']:.2f} mm ({joints} keypoints)"]
     if ev.get("mean_error_nyu14_mm") is not None:
         parts.append(f"{ev['mean_error_nyu14_mm']:.2f} mm (14 NYU joints)")
+    elif ev.get("dataset", "nyu") != "nyu" and "dataset_joints" in ev:
+        parts[0] = (f"mean joint error {ev['dataset_joints']['mean_error_mm']:.2f} mm "
+                    f"({len(ev['dataset_joints']['per_joint_error_mm'])} "
+                    f"{ev['dataset'].upper()} joints, the kit's camera)")
     if ev.get("mean_angle_error_deg") is not None:
         parts.append(f"mean angle error {ev['mean_angle_error_deg']:.2f} deg")
     if ev.get("frac_out_of_limits") is not None:
@@ -362,6 +375,9 @@ def main(argv=None):
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--results", type=pathlib.Path, default=PROJECT / "results",
                         help="output folder (default: results/)")
+    parser.add_argument("--dataset", choices=list(mn.DATASETS), default="nyu",
+                        help="whose LMDBs and nets: nyu (default) or icvl (the ICVL variants "
+                             "of prototxt/, data/lmdb/icvl_*; `make lmdb-icvl` writes them)")
     parser.add_argument("--variant", choices=list(mn.VARIANTS), default="paper",
                         help="which net of Table 1 (default: paper = model layer + joint-limit loss)")
     parser.add_argument("--iters", type=int,
@@ -395,9 +411,11 @@ def main(argv=None):
     summary = train_variant(args.variant, args.results, iters=args.iters, batch=args.batch,
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
-                            do_eval=not args.no_eval)
+                            do_eval=not args.no_eval, dataset=args.dataset)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
-    print(f"trained {summary['variant']}: {summary['iterations']} iterations in "
+    print(f"trained {summary['variant']}"
+          f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
+          f"{summary['iterations']} iterations in "
           f"{summary['seconds'] / 60:.1f} min{note}; weights {summary['weights']}, "
           f"log {summary['log']}")
     if summary.get("loss_plot"):

@@ -1,0 +1,211 @@
+"""A synthetic hand-depth dataset in ICVL's exact on-disk layout, rendered from the hand model.
+
+``python -m data_prep.synthetic_icvl --out data/synthetic_icvl`` writes what the ICVL reader
+(``data_prep/icvl.py``) reads from a real ICVL folder::
+
+    <out>/Training/labels.txt                   <relative path> u v d x 16 joints, one line a frame
+    <out>/Training/Depth/synth/image_0000000.png   320x240 16-bit depth in mm (0 = no reading)
+    <out>/Training/theta.npy                    (N, 26) true angles (HandModel theta), line order
+    <out>/Testing/test_seq_1.txt, test_seq_2.txt   the two test sequences (labels as above)
+    <out>/Testing/Depth/test_seq_{1,2}/image_*.png
+    <out>/Testing/theta.npy                     (N1 + N2, 26), sequence 1 then sequence 2
+    <out>/synthetic.json                        parameters; written last (set complete)
+
+The hand is the NYU hand (``nyu31``) as the paper uses it on ICVL, seen as ICVL sees it: its 16
+joints are the keypoints of the model's joint set ``icvl16`` (docs/icvl.md), mirrored in x (ICVL's
+hand is the model's other hand), at the size the NYU hand has on real ICVL labels (the joint set's
+``mm_per_unit``, 102.2 mm per model unit); the poses, the body and the sensor are the NYU
+generator's (``data_prep/synthetic.py``), the camera ICVL's (241.42 px, 320x240), the palm
+200-450 mm from the camera around the image centre, as in ICVL's test labels. The true angles
+reproduce the labels exactly: with the palm (joint 0) as the crop centre,
+``labels_normalised = mm_per_unit / (cube / 2) * joint_set.apply(forward(theta))``.
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import pathlib
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from data_prep import icvl
+from data_prep.camera import ICVL_CAMERA
+from data_prep.synthetic import BATCH, PoseSampler, render_depth
+from plumbing import PROJECT, InputError, atomic_path, run
+
+DEFAULT_OUT = PROJECT / "data" / "synthetic_icvl"
+DEFAULT_TRAIN = 12000
+DEFAULT_TEST = (1000, 1000)        # test sequences 1 and 2
+DEFAULT_SEED = 0
+FORMAT_VERSION = 1
+JOINT_SET = "icvl16"
+THICKNESS = 0.85                  # body radii relative to the NYU generator's (a smaller hand)
+_SPLIT_CODE = {"train": 0, "test_seq_1": 1, "test_seq_2": 2}
+
+
+def hand_at_palm(sampler, theta):
+    """Move theta's global translation so that the palm joint (ICVL joint 0) is the origin."""
+    js = sampler.model.joint_set(JOINT_SET)
+    kp = sampler.model.forward(theta)
+    theta = theta.copy()
+    cols = [sampler.col[sampler.model.param_id(f"global translation {a}")] for a in "xyz"]
+    theta[:, cols] -= kp[:, js.keypoints[0]]
+    return theta
+
+
+def make_icvl_frames(sampler, rng, n, background="wall", camera=ICVL_CAMERA):
+    """Render ``n`` frames -> (depth ``(n, 240, 320)`` uint16 mm, uvd ``(n, 16, 3)``, theta ``(n, 26)``)."""
+    model = sampler.model
+    js = model.joint_set(JOINT_SET)
+    theta = hand_at_palm(sampler, sampler.sample(rng, n))
+    kp = model.forward(theta)                                          # model frame, palm at 0
+    palm_uvd = np.stack([rng.uniform(110, 210, n), rng.uniform(95, 170, n),
+                         rng.uniform(260, 450, n)], axis=1)
+    palm = camera.uvd_to_xyz(palm_uvd)
+    kp_mm = palm[:, None, :] + js.mm_per_unit * kp * js.sign           # ICVL's (mirrored) hand
+    joints = kp_mm[:, js.keypoints]
+    joints[:, 0] = palm                                                  # exact
+    depth = render_depth(sampler.body, kp_mm, palm, rng, camera, background, thickness=THICKNESS)
+    return depth, camera.xyz_to_uvd(joints), theta
+
+
+_G = {}
+
+
+def _worker_init(background):
+    from hand_model import HandModel
+    _G["sampler"] = PoseSampler(HandModel.nyu())
+    _G["background"] = background
+
+
+def _make_chunk(task):
+    """Render and write frames ``[start, start + count)`` of a sequence -> (name, start, uvd, theta)."""
+    folder, name, start, count, seed = task
+    rng = np.random.default_rng([seed, _SPLIT_CODE[name], start])
+    out_uvd, out_theta = [], []
+    for b in range(0, count, BATCH):
+        k = min(BATCH, count - b)
+        depth, uvd, theta = make_icvl_frames(_G["sampler"], rng, k, _G["background"])
+        for i in range(k):
+            ok, buf = cv2.imencode(".png", depth[i], [cv2.IMWRITE_PNG_COMPRESSION, 1])
+            (folder / image_name(name, start + b + i)).write_bytes(buf.tobytes())
+        out_uvd.append(uvd)
+        out_theta.append(theta)
+    return name, start, np.concatenate(out_uvd), np.concatenate(out_theta)
+
+
+def image_name(sequence, i):
+    """The relative path (as in a label line) of frame ``i`` of a sequence."""
+    sub = "synth" if sequence == "train" else sequence
+    return f"{sub}/image_{i:07d}.png"
+
+
+def label_lines(sequence, uvd):
+    """``(N, 16, 3)`` uvd -> the label file's text: ``<relative path> u v d ...`` per line."""
+    return "".join(image_name(sequence, i) + " " + " ".join(f"{v:.4f}" for v in row) + "\n"
+                   for i, row in enumerate(uvd.reshape(len(uvd), -1)))
+
+
+def is_current(root):
+    """A finished set written by this version of the generator."""
+    path = pathlib.Path(root) / "synthetic.json"
+    try:
+        return json.loads(path.read_text()).get("format") == FORMAT_VERSION
+    except (OSError, ValueError):
+        return False
+
+
+def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
+             progress=True, background="wall", chunk=64):
+    """Write the synthetic ICVL set to ``out`` (built under a temporary name, renamed when
+    complete). Deterministic whatever ``workers`` is. Returns the parameters written."""
+    from hand_model import HandModel
+
+    out = pathlib.Path(out)
+    js = HandModel.nyu().joint_set(JOINT_SET)
+    params = dict(format=FORMAT_VERSION, train=int(n_train), test=[int(t) for t in n_test],
+                  seed=int(seed), background=background, camera="ICVL", model="nyu31",
+                  joint_set=JOINT_SET, mirror_x=js.mirror_x, mm_per_unit=js.mm_per_unit,
+                  cube_mm=icvl.CUBE_MM)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    workers = workers or os.cpu_count() or 1
+    sequences = (("train", "Training", n_train), ("test_seq_1", "Testing", n_test[0]),
+                 ("test_seq_2", "Testing", n_test[1]))
+    results = {name: [] for name, _, _ in sequences}
+    t0 = time.perf_counter()
+    pool = None
+    with atomic_path(out) as tmp:
+        tasks = []
+        for name, folder, n in sequences:
+            sub = tmp / folder / "Depth" / pathlib.Path(image_name(name, 0)).parent
+            sub.mkdir(parents=True, exist_ok=True)
+            tasks += [(tmp / folder / "Depth", name, s, min(chunk, n - s), seed)
+                      for s in range(0, n, chunk)]
+        try:
+            if workers > 1:
+                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (background,))
+                it = pool.imap_unordered(_make_chunk, tasks)
+            else:
+                _worker_init(background)
+                it = map(_make_chunk, tasks)
+            with tqdm(total=n_train + sum(n_test), desc="synthetic ICVL frames", unit="frame",
+                      disable=not progress, smoothing=0.05) as bar:
+                for name, start, uvd, theta in it:
+                    results[name].append((start, uvd, theta))
+                    bar.update(len(uvd))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+        thetas = {"Training": [], "Testing": []}
+        for name, folder, _ in sequences:
+            parts = sorted(results[name], key=lambda r: r[0])
+            uvd = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 16, 3))
+            theta = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 26))
+            label_file = "labels.txt" if name == "train" else f"{name}.txt"
+            (tmp / folder / label_file).write_text(label_lines(name, uvd))
+            thetas[folder].append(theta)
+        for folder, parts in thetas.items():
+            np.save(tmp / folder / "theta.npy", np.concatenate(parts))
+        params["seconds"] = round(time.perf_counter() - t0, 1)
+        (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
+    return params
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m data_prep.synthetic_icvl",
+        description="Render a synthetic hand-depth dataset in ICVL's on-disk layout (Training/ "
+                    "and Testing/ with label text files and 16-bit depth PNGs, plus theta.npy).")
+    p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
+                   help="output folder (default data/synthetic_icvl)")
+    p.add_argument("--train", type=int, default=DEFAULT_TRAIN, help="training frames")
+    p.add_argument("--test", type=int, nargs=2, default=list(DEFAULT_TEST), metavar=("SEQ1", "SEQ2"),
+                   help="frames of test sequences 1 and 2")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same files)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    p.add_argument("--background", choices=("wall", "none"), default="wall",
+                   help="wall: a tilted wall behind most hands; none: no reading behind the hand")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.train < 1 or min(args.test) < 1 or args.workers < 1:
+        p.error("--train, --test and --workers must be at least 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    params = generate(args.out, args.train, tuple(args.test), args.seed, args.workers,
+                      progress=not args.quiet, background=args.background)
+    n = params["train"] + sum(params["test"])
+    print(f"wrote {n} frames to {args.out} in {params['seconds']:.1f} s "
+          f"({n / max(params['seconds'], 1e-9):.0f} frames/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

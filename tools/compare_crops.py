@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Real and synthetic depth crops side by side: the five real NYU test crops of the repository
+above crops of the synthetic NYU generator (its default hand-shape mixture; with the pose prior
+fitted to real ICVL labels, ``data_prep.pose_prior``; its realistic profile,
+``data_prep.realism``), all 128x128 in the same gray scale
+(near = dark). A figure for comparing what the synthetic world looks like with real depth.
+
+    tools/compare_crops.py --out docs/img/real_vs_synthetic.png
+"""
+import argparse
+import pathlib
+
+import numpy as np
+
+from data_prep import nyu
+from data_prep.camera import NYU_CAMERA
+from data_prep.crop import crop_depth
+from data_prep.reference import NYU_TEST_CROPS
+from plumbing import PROJECT, InputError, run, save_figure
+
+DEFAULT_OUT = PROJECT / "docs" / "img" / "real_vs_synthetic.png"
+
+
+def real_crops():
+    """``[(name, (128, 128) float in [-1, 1])]`` of the repository's real NYU crops."""
+    import cv2
+
+    out = []
+    for p in sorted(NYU_TEST_CROPS.glob("*.png"), key=lambda p: int(p.stem)):
+        out.append((f"real NYU test frame {p.stem}",
+                    cv2.imread(str(p), cv2.IMREAD_GRAYSCALE).astype(np.float64) / 127.5 - 1.0))
+    if not out:
+        raise InputError(f"{NYU_TEST_CROPS}: no crops")
+    return out
+
+
+def synthetic_crops(sampler, n, seed, **frame_options):
+    """``n`` crops of frames rendered with ``sampler``, cropped as the NYU reader does."""
+    from data_prep.synthetic import make_frames
+
+    depth, uvd, xyz, _ = make_frames(sampler, np.random.default_rng(seed), n, **frame_options)
+    return [crop_depth(depth[i], uvd[i, nyu.PALM_JOINT], nyu.CUBE_MM, NYU_CAMERA,
+                       com_z=xyz[i, nyu.PALM_JOINT, 2]) for i in range(n)]
+
+
+def draw(rows, path):
+    """rows: ``[(row title, [crop (128, 128)])]`` -> one PNG, a row per source."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = max(len(c) for _, c in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(2.1 * cols, 2.3 * len(rows)), squeeze=False)
+    for r, (title, crops) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(crops):
+                ax.imshow(crops[c], cmap="gray", vmin=-1, vmax=1)
+            else:
+                ax.axis("off")
+        axes[r, 0].set_ylabel(title, fontsize=9)
+    fig.suptitle("128x128 crops, 300 mm cube, normalised depth (dark = near)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=80)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="PNG to write")
+    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic frames")
+    args = p.parse_args(argv)
+    from hand_model import HandModel
+
+    from data_prep import realism
+    from data_prep.pose_prior import PriorPoseSampler, load_prior
+    from data_prep.synthetic import PoseSampler
+
+    model = HandModel.nyu()
+    real = real_crops()
+    n = len(real)
+    rows = [("real (NYU test)", [c for _, c in real]),
+            ("synthetic: mixture", synthetic_crops(PoseSampler(model), n, args.seed)),
+            ("synthetic: ICVL prior", synthetic_crops(PriorPoseSampler(model, load_prior()), n,
+                                                      args.seed)),
+            ("synthetic: realistic", synthetic_crops(
+                realism.realistic_sampler(model), n, args.seed,
+                sensor=realism.GrowingSensorModel(), size_range=realism.SIZE_RANGE))]
+    draw(rows, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
