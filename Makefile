@@ -11,12 +11,12 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand pose-prior docs clean
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT (likewise), DATASET=nyu|icvl (train, table1), RESULTS=$(RESULTS)"
+	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT (likewise), DATASET=nyu|icvl (train, table1), CENTERS=detected (lmdb-nyu), RESULTS=$(RESULTS)"
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
 
@@ -36,8 +36,9 @@ caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python
 test: caffe ## run all tests
 	@$(RUN) $(PY) -m pytest -q
 
-lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once)
-	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)")
+lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once); CENTERS=detected: test LMDBs at label-free centres
+	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
+	  $(if $(filter detected,$(CENTERS)),--centers detected --splits test)
 
 lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-format set (generated once)
 	@$(RUN) $(PY) -m data_prep.make_lmdb icvl $(if $(ICVL_ROOT),--root "$(ICVL_ROOT)")
@@ -53,6 +54,9 @@ table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 
 
 demo: caffe ## run the trained net on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
+
+refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/refine/ (4-7 min, once)
+	@$(RUN) $(PY) tools/train_refine.py
 
 bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
 	@$(RUN) $(PY) tools/bench.py

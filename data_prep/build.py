@@ -12,6 +12,7 @@ in the output folder. Records are in the order given (shuffled for training, fra
 testing), skipped frames left out. Frames whose image cannot be read are skipped and counted;
 the build fails (writing nothing) when more than ``max_bad`` of them (a fraction) are bad.
 """
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -58,7 +59,86 @@ def _process(rows):
     return out
 
 
+def _init_detect(paths, cube, camera, decoder):
+    _W.update(paths=paths, cube=cube, camera=camera, decode=DECODERS[decoder])
+
+
+def _detect(rows):
+    """Decode frames ``rows`` and find the hand without labels -> list of ``(row, (3,) centre
+    uvd or None, reason or None)``."""
+    from data_prep.localize import locate_hand
+
+    out = []
+    for r in rows:
+        try:
+            depth = _W["decode"](_W["paths"][r])
+            center, _ = locate_hand(depth, _W["camera"], float(_W["cube"][r]))
+            out.append((r, center, None))
+        except BadFrame as err:
+            out.append((r, None, str(err)))
+        except ValueError as err:       # HandNotFound and a frame the localiser cannot take
+            out.append((r, None, f"no hand detected: {err}"))
+    return out
+
+
 # ---------------------------------------------------------------- main side
+def with_detected_centres(table, workers=2, chunk=32, progress=True):
+    """The table cropped at label-free centres (``data_prep.localize.locate_hand``, with the
+    learned refinement when its weights are present) instead of the labelled joint.
+
+    Returns ``(table, distances)``: a copy whose split is ``<split>_detected`` (so its LMDBs are
+    ``<dataset>_<split>_detected_*``), ``center_uvd`` the detected centres ``(N, 3)``, ``com``
+    their xyz ``(N, 3)`` mm (the crops' depth 0), and ``labels`` the same true keypoints
+    (``table.keypoints_mm``, else ``to_mm`` of the labels with the labelled com) normalised around
+    the detected centre (``to_normalised``, clipped to [-1, 1] as every label); ``test_net`` maps predictions back
+    to mm with the meta's com, so the errors are against the true joints. Frames with no hand
+    found are bad (their reason says so) and left out, counted like unreadable frames.
+    ``distances``: ``(M,)`` mm from each detected centre to the labelled one (frames found).
+    """
+    from data_prep.split import to_mm, to_normalised
+
+    n = len(table)
+    todo = [r for r in range(n) if r not in table.bad]
+    chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
+    init_args = (table.paths, np.asarray(table.cube, np.float64), table.camera, table.decoder)
+    centers = np.array(table.center_uvd, np.float64)
+    bad = dict(table.bad)
+    found = np.zeros(n, bool)
+    pool = None
+    bar = tqdm(total=len(todo), desc=f"{table.prefix} hand detection", unit="frame",
+               disable=not progress, smoothing=0.05)
+    try:
+        if workers and workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_detect,
+                                                            initargs=init_args)
+            results = pool.imap(_detect, chunks)
+        else:
+            _init_detect(*init_args)
+            results = map(_detect, chunks)
+        for res in results:
+            for r, center, reason in res:
+                if center is None:
+                    bad[r] = reason
+                else:
+                    centers[r] = center
+                    found[r] = True
+            bar.update(len(res))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    com = np.asarray(table.com, np.float64)
+    cube = np.asarray(table.cube, np.float64)
+    new_com = com.copy()
+    new_com[found] = table.camera.uvd_to_xyz(centers[found])
+    kp_mm = table.keypoints_mm if table.keypoints_mm is not None else to_mm(table.labels, com, cube)
+    labels = to_normalised(kp_mm, new_com, cube).reshape(n, -1)
+    distances = np.linalg.norm(new_com[found] - com[found], axis=1)
+    return dataclasses.replace(table, split=f"{table.split}_detected", center_uvd=centers,
+                               com=new_com, labels=labels, bad=bad), distances
+
+
 def is_current(out_dir, prefix, fingerprint):
     """True when the split's LMDBs exist, are complete and were built from ``fingerprint``."""
     return LmdbSplit(pathlib.Path(out_dir) / prefix).is_current(fingerprint)

@@ -42,7 +42,9 @@ class FrameTable:
     paths: N image files; center_uvd ``(N, 3)`` crop centres (pixels, mm); com ``(N, 3)`` mm
     (its z maps to 0); cube ``(N,)`` mm; labels ``(N, K)`` normalised targets; frame ``(N,)``
     0-based frame index; theta ``(N, 26)`` or None; decoder: ``"nyu"`` (blue/green PNG) or
-    ``"png16"`` (16-bit PNG in mm); bad: ``{row: reason}`` rows already known to be unusable.
+    ``"png16"`` (16-bit PNG in mm); bad: ``{row: reason}`` rows already known to be unusable;
+    keypoints_mm ``(N, K, 3)`` the labels' keypoints in mm before normalising and clipping, or
+    None (then ``to_mm(labels, com, cube)``): a build that crops elsewhere renormalises them.
     """
     dataset: str
     split: str
@@ -56,6 +58,7 @@ class FrameTable:
     decoder: str = "nyu"
     theta: np.ndarray = None
     bad: dict = dataclasses.field(default_factory=dict)
+    keypoints_mm: np.ndarray = None
 
     def __len__(self):
         return len(self.paths)

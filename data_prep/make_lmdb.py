@@ -5,7 +5,9 @@ synthetic NYU-format set in ``data/synthetic/`` (generated first when absent). `
 ICVL root (``Training/``, ``Testing/``) or, without ``--root``, from the synthetic ICVL-format set
 in ``data/synthetic_icvl/`` (``data_prep/synthetic_icvl.py``, generated first when absent). Output (default ``data/lmdb/``), per split:
 ``<dataset>_<split>_depth``, ``_joint``, ``_theta`` (when the true angles are known), ``_meta.npz``;
-see ``data_prep/split.py``. Splits already built from the same input are skipped (``--force``
+see ``data_prep/split.py``. ``--centers detected`` crops at the centres the label-free localiser
+finds (``data_prep.localize.locate_hand``) instead, into ``<dataset>_<split>_detected_*`` with the
+true labels (``make lmdb-nyu CENTERS=detected``: the test split). Splits already built from the same input are skipped (``--force``
 rebuilds).
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
@@ -59,6 +61,10 @@ def parse_args(argv):
                    help="cube edge in mm (default: NYU 300, ICVL 250)")
     p.add_argument("--max-bad", type=finite_float(0, 1), default=0.01,
                    help="fail when more than this fraction of a split's frames is unusable (default 0.01)")
+    p.add_argument("--centers", choices=("label", "detected"), default="label",
+                   help="crop centre: the labelled joint (default), or found with no label by "
+                        "data_prep.localize.locate_hand (LMDBs <dataset>_<split>_detected_*, the "
+                        "true labels kept: tools/test_net.py --lmdb data/lmdb/nyu_test_detected)")
     p.add_argument("--force", action="store_true", help="rebuild even if the LMDBs are up to date")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--synthetic-train", type=positive_int, default=None,
@@ -138,9 +144,40 @@ def _tables(args):
             yield split, table, fp
 
 
+def _detected(table, fp, args):
+    """The table at detected centres and its fingerprint (which names the refinement weights)."""
+    from data_prep import refine
+
+    w = refine.WEIGHTS
+    fp = build.fingerprint_of(labelled=fp, centers="detected", no_refine=os.environ.get("DEEPMODEL_NO_REFINE"),
+                              refine=(w.stat().st_size, w.stat().st_mtime_ns) if w.is_file() else None)
+    prefix = f"{table.prefix}_detected"
+    if not args.force and build.is_current(args.out, prefix, fp):
+        return None, fp
+    t0 = time.perf_counter()
+    table, dist = build.with_detected_centres(table, workers=args.workers, progress=not args.quiet)
+    lost = sum(1 for reason in table.bad.values() if reason.startswith("no hand detected"))
+    msg = (f"[lmdb-{args.dataset}] {prefix}: hand found without labels in {len(dist)} frames in "
+           f"{time.perf_counter() - t0:.1f} s")
+    if len(dist):
+        msg += (f"; detected centre to the labelled one: mean {dist.mean():.1f} mm, median "
+                f"{np.median(dist):.1f}, 95th percentile {np.percentile(dist, 95):.1f}")
+    if lost:
+        msg += f"; no hand found in {lost} frames (left out)"
+    print(msg, flush=True)
+    return table, fp
+
+
 def main(argv=None):
     args = parse_args(argv)
     for split, table, fp in _tables(args):
+        if args.centers == "detected":
+            detected, fp = _detected(table, fp, args)
+            if detected is None:
+                print(f"[lmdb-{args.dataset}] {table.prefix}_detected: up to date in "
+                      f"{_show(args.out)} ({len(table)} frames; --force rebuilds)", flush=True)
+                continue
+            table = detected
         if not args.force and build.is_current(args.out, table.prefix, fp):
             print(f"[lmdb-{args.dataset}] {table.prefix}: up to date in {_show(args.out)} "
                   f"({len(table)} frames; --force rebuilds)", flush=True)

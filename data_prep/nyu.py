@@ -244,4 +244,4 @@ def split_table(root, split, subject2=True, cube_mm=CUBE_MM):
     paths = [str(depth_file(split_dir, i)) for i in range(n)]
     return FrameTable(dataset="nyu", split=split, paths=paths, center_uvd=center, com=com, cube=cube,
                       labels=labels, frame=np.arange(n), camera=NYU_CAMERA, decoder="nyu",
-                      theta=theta, bad=bad)
+                      theta=theta, bad=bad, keypoints_mm=xyz[:, joints])

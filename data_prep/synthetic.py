@@ -28,6 +28,9 @@ How a frame is made (all vectorised over a batch of frames):
   only inside each primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
+* Scene (``--clutter``, off by default): :func:`add_clutter` around the same hands: a torso and
+  head behind, in half of the frames an object beside the hand nearer than the wrist, isolated
+  readings nearer than the hand, missing readings and holes near the palm.
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     from tools import _venv_check  # noqa: F401
@@ -57,6 +60,7 @@ DEFAULT_TEST = 2000
 DEFAULT_SEED = 0
 FORMAT_VERSION = 1
 BATCH = 16      # frames rendered together
+CLUTTER_NEAR_OBJECT = 0.5   # share of frames with an object beside the hand (``--clutter``)
 
 
 # ---------------------------------------------------------------------------- hand body
@@ -248,15 +252,21 @@ class PoseSampler:
 _SPLIT_CODE = {"train": 0, "test": 1}
 
 
-def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None):
-    """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta)."""
+def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None,
+                size_range=None):
+    """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta).
+
+    ``size_range``: ``(lo, hi)`` a per-frame factor on the hand's size (the labels follow the
+    rendered joints: normalised, they are ``size * forward(theta)``); None: the model's size.
+    """
     body = sampler.body
     theta = sampler.sample(rng, n)
     kp = sampler.model.forward(theta)                                 # normalised, joint 34 at 0
     com_uvd = np.stack([rng.uniform(140, 500, n), rng.uniform(110, 370, n),
                         rng.uniform(500, 1000, n)], axis=1)
     com = camera.uvd_to_xyz(com_uvd)
-    kp_mm = com[:, None, :] + sampler.model.mm_per_unit * kp
+    size = np.ones(n) if size_range is None else rng.uniform(*size_range, n)
+    kp_mm = com[:, None, :] + sampler.model.mm_per_unit * size[:, None, None] * kp
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
@@ -310,8 +320,12 @@ def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, 
 
 
 def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300, hole_fraction=0.05,
-                hole_blocks=3):
-    """A harder scene around rendered hands, for testing a hand localiser; not used by the generator.
+                hole_blocks=3, near_object=0.0):
+    """A harder scene around rendered hands: a body behind, an object beside, noise and holes.
+
+    The scene model of the generator's ``clutter`` option (:func:`generate`, ``--clutter``), of
+    the localiser's tests and of the training crops of its learned refinement
+    (``tools/train_refine.py``); the hand itself is never changed, only what is around it.
 
     Args:
         depth: ``(n, H, W)`` depth in mm (e.g. :func:`make_frames`'s), not modified.
@@ -325,10 +339,18 @@ def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300,
             and 50 mm in front of the frame's nearest reading (nearer than the hand).
         hole_fraction: fraction of the pixels set to 0 (no reading), at random.
         hole_blocks: 6x6-pixel holes per frame within 40 px of joint 34.
+        near_object: probability per frame of a second object off the hand but nearer than the
+            wrist (a ball of radius 40-80 mm, e.g. a cup or the other fist): its front lies
+            between 10 mm behind the hand's nearest joint and the wrist (joint 35; at least 30 mm
+            further) in depth, never in front of the hand itself, and its centre
+            170-280 mm beyond its radius from joint 34 sideways, at least its radius + 40 mm from
+            every joint in x, y (so it never covers the hand; it may cover the forearm). The plain
+            "everything near the nearest reading" rule takes it for part of the hand.
     Returns:
         ``(n, H, W)`` uint16 depth in mm.
 
-    The generator's own output is unchanged; issue 13 part 3 is to put such a scene into it.
+    Random draws: body, noise, holes, then (only when ``near_object > 0``) the object, so the
+    default scene does not depend on whether the object option exists.
     """
     out = np.asarray(depth, np.float32).copy()
     n, H, W = out.shape
@@ -358,26 +380,73 @@ def add_clutter(depth, xyz, rng, camera=NYU_CAMERA, body=True, noise_pixels=300,
             bu = int(np.clip(u + rng.uniform(-40, 40), 0, W - 6))
             bv = int(np.clip(v + rng.uniform(-40, 40), 0, H - 6))
             out[i, bv:bv + 6, bu:bu + 6] = 0
+    if near_object > 0:
+        _add_near_object(out, np.asarray(xyz, np.float64), rng, camera, float(near_object))
     return np.clip(out, 0, 65535).astype(np.uint16)
+
+
+def _add_near_object(out, xyz, rng, camera, p):
+    """Render, in place into ``out`` ``(n, H, W)`` float32 mm, a ball off the hand, nearer than
+    the wrist, in a share ``p`` of the frames (see :func:`add_clutter`)."""
+    n = len(out)
+    has = rng.random(n) < p
+    r = rng.uniform(40.0, 80.0, n)
+    phi = rng.uniform(0.0, 2 * np.pi, n)
+    dist = r + rng.uniform(170.0, 280.0, n)
+    com = xyz[:, nyu.PALM_JOINT]
+    direction = np.stack([np.cos(phi), np.sin(phi)], axis=1)
+    centre_xy = com[:, :2] + dist[:, None] * direction
+    # keep it off every joint (x, y): push outwards until radius + 40 mm clear of the nearest one
+    for _ in range(4):
+        gap = np.linalg.norm(xyz[:, :, :2] - centre_xy[:, None, :], axis=2).min(axis=1)
+        centre_xy += np.maximum(r + 40.0 - gap, 0.0)[:, None] * direction
+    z_near = xyz[:, :, 2].min(axis=1) + 10.0          # behind the hand's nearest surface
+    z_wrist = np.maximum(xyz[:, 35, 2], z_near + 30.0)
+    front = z_near + rng.uniform(0.0, 1.0, n) * (z_wrist - z_near)
+    centre = np.concatenate([centre_xy, (front + r)[:, None]], axis=1)
+    if not has.any():
+        return
+    zb = np.full((int(has.sum()),) + out.shape[1:], np.inf, np.float32)
+    render_spheres(zb, centre[has, None, :], r[has, None], camera)
+    sub = out[has]
+    put = np.isfinite(zb) & ((zb < sub) | (sub == 0))
+    sub[put] = np.rint(zb[put])
+    out[has] = sub
 
 
 _G = {}
 
 
-def _worker_init(rot_deg, background, compression):
+PROFILES = ("default", "realistic")
+
+
+def _worker_init(rot_deg, background, compression, profile="default", clutter=False):
     from hand_model import HandModel
-    _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
     _G["background"], _G["compression"] = background, compression
+    _G["clutter"] = clutter
+    _G["sensor"], _G["size_range"] = None, None
+    if profile == "realistic":         # data_prep/realism.py
+        from data_prep import realism
+        _G["sampler"] = realism.realistic_sampler(HandModel.nyu())
+        _G["sensor"] = realism.GrowingSensorModel()
+        _G["size_range"] = realism.SIZE_RANGE
+    else:
+        _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
 
 
 def _make_chunk(task):
     """Render and write frames ``[start, start + count)`` of a split -> (split, start, uvd, xyz, theta)."""
     split_dir, split, start, count, seed = task
     rng = np.random.default_rng([seed, _SPLIT_CODE[split], start])
+    # the scene has its own random stream: with and without clutter the hands are the same
+    scene_rng = np.random.default_rng([seed, _SPLIT_CODE[split], start, 1])
     out_uvd, out_xyz, out_theta = [], [], []
     for b in range(0, count, BATCH):
         k = min(BATCH, count - b)
-        depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"])
+        depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"],
+                                             sensor=_G["sensor"], size_range=_G["size_range"])
+        if _G.get("clutter"):
+            depth = add_clutter(depth, xyz, scene_rng, near_object=CLUTTER_NEAR_OBJECT)
         for i in range(k):
             path = nyu.depth_file(split_dir, start + b + i)
             path.write_bytes(nyu.encode_depth(depth[i], _G["compression"]))
@@ -407,8 +476,18 @@ def is_current(root):
 
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
-             chunk=64):
+             chunk=64, profile="default", clutter=False):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
+
+    ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
+    (``data_prep/realism.py``: poses around real ones, adult widths, per-frame size, silhouette
+    growth; ``rot_deg`` is then the profile's).
+
+    ``clutter``: put each hand in the scene of :func:`add_clutter` (a torso and head behind it,
+    in half of the frames an object beside it nearer than the wrist, nearer noise readings,
+    holes), drawn from a random stream of its own, so the hands, labels and theta are those of
+    the same set without clutter. Off by default: the default set (and NYU Table 1's data) is
+    unchanged, and ``synthetic.json`` says ``"clutter": true`` only for a cluttered set.
 
     Deterministic: the same arguments give identical files whatever ``workers`` is.
     Returns the parameters written to ``synthetic.json``.
@@ -417,10 +496,16 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
                   background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
                   cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
+    if profile not in PROFILES:
+        raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    if profile != "default":
+        params["profile"] = profile
+    if clutter:
+        params["clutter"] = True
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    init = (tuple(rot_deg), background, compression)
+    init = (tuple(rot_deg), background, compression, profile, bool(clutter))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     pool = None
@@ -473,8 +558,15 @@ def parse_args(argv):
                    help="wall: a tilted wall behind most hands; none: no reading behind the hand")
     p.add_argument("--rot-deg", type=finite_float(0, 180), nargs=3, default=(35.0, 50.0, 60.0), metavar=("X", "Y", "Z"),
                    help="half-ranges of the global rotation about x, y, z in degrees (default 35 50 60)")
+    p.add_argument("--clutter", action="store_true",
+                   help="a scene around each hand: body behind, at times an object beside it "
+                        "nearer than the wrist, nearer noise, holes (same hands and labels)")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
+    p.add_argument("--profile", choices=PROFILES, default="default",
+                   help="default: the world of the paper's Table 1 here; realistic: poses around "
+                        "real ones, adult widths, per-frame size, sensor silhouette growth "
+                        "(data_prep/realism.py)")
     p.add_argument("--force", action="store_true", help="regenerate even if an identical set exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
@@ -493,13 +585,16 @@ def main(argv=None):
         old = json.loads((args.out / "synthetic.json").read_text())
         same = (old.get("format") == FORMAT_VERSION and old.get("train") == args.train
                 and old.get("test") == args.test and old.get("seed") == args.seed
-                and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg))
+                and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg)
+                and old.get("profile", "default") == args.profile
+                and old.get("clutter", False) == args.clutter)
         if same:
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
-             args.background, args.compression, tuple(args.rot_deg))
+             args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
+             clutter=args.clutter)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

@@ -37,6 +37,7 @@ import dataclasses
 import json
 import pathlib
 import threading
+from functools import partial
 
 import numpy as np
 
@@ -290,6 +291,13 @@ class HandModel:
             for name, value in plan.items():
                 setattr(self, name, value)
         self.num_nodes = len(tree.nodes)
+        # per free rotation and frame column: its cos, or 1 for the rotation axis' own column
+        r = len(self._rot_col26)
+        self._cos3_index = np.repeat(np.arange(r), 3)
+        for g in self._groups:
+            if g["free"]:
+                for i in range(*g["angles"].indices(r)):
+                    self._cos3_index[3 * i + g["cols"][2]] = r
 
     # ------------------------------------------------------------------ input checks
     def _check_theta(self, theta):
@@ -315,7 +323,8 @@ class HandModel:
             ws = {"n": n,
                   "frames": np.empty((self._num_frames, 3, 3, n)),  # [frame, column, row, batch]
                   "tpos": np.empty((t + 1, 3, n)), "moves": np.empty((t, 3, n)),
-                  "ang": np.empty((r, n)), "cos": np.empty((r, 1, n)), "sin": np.empty((r, 1, n)),
+                  "ang": np.empty((r, n)), "cos_1": np.empty((r + 1, 1, n)), "cos3": np.empty((r, 3, 1, n)),
+                  "sin_pm": np.empty((2, r, 1, n)),
                   "pos": np.empty((k, 3, n)), "W": np.empty((d, 3, n)), "O": np.empty((d, 3, n)),
                   "g": np.empty((k, 3, n)), "x": np.empty((k, 3, n)), "xs": np.empty((k, 3, n)),
                   "c": np.empty((k + 1, 3, n)), "sg": np.empty((d, 3, n)), "sm": np.empty((d, 3, n)),
@@ -323,11 +332,67 @@ class HandModel:
                   "theta": {self.num_free: np.empty((n, self.num_free)),
                             self.num_params: np.empty((n, self.num_params))},
                   "cached": None}
+            ws["sin"] = ws["sin_pm"][0]                         # (R, 1, N) sin; [1]: -sin
+            ws["cos"] = ws["cos_1"][:r]                         # (R, 1, N) cos; [r]: ones
+            ws["cos_1"][r] = 1.0
             ws["frames"][0] = np.eye(3)[:, :, None]
             ws["tpos"][0] = 0.0
             ws["c"][0] = 0.0
+            ws["frame_ops"], ws["position_ops"], ws["derivative_ops"] = self._bound_ops(ws)
             self._tls.ws = ws
         return ws
+
+    def _bound_ops(self, ws):
+        """The steps of :meth:`_run` that do not depend on theta's values, as calls with every
+        operand bound to the workspace's arrays: ``(frame_ops, position_ops, derivative_ops)``,
+        lists of argument-free callables, run in order.
+
+        The same NumPy operations on the same operands in the same order as written out in a
+        loop (so the results are bit for bit the same); binding them once per batch size takes
+        the per-call work of building views and looking up plans out of small batches, where it
+        cost more than the arithmetic (a single frame's forward: 0.3-0.5 ms before, see
+        ``make bench``).
+        """
+        n = ws["n"]
+        frames, cos, sin = ws["frames"], ws["cos"], ws["sin"]
+        frame_ops = []
+        for g in self._groups:
+            out = frames[g["slice"]]
+            m = out.shape[0]
+            if isinstance(g["pre"], slice):
+                pre = frames[g["pre"]]
+            else:                                   # gather the frames before, then compute
+                pre = np.empty((m, 3, 3, n))
+                frame_ops.append(partial(frames.take, g["pre"], axis=0, out=pre))
+            if g["free"]:
+                # new p = c cp + s cq, new q = c cq + (-s) cp (= c cq - s cp exactly: IEEE
+                # rounding is symmetric in sign), new r = 1 cr (= cr exactly): all three columns
+                # times (c, c, 1) in one product, then the two sums through a strided view
+                p, q, r = g["cols"]
+                pq, qp = _column_pair(p, q), _column_pair(q, p)
+                b = pre[:, qp].transpose(1, 0, 2, 3)                    # (2, m, 3, n): cq, cp
+                y = np.empty(b.shape)
+                out_pq = out[:, pq].transpose(1, 0, 2, 3)               # (2, m, 3, n): p, q
+                frame_ops += [partial(np.multiply, ws["cos3"][g["angles"]], pre, out=out),
+                              partial(np.multiply, ws["sin_pm"][:, g["angles"]], b, out=y),
+                              partial(np.add, out_pq, y, out=out_pq)]
+            else:
+                frame_ops.append(partial(np.matmul, g["ct"], pre.reshape(m, 3, 3 * n),
+                                         out=out.reshape(m, 3, 3 * n)))
+        columns = frames.reshape(self._num_frames * 3, 3, n)  # [frame * 3 + column, row, batch]
+        moves, tpos = ws["moves"], ws["tpos"]
+        position_ops = [partial(columns.take, self._t_col, axis=0, out=moves),
+                        partial(np.multiply, moves, self._t_len, out=moves)]
+        level_ops = []
+        for out, mv, par in self._t_levels:
+            if isinstance(mv, slice) and isinstance(par, slice):
+                level_ops.append(partial(np.add, tpos[par], moves[mv], out=tpos[out]))
+            else:       # an index array gathers a copy: at run time, after the levels above
+                level_ops.append(partial(_add_gathered, tpos, par, moves, mv, tpos[out]))
+        pos_op = partial(tpos.take, self._kp_t, axis=0, out=ws["pos"])
+        derivative_ops = [partial(columns.take, self._d_col, axis=0, out=ws["W"]),
+                          partial(tpos.take, self._d_origin, axis=0, out=ws["O"])]
+        return frame_ops, (position_ops, level_ops + [pos_op]), derivative_ops
 
     def _run(self, theta, want_derivs, reuse=True):
         """Positions (K, 3, N); with want_derivs also axes W (D, 3, N) and origins O (D, 3, N).
@@ -348,42 +413,31 @@ class HandModel:
         else:
             rc, tc = self._rot_col47, self._tp_col47
         ang = ws["ang"]                                             # (R, N) signed angles
-        np.take(tt, rc, axis=0, out=ang)
+        tt.take(rc, axis=0, out=ang)
         ang += self._rot_init
         ang *= self._rot_sign
         cos, sin = ws["cos"], ws["sin"]                             # (R, 1, N)
         np.cos(ang, out=cos[:, 0])
         np.sin(ang, out=sin[:, 0])
-        frames = ws["frames"]
-        for g in self._groups:
-            pre = frames[g["pre"]]
-            out = frames[g["slice"]]
-            if g["free"]:
-                p, q, r = g["cols"]
-                c, s = cos[g["angles"]], sin[g["angles"]]
-                cp, cq = pre[:, p], pre[:, q]
-                np.multiply(c, cp, out=out[:, p])
-                out[:, p] += s * cq
-                np.multiply(c, cq, out=out[:, q])
-                out[:, q] -= s * cp
-                out[:, r] = pre[:, r]
-            else:
-                m = len(g["ct"])
-                np.matmul(g["ct"], pre.reshape(m, 3, 3 * n), out=out.reshape(m, 3, 3 * n))
-        columns = frames.reshape(self._num_frames * 3, 3, n)  # [frame * 3 + column, row, batch]
-        moves = ws["moves"]                                         # (T, 3, N)
-        np.take(columns, self._t_col, axis=0, out=moves)
-        moves *= self._t_len
+        np.negative(sin, out=ws["sin_pm"][1])
+        ws["cos_1"].take(self._cos3_index, axis=0,
+                           out=ws["cos3"].reshape(len(self._cos3_index), 1, n))  # (c, c, 1)
+        for op in ws["frame_ops"]:
+            op()
+        first, rest = ws["position_ops"]
+        for op in first:
+            op()
         if len(self._tp):
+            moves = ws["moves"]                                     # (T, 3, N)
             moves[self._tp] *= (tt[tc] + self._tp_init)[:, None]
-        tpos = ws["tpos"]                                           # positions after each translation
-        for out, mv, par in self._t_levels:
-            np.add(tpos[par], moves[mv], out=tpos[out])
-        pos = np.take(tpos, self._kp_t, axis=0, out=ws["pos"])
+        for op in rest:                                             # positions after each translation
+            op()
+        pos = ws["pos"]
         if not want_derivs:
             return pos, width
-        W = np.take(columns, self._d_col, axis=0, out=ws["W"])     # (D, 3, N)
-        O = np.take(tpos, self._d_origin, axis=0, out=ws["O"])     # (D, 3, N)
+        for op in ws["derivative_ops"]:
+            op()
+        W, O = ws["W"], ws["O"]                                     # (D, 3, N) axes, origins
         ws["theta"][width][...] = theta
         ws["cached"] = width
         return pos, W, O, width
@@ -391,12 +445,13 @@ class HandModel:
     @staticmethod
     def _write(src, shape, out, what):
         """src (K, 3, N) or (F, N) -> out ((N, K, 3), (N, 3K), (N, F), ...) or a new float64 array."""
+        last_first = src.transpose((src.ndim - 1,) + tuple(range(src.ndim - 1)))  # (N, K, 3), (N, F)
         if out is None:
-            return np.ascontiguousarray(np.moveaxis(src, -1, 0)).reshape(shape)
+            return np.ascontiguousarray(last_first).reshape(shape)
         if not isinstance(out, np.ndarray) or out.size != np.prod(shape) or out.shape[0] != shape[0]:
             raise ValueError(f"out for {what} must be an array of shape {shape}, got "
                              f"{getattr(out, 'shape', type(out).__name__)}")
-        out.reshape(shape)[...] = np.moveaxis(src, -1, 0).reshape(shape)
+        out.reshape(shape)[...] = last_first.reshape(shape)
         return out
 
     def forward(self, theta, out=None):
@@ -564,6 +619,18 @@ class _Tree:
         self.top, self.nodes, self.end_node = top, nodes, end_node
         self.param_kind, self.param_axis = param_kind, param_axis
         self.param_pivot, self.param_links = param_pivot, param_links
+
+
+def _column_pair(p, q):
+    """A slice selecting columns ``p`` then ``q`` (distinct, in 0..2) of a 3-column axis."""
+    step = q - p
+    stop = q + step
+    return slice(p, None if stop < 0 else stop, step)
+
+
+def _add_gathered(a, ia, b, ib, out):
+    """``np.add(a[ia], b[ib], out=out)`` with the gathers made at call time."""
+    np.add(a[ia], b[ib], out=out)
 
 
 def _topological_order(parents, root):

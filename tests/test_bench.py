@@ -30,6 +30,11 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
                 "model_fwd_bwd_peak_mb_b8", "localize_ms", "crop_ms", "localize_crop_ms"):
         assert _positive(res[key]), key
     assert math.isclose(res["localize_crop_fps"], 1000 / res["localize_crop_ms"])
+    assert res["localize_refined"] is True
+    for key in ("localize_without_refinement_ms", "refinement_ms", "raw_frame_path_ms"):
+        assert _positive(res[key]), key
+    assert math.isclose(res["raw_frame_path_fps"], 1000 / res["raw_frame_path_ms"])
+    assert f"{res['raw_frame_path_fps']:.0f} frames/s (goal >= 250)" in proc.stdout
     assert f"{res['localize_crop_fps']:.0f} frames/s" in proc.stdout
     assert math.isclose(res["net_forward_fps_b1"], 1000 / res["net_forward_ms_b1"])
     assert math.isclose(res["data_frames_per_s"], 8000 / res["data_layers_ms_per_batch_b8"])

@@ -12,6 +12,7 @@ from data_prep import localize, nyu, synthetic
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
 from data_prep.crop import crop_depth
 from data_prep.localize import HandNotFound, locate, locate_hand
+from data_prep.refine import CentreRefiner
 from tests.data_helpers import FX, FY, nyu_uvd_to_xyz, nyu_xyz_to_uvd
 
 # The centre at which the project's crop of depth_1_0000001.png reproduces the released crop
@@ -43,11 +44,11 @@ def test_flat_patch_centre_and_depth_offset():
     """A square 80 mm patch at a known point: centre of mass = its centre; depth offset applied."""
     truth = np.array([-60.0, 35.0, 700.0])
     depth = _patch_scene(truth)
-    c, cube = locate_hand(depth, NYU_CAMERA, depth_offset_mm=0.0)
+    c, cube = locate_hand(depth, NYU_CAMERA, depth_offset_mm=0.0, refine=None)
     assert c.shape == (3,) and c.dtype == np.float64 and cube == 300.0
     # pixel rounding of the patch edges moves its pixel centroid by at most half a pixel (~0.6 mm)
     assert _xyz_error(c, truth) < 1.5, c
-    c2, _ = locate_hand(depth, NYU_CAMERA)
+    c2, _ = locate_hand(depth, NYU_CAMERA, refine=None)
     np.testing.assert_allclose(c2[:2], c[:2])
     assert c2[2] == pytest.approx(c[2] + localize.DEPTH_OFFSET_MM)
     # the independent projection of the test helpers agrees with the result's u, v
@@ -66,7 +67,7 @@ def test_patch_with_body_noise_and_holes():
     depth[vv, uu] = rng.integers(200, 600, 400)         # isolated noise, nearer than the hand
     depth[rng.random(depth.shape) < 0.2] = 0           # holes everywhere, also on the hand
     depth = depth.astype(np.uint16)
-    loc = locate(depth, NYU_CAMERA, depth_offset_mm=0.0)
+    loc = locate(depth, NYU_CAMERA, depth_offset_mm=0.0, refine=None)
     assert 645 <= loc.near_mm <= 655                   # the noise did not capture the nearest depth
     assert _xyz_error(loc.center_uvd, truth) < 3.0, loc
     # the single nearest reading is noise: a plain minimum would have picked it
@@ -84,7 +85,7 @@ def test_forearm_pull_is_limited():
     assert v1 < 480
     rows = np.arange(int(v0), int(v1))
     depth[rows, int(u0):int(u1)] = (710 + 30 * (rows - v0) / (v1 - v0)).astype(np.uint16)[:, None]
-    loc = locate(depth, NYU_CAMERA, depth_offset_mm=0.0)
+    loc = locate(depth, NYU_CAMERA, depth_offset_mm=0.0, refine=None)
     com_err = _xyz_error(loc.com_uvd, truth)
     ms_err = _xyz_error(loc.center_uvd, truth)
     assert com_err > 80, com_err                       # the region includes the 250 mm strip
@@ -97,7 +98,7 @@ def test_icvl_sized_frame():
     """A 320x240 ICVL frame (coarse stride 2, full-resolution mean shift) finds the patch too."""
     truth = np.array([20.0, 10.0, 400.0])
     depth = _patch_scene(truth, size_mm=70.0, shape=(240, 320), camera=ICVL_CAMERA)
-    loc = locate(depth, ICVL_CAMERA, cube_mm=250.0, depth_offset_mm=0.0)
+    loc = locate(depth, ICVL_CAMERA, cube_mm=250.0, depth_offset_mm=0.0, refine=None)
     assert loc.stride == 2 and loc.cube_mm == 250.0
     assert _xyz_error(loc.center_uvd, truth, ICVL_CAMERA) < 2.0
 
@@ -119,8 +120,11 @@ def test_float_frame_with_nan_and_refine_hook():
     np.testing.assert_allclose(seen["center"], base.center_uvd)
     np.testing.assert_allclose(loc.center_uvd, base.center_uvd + (1.0, -2.0, 3.0))
     assert seen["cube"] == 300.0 and seen["camera"] is NYU_CAMERA
-    assert localize.learned_refiner() is None          # part 2 (the learned refinement) is not there yet
-    np.testing.assert_allclose(locate_hand(depth, NYU_CAMERA)[0], base.center_uvd)
+    # the default is the learned refinement (issue 13 part 2), applied to the same centre
+    learned = localize.learned_refiner()
+    assert isinstance(learned, CentreRefiner) and learned is localize.learned_refiner()
+    np.testing.assert_allclose(locate_hand(depth, NYU_CAMERA)[0],
+                               learned(depth, NYU_CAMERA, base.center_uvd, 300.0))
     with pytest.raises(ValueError, match="refine returned"):
         locate(depth, NYU_CAMERA, refine=lambda *a: np.array([1.0, np.nan, 3.0]))
 
@@ -138,68 +142,89 @@ def test_reference_centre_reproduces_released_crop(reference_data):
 
 def test_real_nyu_frame(reference_data):
     """The raw NYU test frame, no label: the detected centre lies on the hand, near the released
-    crop centre. Measured: 38.9 mm (3D) from it; the issue's goal of 20 mm is not met by the centre
-    of mass alone (the mean shift settles ~37 mm towards the fingers). The bound below guards the
-    measured figure against regressions; it is not the goal."""
+    crop centre. The localiser alone (centre of mass, mean shift, depth offset) is 38.9 mm (3D)
+    from it, settling ~37 mm towards the fingers; the learned refinement (never tuned on this
+    frame: it is the test) brings it within the issue's goal of 20 mm. The bounds guard the
+    measured figures (docs/localization.md) against regressions."""
     depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
     target = cv2.imread(str(reference_data / "nyu" / "test_crops" / "0.png"),
                         cv2.IMREAD_GRAYSCALE).astype(np.float64)
     labels = np.loadtxt(reference_data / "nyu" / "nyu_test_groundtruth_label.txt.xz",
                         max_rows=1).reshape(14, 3)
+    released = nyu_uvd_to_xyz(RELEASED_CENTRE)
+    alone = locate(depth, NYU_CAMERA, refine=None)
     loc = locate(depth, NYU_CAMERA)
-    center, cube = loc.center_uvd, loc.cube_mm
-    err = float(np.linalg.norm(nyu_uvd_to_xyz(center) - nyu_uvd_to_xyz(RELEASED_CENTRE)))
-    mad = float(np.abs(_released_crop_gray(depth, center) - target).mean())
+    assert loc.refined and not alone.refined and loc.cube_mm == alone.cube_mm == 300.0
+    np.testing.assert_array_equal(loc.surface_uvd, alone.surface_uvd)   # same steps 1-6
+    figures = {}
+    for name, center in (("localiser alone", alone.center_uvd), ("refined", loc.center_uvd)):
+        err = float(np.linalg.norm(nyu_uvd_to_xyz(center) - released))
+        mad = float(np.abs(_released_crop_gray(depth, center) - target).mean())
+        figures[name] = (err, mad)
+        print(f"\nNYU depth_1_0000001.png, {name}: centre {np.round(center, 2).tolist()}, "
+              f"{err:.1f} mm from the released crop centre {RELEASED_CENTRE.round(2).tolist()} "
+              f"(x, y, z {np.round(nyu_uvd_to_xyz(center) - released, 1).tolist()}); crop vs "
+              f"0.png mean abs difference {mad:.2f} gray levels of 255 ({mad / 127.5:.4f} "
+              f"normalised)", end="")
     mad_ref = float(np.abs(_released_crop_gray(depth, labels[13]) - target).mean())
-    print(f"\nNYU depth_1_0000001.png: detected centre {np.round(center, 2).tolist()}, "
-          f"{err:.1f} mm from the released crop centre {RELEASED_CENTRE.round(2).tolist()}; "
-          f"crop vs 0.png mean abs difference {mad:.2f} gray levels of 255 "
-          f"({mad / 127.5:.4f} in normalised units); at the palm label (joint 32): {mad_ref:.2f}")
-    assert cube == 300.0
-    assert err < 45.0, err
-    # independent check that the centre is on the hand: the 14 labelled joints' 3D spread
-    joints = nyu_uvd_to_xyz(labels)
-    assert np.linalg.norm(nyu_uvd_to_xyz(center) - joints.mean(axis=0)) < 60
+    print(f"\nat the palm label (joint 32): {mad_ref:.2f} gray levels")
+    assert figures["localiser alone"][0] < 45.0 and figures["localiser alone"][1] < 30.0
+    assert figures["refined"][0] < 20.0, figures          # the issue's goal
+    assert figures["refined"][1] < figures["localiser alone"][1]
+    # independent check that the centres are on the hand: the 14 labelled joints' 3D mean (which
+    # the fingertips pull 74 mm away from the released centre)
+    joints = nyu_uvd_to_xyz(labels).mean(axis=0)
+    assert np.linalg.norm(nyu_uvd_to_xyz(alone.center_uvd) - joints) < 60
+    assert np.linalg.norm(nyu_uvd_to_xyz(loc.center_uvd) - joints) < np.linalg.norm(released - joints) + 10
     # the nearest supported depth is the hand's front (731 mm readings), not the body (> 930 mm)
     assert 720 < loc.near_mm < 760
-    assert mad < 30.0
 
 
 # ------------------------------------------------------------------ rendered frames
 def _synthetic_errors(n, seed, clutter):
+    """Centre errors (mm) vs joint 34 of ``n`` rendered frames: a dict of arrays ``refined``
+    (locate_hand's answer), ``localiser`` (steps 1-6, no refinement), ``com`` (the region's
+    centre of mass + the depth offset)."""
     from hand_model import HandModel
 
     rng = np.random.default_rng(seed)
     sampler = synthetic.PoseSampler(HandModel.nyu())
-    errors, com_errors = [], []
+    errors = {"refined": [], "localiser": [], "com": []}
+    offset = (0.0, 0.0, localize.DEPTH_OFFSET_MM)
     for b in range(0, n, 32):
         depth, _, xyz, _ = synthetic.make_frames(sampler, rng, min(32, n - b))
         if clutter:
-            depth = synthetic.add_clutter(depth, xyz, rng)
+            depth = synthetic.add_clutter(depth, xyz, rng, near_object=0.5)
         for i in range(len(depth)):
             loc = locate(depth[i], NYU_CAMERA)
-            errors.append(_xyz_error(loc.center_uvd, xyz[i, nyu.PALM_JOINT]))
-            com = loc.com_uvd + (0.0, 0.0, localize.DEPTH_OFFSET_MM)
-            com_errors.append(_xyz_error(com, xyz[i, nyu.PALM_JOINT]))
-    return np.array(errors), np.array(com_errors)
+            assert loc.refined
+            truth = xyz[i, nyu.PALM_JOINT]
+            errors["refined"].append(_xyz_error(loc.center_uvd, truth))
+            errors["localiser"].append(_xyz_error(loc.surface_uvd + offset, truth))
+            errors["com"].append(_xyz_error(loc.com_uvd + offset, truth))
+    return {k: np.array(v) for k, v in errors.items()}
 
 
 @pytest.mark.parametrize("clutter", [False, True], ids=["plain", "clutter"])
 def test_synthetic_frames_centre_error(clutter):
-    """Rendered hands (true joint 34 known), with and without a body behind, nearer noise, holes.
+    """Rendered hands (true joint 34 known), plain and in the generator's clutter (a body behind,
+    an object beside the hand in half of them, nearer noise, holes).
 
-    Seeds 101/102, not the calibration seed of the depth offset (11). Bounds: measured figures
-    plus a margin; the issue's goals (mean <= 10 mm, 95th percentile <= 25 mm) are for the learned
-    refinement of part 2, not the centre of mass alone.
+    Seeds 101/102: neither the calibration seed of the depth offset (11) nor the refinement's
+    training (7) and evaluation (8) seeds. The issue's goals (mean <= 10 mm, 95th percentile
+    <= 25 mm) are for the refined centre; the bounds on the others guard the measured figures.
     """
-    err, com_err = _synthetic_errors(128, 101 + int(clutter), clutter)
-    mean, p95 = err.mean(), np.percentile(err, 95)
-    print(f"\nsynthetic {'with clutter' if clutter else 'plain'} (128 frames): centre error vs "
-          f"joint 34 mean {mean:.1f} mm, median {np.median(err):.1f}, 95th percentile {p95:.1f}, "
-          f"max {err.max():.1f}; region centre of mass alone: mean {com_err.mean():.1f}, "
-          f"95th percentile {np.percentile(com_err, 95):.1f}")
-    assert mean < 30 and p95 < 55, (mean, p95)
-    assert mean < 0.8 * com_err.mean()                 # the mean shift helps over the plain mass
+    errors = _synthetic_errors(128, 101 + int(clutter), clutter)
+    print(f"\nsynthetic {'with clutter' if clutter else 'plain'} (128 frames), centre error vs "
+          f"joint 34 (mm):")
+    for name in ("com", "localiser", "refined"):
+        e = errors[name]
+        print(f"  {name:9s} mean {e.mean():6.1f}  median {np.median(e):6.1f}  95th percentile "
+              f"{np.percentile(e, 95):6.1f}  max {e.max():6.1f}")
+    ref, alone = errors["refined"], errors["localiser"]
+    assert ref.mean() <= 10.0 and np.percentile(ref, 95) <= 25.0       # the issue's goals
+    assert alone.mean() < 32 and np.percentile(alone, 95) < 60
+    assert alone.mean() < 0.8 * errors["com"].mean()   # the mean shift helps over the plain mass
 
 
 def test_depth_offset_is_the_synthetic_calibration():
@@ -258,7 +283,7 @@ def test_nothing_in_working_range():
     with pytest.raises(HandNotFound, match="working range"):
         locate_hand(near, NYU_CAMERA)
     # the same frame is fine when the range includes it
-    c, _ = locate_hand(far, NYU_CAMERA, far_mm=4000)
+    c, _ = locate_hand(far, NYU_CAMERA, far_mm=4000, refine=None)
     assert c[2] > 3000
 
 

@@ -25,7 +25,7 @@ def test_committed_prototxt_are_current(project_root):
     proc = subprocess.run([PY, "tools/make_nets.py", "--check"], cwd=project_root,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "24 prototxt files are current" in proc.stdout           # 4 variants x 3 x NYU, ICVL
+    assert "27 prototxt files are current" in proc.stdout   # 4 variants x 3 x NYU, ICVL; the refinement net x 3
 
 
 def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
@@ -40,7 +40,7 @@ def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
                           cwd=project_root, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "deploy.prototxt: missing" in proc.stderr
-    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 24" in proc.stderr
+    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 27" in proc.stderr
 
 
 def test_solver_settings_are_the_papers(project_root):
@@ -171,3 +171,43 @@ def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_pa
     np.testing.assert_allclose(deploy.blobs["joints"].data,
                                HandModel.nyu().forward(deploy.blobs["theta"].data.astype(np.float64))
                                .reshape(3, 93), atol=1e-5)
+
+
+def test_refine_net_shapes_loss_and_weight_transfer(make_net, tmp_path):
+    """The centre-refinement net (issue 13): 128 -> 32 (average pool) -> 28 -> 14 -> 12 -> 6,
+    6x6x32 = 1152 values, fc 128, offset (N, 3); the train net's loss is Caffe's Euclidean loss;
+    the trained layers load into the deploy net, which computes the same offset."""
+    import caffe
+
+    caffe.set_random_seed(3)
+    train = _build(make_net, mn.refine_net(deploy=False, batch=4), "TRAIN")
+    assert train.blobs["pool0"].data.shape == (4, 1, 32, 32)
+    assert train.blobs["conv1"].data.shape == (4, 16, 28, 28)
+    assert train.blobs["pool1"].data.shape == (4, 16, 14, 14)
+    assert train.blobs["conv2"].data.shape == (4, 32, 12, 12)
+    assert train.blobs["pool2"].data.shape == (4, 32, 6, 6)
+    assert train.blobs["fc1"].data.shape == (4, 128)
+    assert train.blobs["offset"].data.shape == (4, 3)
+    n_weights = sum(b.data.size for blobs in train.params.values() for b in blobs)
+    assert n_weights == 16 * 25 + 16 + 32 * 16 * 9 + 32 + 1152 * 128 + 128 + 128 * 3 + 3
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (4, 1, 128, 128))
+    train.blobs["depth"].data[...] = x
+    train.blobs["offset_gt"].data[...] = rng.uniform(-0.3, 0.3, (4, 3))
+    out = train.forward()
+    # the average pool is the mean of each 4x4 block
+    np.testing.assert_allclose(train.blobs["pool0"].data, x.reshape(4, 1, 32, 4, 32, 4).mean(axis=(3, 5)),
+                               atol=1e-6)
+    pred, gt = train.blobs["offset"].data, train.blobs["offset_gt"].data
+    assert float(out["loss"]) == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
+    train.backward()
+    assert np.abs(train.params["conv1"][0].diff).max() > 0
+    weights = tmp_path / "refine.caffemodel"
+    train.save(str(weights))
+    deploy = make_net(text_format.MessageToString(mn.refine_net(deploy=True, batch=4)), weights=weights)
+    assert list(deploy.inputs) == ["depth"] and list(deploy.outputs) == ["offset"]
+    deploy.blobs["depth"].data[...] = x
+    deploy.forward()
+    np.testing.assert_allclose(deploy.blobs["offset"].data, pred, atol=1e-6)
+    s = mn.refine_solver()
+    assert (s.type, s.base_lr, s.max_iter, s.stepsize) == ("Adam", pytest.approx(0.001), 5000, 3750)

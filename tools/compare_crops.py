@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Real and synthetic depth crops side by side: the five real NYU test crops of the repository
-above crops of the synthetic NYU generator (its default hand-shape mixture and, with the pose
-prior fitted to real ICVL labels, ``data_prep.pose_prior``), all 128x128 in the same gray scale
+above crops of the synthetic NYU generator (its default hand-shape mixture; with the pose prior
+fitted to real ICVL labels, ``data_prep.pose_prior``; its realistic profile,
+``data_prep.realism``), all 128x128 in the same gray scale
 (near = dark). A figure for comparing what the synthetic world looks like with real depth.
 
     tools/compare_crops.py --out docs/img/real_vs_synthetic.png
@@ -33,11 +34,11 @@ def real_crops():
     return out
 
 
-def synthetic_crops(sampler, n, seed):
+def synthetic_crops(sampler, n, seed, **frame_options):
     """``n`` crops of frames rendered with ``sampler``, cropped as the NYU reader does."""
     from data_prep.synthetic import make_frames
 
-    depth, uvd, xyz, _ = make_frames(sampler, np.random.default_rng(seed), n)
+    depth, uvd, xyz, _ = make_frames(sampler, np.random.default_rng(seed), n, **frame_options)
     return [crop_depth(depth[i], uvd[i, nyu.PALM_JOINT], nyu.CUBE_MM, NYU_CAMERA,
                        com_z=xyz[i, nyu.PALM_JOINT, 2]) for i in range(n)]
 
@@ -73,6 +74,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     from hand_model import HandModel
 
+    from data_prep import realism
     from data_prep.pose_prior import PriorPoseSampler, load_prior
     from data_prep.synthetic import PoseSampler
 
@@ -82,7 +84,10 @@ def main(argv=None):
     rows = [("real (NYU test)", [c for _, c in real]),
             ("synthetic: mixture", synthetic_crops(PoseSampler(model), n, args.seed)),
             ("synthetic: ICVL prior", synthetic_crops(PriorPoseSampler(model, load_prior()), n,
-                                                      args.seed))]
+                                                      args.seed)),
+            ("synthetic: realistic", synthetic_crops(
+                realism.realistic_sampler(model), n, args.seed,
+                sensor=realism.GrowingSensorModel(), size_range=realism.SIZE_RANGE))]
     draw(rows, args.out)
     print(f"wrote {args.out}")
     return 0

@@ -49,6 +49,19 @@ all within their limits (so the limit loss starts at about 0; three upper limits
 prototxt also used std 0.001 for the second fc 1024; we use Xavier there, because two stacked tiny
 layers make the first hundreds of iterations nearly flat, and our budget is a few hundred iterations.
 
+The hand-centre refinement net (issue 13 part 2; ``*_refine.prototxt``, trained by
+``tools/train_refine.py``, used by ``data_prep.localize.locate_hand``), input the same 1x128x128
+crop around the current centre, output blob ``offset`` (N, 3): the 3D offset from the crop centre
+to the palm centre (NYU joint 34), x right, y up, z away, in units of half the cube (150 mm):
+
+    average-pool 4 stride 4   128 -> 32    (a smooth 9.4 mm-per-pixel view of the cube)
+    conv 5x5x16 + ReLU         32 -> 28,  max-pool 2 stride 2  28 -> 14
+    conv 3x3x32 + ReLU         14 -> 12,  max-pool 2 stride 2  12 -> 6   (6x6x32 = 1152 values)
+    fc 128 + ReLU, fc 3 -> ``offset``       (about 153 000 weights, 0.6 MB)
+
+Its train net has Input layers (``depth``, ``offset_gt`` (N, 3)): the training crops are made in
+memory by the tool; EuclideanLoss. Solver: Adam, lr 0.001 divided by 10 for the last quarter.
+
 Paths in the generated files are relative to the project root: run Caffe from there
 (``caffe train -solver prototxt/solver.prototxt``). Snapshots go to ``results/snapshots/`` (Caffe
 needs the folder to exist: ``mkdir -p results/snapshots``; tools/train.py creates it).
@@ -253,6 +266,62 @@ def bench_train_net(variant="paper", batch=TRAIN_BATCH):
     return net
 
 
+REFINE_FILES = {"train": "train_refine.prototxt", "deploy": "deploy_refine.prototxt",
+                "solver": "solver_refine.prototxt"}
+REFINE_BATCH = 64
+REFINE_MAX_ITER = 5000
+REFINE_LR = 0.001
+REFINE_SEED = 1313
+
+
+def refine_net(deploy, batch=REFINE_BATCH):
+    """NetParameter of the centre-refinement net: ``depth`` (batch, 1, 128, 128) -> ``offset``
+    (batch, 3); unless ``deploy``, also the input ``offset_gt`` (batch, 3) and the EuclideanLoss."""
+    caffe, L, P = _caffe()
+    n = caffe.NetSpec()
+    n.depth = L.Input(shape={"dim": [batch, 1, CROP, CROP]})
+    if not deploy:
+        n.offset_gt = L.Input(shape={"dim": [batch, 3]})
+    n.pool0 = L.Pooling(n.depth, pool=P.Pooling.AVE, kernel_size=4, stride=4)
+    n.conv1 = L.Convolution(n.pool0, num_output=16, kernel_size=5, **_fillers())
+    n.relu1 = L.ReLU(n.conv1, in_place=True)
+    n.pool1 = L.Pooling(n.conv1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    n.conv2 = L.Convolution(n.pool1, num_output=32, kernel_size=3, **_fillers())
+    n.relu2 = L.ReLU(n.conv2, in_place=True)
+    n.pool2 = L.Pooling(n.conv2, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    n.fc1 = L.InnerProduct(n.pool2, num_output=128, **_fillers())
+    n.relu3 = L.ReLU(n.fc1, in_place=True)
+    n.offset = L.InnerProduct(n.fc1, num_output=3, **_fillers(0.001))
+    if not deploy:
+        n.loss = L.EuclideanLoss(n.offset, n.offset_gt)
+    net = n.to_proto()
+    net.name = "DeepModelRefine_deploy" if deploy else "DeepModelRefine"
+    return net
+
+
+def refine_solver(net_path=None, max_iter=REFINE_MAX_ITER, snapshot_prefix=None):
+    """SolverParameter of the refinement net: Adam, lr 0.001, x0.1 after 3/4 of the iterations."""
+    _caffe()
+    from caffe.proto import caffe_pb2
+
+    s = caffe_pb2.SolverParameter()
+    s.net = net_path or f"prototxt/{REFINE_FILES['train']}"
+    s.type = "Adam"
+    s.base_lr = REFINE_LR
+    s.momentum = 0.9
+    s.momentum2 = 0.999
+    s.lr_policy = "step"
+    s.gamma = 0.1
+    s.stepsize = max_iter * 3 // 4
+    s.display = 100
+    s.max_iter = max_iter
+    s.snapshot = 0
+    s.snapshot_prefix = snapshot_prefix or f"{SNAPSHOT_DIR}/refine"
+    s.solver_mode = caffe_pb2.SolverParameter.CPU
+    s.random_seed = REFINE_SEED
+    return s
+
+
 def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test_iter=TEST_ITER,
            test_interval=TEST_INTERVAL, snapshot=SNAPSHOT, dataset="nyu"):
     """SolverParameter of a variant: SGD, lr 0.003, momentum 0.9 (the paper), CPU."""
@@ -297,6 +366,13 @@ def generate():
             to_text(solver(variant, dataset=dataset), f"{desc}, solver")
             .replace("\n", f"\n# From the project root: mkdir -p {SNAPSHOT_DIR} && "
                            f"caffe train -solver prototxt/{names['solver']}\n", 1))
+    what = "hand-centre refinement (issue 13)"
+    files[REFINE_FILES["train"]] = to_text(refine_net(deploy=False), f"{what}, train (Input layers)")
+    files[REFINE_FILES["deploy"]] = to_text(refine_net(deploy=True, batch=1), f"{what}, deploy")
+    files[REFINE_FILES["solver"]] = (
+        to_text(refine_solver(), f"{what}, solver")
+        .replace("\n", "\n# Fed by tools/train_refine.py (`make refine-net`): its inputs are "
+                       "crops made in memory\n", 1))
     return files
 
 

@@ -1,0 +1,105 @@
+"""The learned hand-centre refinement (issue 13 part 2): offsets, the shipped net, its training tool."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_prep import localize, nyu, refine
+from data_prep.camera import NYU_CAMERA
+from data_prep.crop import crop_depth
+from data_prep.localize import locate
+from tests.data_helpers import nyu_uvd_to_xyz, nyu_xyz_to_uvd
+
+PY = sys.executable
+
+
+def test_offset_target_and_moved_centre():
+    """The target is the xyz offset in half-cubes; moving by it reaches the truth (independent
+    projection of the test helpers); a step longer than one half-cube is clipped."""
+    center = np.array([300.0, 200.0, 800.0])
+    truth = nyu_uvd_to_xyz(center) + np.array([12.0, -30.0, 45.0])
+    t = refine.offset_target(center, truth, 300.0, NYU_CAMERA)
+    np.testing.assert_allclose(t, np.array([12.0, -30.0, 45.0]) / 150.0, atol=1e-9)
+    moved = refine.moved_centre(center, t, 300.0, NYU_CAMERA)
+    np.testing.assert_allclose(moved, nyu_xyz_to_uvd(truth), atol=1e-6)
+    # with a 250 mm cube the same offset in half-cubes is 125/150 of the distance
+    moved = refine.moved_centre(center, t, 250.0, NYU_CAMERA)
+    np.testing.assert_allclose(nyu_uvd_to_xyz(moved) - nyu_uvd_to_xyz(center),
+                               np.array([12.0, -30.0, 45.0]) * 125 / 150, atol=1e-6)
+    far = refine.moved_centre(center, [3.0, 4.0, 0.0], 300.0, NYU_CAMERA)   # 5 half-cubes -> 1
+    np.testing.assert_allclose(nyu_uvd_to_xyz(far) - nyu_uvd_to_xyz(center), [90.0, 120.0, 0.0],
+                               atol=1e-6)
+
+
+def test_shipped_weights_small_recorded_and_meeting_the_goals(project_root):
+    weights = project_root / "models" / "refine" / "refine_nyu.caffemodel"
+    assert weights == refine.WEIGHTS and weights.is_file()
+    assert weights.stat().st_size < 2_000_000
+    record = json.loads(weights.with_suffix(".json").read_text())
+    assert record["command"].startswith("tools/train_refine.py")
+    ev = record["evaluation"]
+    assert ev["refined_2"]["mean_mm"] <= 10.0 and ev["refined_2"]["p95_mm"] <= 25.0
+    assert ev["refined_2"]["mean_mm"] < ev["localiser"]["mean_mm"]
+    # git tracks it: /data/* is ignored, models/ is not
+    proc = subprocess.run(["git", "check-ignore", "-q", str(weights)], cwd=project_root)
+    assert proc.returncode == 1
+
+
+def test_refiner_is_the_net_applied_to_the_crop(make_net, project_root):
+    """One pass = crop at the centre, the deploy net's offset (a separately built caffe.Net),
+    moved; two passes = one pass twice; locate_hand gives the same."""
+    depth = nyu.read_depth(project_root / "data" / "reference" / "nyu" / "depth_1_0000001.png")
+    c0 = locate(depth, NYU_CAMERA, refine=None).center_uvd
+    net = make_net(refine.DEPLOY.read_text(), weights=refine.WEIGHTS)
+    net.blobs["depth"].data[0, 0] = crop_depth(depth, c0, 300.0, NYU_CAMERA)
+    net.forward()
+    expect1 = refine.moved_centre(c0, net.blobs["offset"].data[0].astype(np.float64), 300.0, NYU_CAMERA)
+    one = refine.CentreRefiner(passes=1)
+    c1 = one(depth, NYU_CAMERA, c0, 300.0)
+    np.testing.assert_allclose(c1, expect1, atol=1e-9)
+    two = refine.CentreRefiner()
+    assert two.passes == 2
+    c2 = two(depth, NYU_CAMERA, c0, 300.0)
+    np.testing.assert_allclose(c2, one(depth, NYU_CAMERA, c1, 300.0), atol=1e-9)
+    np.testing.assert_allclose(localize.locate_hand(depth, NYU_CAMERA)[0], c2, atol=1e-9)
+    # a batch of crops gives each crop's offset
+    crops = np.stack([crop_depth(depth, c, 300.0, NYU_CAMERA) for c in (c0, c1)])
+    np.testing.assert_allclose(two.offsets(crops)[0], net.blobs["offset"].data[0], atol=1e-6)
+
+
+def test_no_refine_environment(monkeypatch):
+    monkeypatch.setenv("DEEPMODEL_NO_REFINE", "1")
+    assert localize.learned_refiner() is None
+    monkeypatch.setenv("DEEPMODEL_NO_REFINE", "0")
+    assert isinstance(localize.learned_refiner(), refine.CentreRefiner)
+
+
+def test_missing_weights_is_an_input_error(tmp_path):
+    from plumbing import InputError
+
+    with pytest.raises(InputError, match="no such file"):
+        refine.CentreRefiner(weights=tmp_path / "none.caffemodel")
+
+
+def test_train_refine_tool_small_run(project_root, tmp_path):
+    """A short real training run (rendered frames, localiser, crops, Caffe's Adam solver): the
+    weights load and the record holds the figures; a bad --out is a one-line error."""
+    out = tmp_path / "r.caffemodel"
+    proc = subprocess.run([PY, "tools/train_refine.py", "--frames", "48", "--iters", "30",
+                           "--eval-frames", "16", "--seed", "5", "--out", str(out), "--quiet"],
+                          cwd=project_root, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "refined, 2 passes" in proc.stdout
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["iterations"] == 30 and record["training"]["frames"] == 48
+    assert 48 <= record["training"]["crops"] <= 3 * 48
+    assert record["evaluation"]["localiser"]["frames"] == 16
+    r = refine.CentreRefiner(weights=out)
+    assert r.offsets(np.ones((2, 128, 128))).shape == (2, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.caffemodel", "r.json"]
+    bad = subprocess.run([PY, "tools/train_refine.py", "--out", str(tmp_path / "w.txt")],
+                         cwd=project_root, capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "w.txt" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Hand pose from raw depth frames with no label: detection, crop, net, model layer, one frame at a time.
+
+    tools/run_frames.py FOLDER --weights results/deepmodel.caffemodel --out results/frames
+    tools/run_frames.py a.png b.png --weights W --dataset icvl --out results/icvl_frames
+
+For every frame (a folder's ``*.png`` in name order, or the files given): read the depth (an NYU
+8-bit PNG, blue + 256 * green, or a 16-bit PNG in mm), find the hand without a label
+(:func:`data_prep.localize.locate_hand`, with the learned refinement when its weights are
+present), crop the cube around it (:func:`data_prep.crop.crop_depth`), run the deploy net
+(``--model``, its ``joints`` blob: the model layer's 31 keypoints in half-cube units) and map the
+keypoints to mm (camera frame) and to pixels. Writes into ``--out``:
+
+* ``frames.txt``: the frame files, one a line: line i of every other file is this frame;
+* ``keypoints_mm.txt``: 31 keypoints x (x, y, z) mm, 93 values a line;
+* ``keypoints_uvd.txt``: the same 31 keypoints x (u, v px, d mm);
+* ``predictions_nyu14_uvd.txt`` (``--dataset nyu``): the kit's format, the 14 joints of
+  ``nyu_test_groundtruth_label.txt`` x (u, v, d), ready for ``tools/test_net.py --predictions``;
+* ``centers.txt``: the crop centre u, v (px), d (mm) and cube (mm) found for each frame;
+* ``failures.txt``: the frames that failed and why (no hand found, unreadable file, ...).
+
+A frame that fails is a line of ``nan`` in the three per-frame files (the lines stay aligned with
+the frames; ``test_net.py`` reads them as missing), counted and reported, never a crash; the run
+fails (exit 2) only when no frame at all gives a pose, or on a bad option, net or weights file
+(one-line error). Files are written when the run is complete (atomically).
+"""
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
+from data_prep.crop import crop_depth
+from data_prep.frames import BadFrame, quiet_imdecode, read_bytes
+from data_prep.localize import locate_hand
+from plumbing import InputError, atomic_path, console, run, write_text
+from tools.net_io import input_blob, load_net, output_blob
+
+DATASETS = {"nyu": (NYU_CAMERA, 300.0), "icvl": (ICVL_CAMERA, 250.0)}
+DEFAULT_MODEL = "prototxt/deploy.prototxt"
+
+
+def read_frame(path):
+    """A raw depth frame -> ``(H, W)`` depth in mm; :class:`BadFrame` saying why it cannot be."""
+    import cv2
+
+    from data_prep import nyu
+
+    img = quiet_imdecode(np.frombuffer(read_bytes(path), np.uint8), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise BadFrame("not a readable image")
+    if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 3:
+        return nyu.depth_of_image(img)
+    if img.ndim == 2 and img.dtype == np.uint16:
+        return img
+    raise BadFrame(f"{img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} channel(s) is "
+                   "not a depth frame (NYU 8-bit blue/green or 16-bit mm)")
+
+
+def find_frames(inputs):
+    """Files to run on: a folder's ``*.png`` (name order) or the files given, in order."""
+    frames = []
+    for item in inputs:
+        p = pathlib.Path(item)
+        if p.is_dir():
+            found = sorted(p.glob("*.png"))
+            if not found:
+                raise InputError(f"{p}: no *.png frames in the folder")
+            frames += found
+        elif p.is_file():
+            frames.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return frames
+
+
+class FramePipeline:
+    """Detection + crop + net + model layer for one raw frame at a time.
+
+    ``pipeline(depth_mm) -> (keypoints_mm (31, 3), keypoints_uvd (31, 3), center_uvd (3,))``.
+    """
+
+    def __init__(self, model, weights, camera, cube_mm, blob="joints"):
+        self.net = load_net(model, weights)
+        self.input = input_blob(self.net, None, model)
+        self.blob = output_blob(self.net, blob, 93, model)
+        shape = self.net.blobs[self.input].data.shape
+        if tuple(shape[1:]) != (1, 128, 128):
+            raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
+                             "(N, 1, 128, 128)")
+        if shape[0] != 1:
+            self.net.blobs[self.input].reshape(1, 1, 128, 128)
+            self.net.reshape()
+        self.data = self.net.blobs[self.input].data
+        self.camera, self.cube = camera, float(cube_mm)
+
+    def __call__(self, depth):
+        center, cube = locate_hand(depth, self.camera, self.cube)
+        self.data[0, 0] = crop_depth(depth, center, cube, self.camera)
+        self.net.forward()
+        kp = self.net.blobs[self.blob].data[0].reshape(31, 3).astype(np.float64)
+        xyz = kp * (cube / 2.0) + self.camera.uvd_to_xyz(center)
+        return xyz, self.camera.xyz_to_uvd(xyz), center
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", help="a folder of raw depth frames (*.png) or frame files")
+    p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"deploy prototxt (default {DEFAULT_MODEL})")
+    p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="nyu",
+                   help="camera, cube (NYU 300 mm, ICVL 250 mm) and the kit's joints (default nyu)")
+    p.add_argument("--cube", type=float, default=None, help="cube edge in mm (default: the dataset's)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    camera, cube = DATASETS[args.dataset]
+    if args.cube is not None:
+        if not (np.isfinite(args.cube) and args.cube > 0):
+            raise InputError(f"--cube {args.cube}: must be a positive number of mm")
+        cube = args.cube
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    frames = find_frames(args.inputs)
+    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob)
+    from data_prep.labels import NYU14_KEYPOINTS
+    n = len(frames)
+    xyz = np.full((n, 31, 3), np.nan)
+    uvd = np.full((n, 31, 3), np.nan)
+    centers = np.full((n, 4), np.nan)
+    failures = []
+    t0 = time.perf_counter()
+    busy = 0.0
+    for i, path in enumerate(tqdm(frames, desc="frames", unit="frame", disable=args.quiet)):
+        try:
+            depth = read_frame(path)
+            t = time.perf_counter()
+            xyz[i], uvd[i], c = pipeline(depth)
+            busy += time.perf_counter() - t
+            centers[i] = (*c, cube)
+        except BadFrame as err:
+            failures.append((path, str(err)))
+        except ValueError as err:        # HandNotFound, a frame the localiser cannot take
+            failures.append((path, f"no hand found: {err}"))
+    wall = time.perf_counter() - t0
+    ok = n - len(failures)
+    if ok == 0:
+        raise InputError(f"no pose from any of the {n} frames (first: {failures[0][0]}: "
+                         f"{failures[0][1]})")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "frames.txt", "".join(f"{p}\n" for p in frames))
+    files = {"keypoints_mm.txt": xyz.reshape(n, -1), "keypoints_uvd.txt": uvd.reshape(n, -1),
+             "centers.txt": centers}
+    if args.dataset == "nyu":
+        files["predictions_nyu14_uvd.txt"] = uvd[:, list(NYU14_KEYPOINTS)].reshape(n, -1)
+    for name, rows in files.items():
+        with atomic_path(out / name) as tmp:
+            np.savetxt(tmp, rows, fmt="%.3f", delimiter=" ")
+    write_text(out / "failures.txt", "".join(f"{p}: {why}\n" for p, why in failures))
+    print(f"[frames] {ok} of {n} frames -> {out} ({', '.join(files)}) in {wall:.1f} s; "
+          f"detection + crop + net + model layer {1000 * busy / ok:.2f} ms a frame "
+          f"({ok / busy:.0f} frames/s)")
+    if failures:
+        print(f"[frames] {len(failures)} frames failed (nan lines), listed in "
+              f"{out / 'failures.txt'}; first: {failures[0][0]}: {failures[0][1]}")
+    return 0
+
+
+cli = console(main)
+
+
+if __name__ == "__main__":
+    run(main)
