@@ -9,6 +9,8 @@ import pathlib
 import cv2
 import numpy as np
 
+from plumbing import InputError
+
 
 class BadFrame(Exception):
     """A frame that cannot be used (unreadable image, bad label); the message says why."""
@@ -94,3 +96,38 @@ def neutralise(bad, xyz, center_uvd):
     center_uvd = np.array(center_uvd, np.float64)
     center_uvd[~ok] = (0.0, 0.0, 1.0)
     return xyz, center_uvd
+
+
+def png_files(paths):
+    """Input images: a folder's ``*.png`` (sorted by name, numerically when the stems are numbers)
+    or the files given, in order. An InputError names a missing path or a folder without PNGs."""
+    files = []
+    for p in paths:
+        p = pathlib.Path(p)
+        if p.is_dir():
+            pngs = sorted(p.glob("*.png"),
+                          key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
+            if not pngs:
+                raise InputError(f"{p}: folder has no .png files")
+            files += pngs
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    return files
+
+
+def read_theta(path, n, rows):
+    """A synthetic set's true angles ``theta.npy`` -> ``(n, 26)``, or None when there is none;
+    ``rows`` says what a row stands for in the error message (e.g. "frame of joint_data.mat")."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return None
+    try:
+        theta = np.load(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable .npy file ({err})") from None
+    if theta.shape != (n, 26) or not np.all(np.isfinite(theta)):
+        raise InputError(f"{path}: expected ({n}, 26) finite angles (one row per {rows}), got "
+                         f"shape {theta.shape}")
+    return theta

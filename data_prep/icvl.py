@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from data_prep.camera import ICVL_CAMERA
-from data_prep.frames import BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode, read_bytes
+from data_prep.frames import (BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode,
+                              read_bytes, read_theta)
 from data_prep.split import to_normalised
 from plumbing import InputError, open_text
 
@@ -68,22 +69,6 @@ def read_labels(path):
     return names, np.stack(rows).reshape(-1, NUM_JOINTS, 3)
 
 
-def read_theta(path, n):
-    """``theta.npy`` beside the labels (synthetic sets: the true angles, one row per label line, in
-    the order of the split's label files) -> ``(n, 26)``; None when there is none."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        return None
-    try:
-        theta = np.load(path)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: not a readable .npy file ({err})") from None
-    if theta.shape != (n, 26) or not np.all(np.isfinite(theta)):
-        raise InputError(f"{path}: expected ({n}, 26) finite angles (one row per label line), got "
-                         f"shape {theta.shape}")
-    return theta
-
-
 def split_table(root, split, cube=CUBE_MM):
     """Raw files -> frames: ``(FrameTable, list of label files read)`` for ICVL ``split`` ("train"
     or "test"); labels ``(N, 48)`` normalised, cube ``cube`` mm, crop centre joint 0."""
@@ -119,5 +104,6 @@ def split_table(root, split, cube=CUBE_MM):
     paths = [str(root / folder / "Depth" / name) for name in names]
     table = FrameTable(dataset="icvl", split=split, paths=paths, center_uvd=center, com=com,
                        cube=cubes, labels=labels, frame=np.arange(n), camera=ICVL_CAMERA,
-                       decoder="png16", theta=read_theta(root / folder / "theta.npy", n), bad=bad)
+                       decoder="png16", theta=read_theta(root / folder / "theta.npy", n, "label line"),
+                       bad=bad)
     return table, sources

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.io
 
 from data_prep.camera import NYU_CAMERA
-from data_prep.frames import BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode, read_bytes
+from data_prep.frames import (BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode,
+                              read_bytes, read_theta)
 from data_prep.split import to_normalised
 from plumbing import InputError
 
@@ -231,16 +232,7 @@ def split_table(root, split, subject2=True, cube_mm=CUBE_MM):
     com = xyz[:, PALM_JOINT].copy()
     cube = cube_sizes(n, split, subject2, cube_mm)
     labels = keypoint_labels(xyz, com, cube, joints)
-    theta = None
-    theta_path = split_dir / "theta.npy"
-    if theta_path.is_file():
-        try:
-            theta = np.load(theta_path)
-        except (OSError, ValueError) as err:
-            raise InputError(f"{theta_path}: not a readable .npy file ({err})") from None
-        if theta.shape != (n, 26) or not np.all(np.isfinite(theta)):
-            raise InputError(f"{theta_path}: expected ({n}, 26) finite angles (one row per frame of "
-                             f"joint_data.mat), got shape {theta.shape}")
+    theta = read_theta(split_dir / "theta.npy", n, "frame of joint_data.mat")
     paths = [str(depth_file(split_dir, i)) for i in range(n)]
     return FrameTable(dataset="nyu", split=split, paths=paths, center_uvd=center, com=com, cube=cube,
                       labels=labels, frame=np.arange(n), camera=NYU_CAMERA, decoder="nyu",

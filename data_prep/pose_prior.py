@@ -12,13 +12,15 @@ those of real hands, from another dataset than NYU (nothing of NYU's test frames
 
     python -m data_prep.pose_prior FITS.npz        # what `make pose-prior` runs after the fit
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    from tools import _venv_check  # noqa: F401
 import pathlib
 
 import numpy as np
 
 from data_prep.synthetic import PoseSampler
-from plumbing import PROJECT, InputError, run, write_npz
+from plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, finite_float, run,
+                      write_npz)
 
 DEFAULT_PRIOR = PROJECT / "data" / "prior" / "icvl_poses.npz"
 ANGLES = slice(6, 26)            # the 20 finger and thumb angles of a 26-wide theta
@@ -61,23 +63,32 @@ class PriorPoseSampler(PoseSampler):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m data_prep.pose_prior",
         description="Write a pose prior (the fitted theta of tools/fit_pose.py, float32) for the "
                     "synthetic generators.")
     p.add_argument("fits", type=pathlib.Path, help="a fit_pose .npz (theta, error_mm, model)")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_PRIOR,
                    help="prior file (default data/prior/icvl_poses.npz)")
-    p.add_argument("--max-error", type=float, default=10.0,
+    p.add_argument("--max-error", type=finite_float(0.0, lo_open=True), default=10.0,
                    help="leave out frames fitted worse than this (mm)")
     args = p.parse_args(argv)
+    check_output_file(args.out)
+    if not args.fits.is_file():
+        raise InputError(f"{args.fits}: no such file (a tools/fit_pose.py result)")
     try:
         with np.load(args.fits) as npz:
             theta, err = np.asarray(npz["theta"]), np.asarray(npz["error_mm"])
             model = str(npz["model"]) if "model" in npz.files else "nyu31"
             mirror = bool(npz["mirror_x"]) if "mirror_x" in npz.files else False
-    except (OSError, KeyError, ValueError) as err_:
-        raise InputError(f"{args.fits}: not a tools/fit_pose.py result ({err_})") from None
+    except Exception as err_:  # numpy raises several kinds for a file that is not an npz
+        raise InputError(f"{args.fits}: not a tools/fit_pose.py result "
+                         f"({' '.join(str(err_).split())})") from None
+    if theta.ndim != 2 or theta.shape[1] != 26 or err.shape != (len(theta),):
+        raise InputError(f"{args.fits}: theta {theta.shape} and error_mm {err.shape}: expected "
+                         "(N, 26) and (N,)")
+    if not (np.isfinite(theta).all() and np.isfinite(err).all()):
+        raise InputError(f"{args.fits}: holds non-finite angles or errors")
     keep = err <= args.max_error
     if not keep.any():
         raise InputError(f"{args.fits}: no frame fitted within --max-error {args.max_error} mm")

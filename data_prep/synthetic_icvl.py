@@ -20,7 +20,8 @@ generator's (``data_prep/synthetic.py``), the camera ICVL's (241.42 px, 320x240)
 reproduce the labels exactly: with the palm (joint 0) as the crop centre,
 ``labels_normalised = mm_per_unit / (cube / 2) * joint_set.apply(forward(theta))``.
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    from tools import _venv_check  # noqa: F401
 import json
 import multiprocessing
 import os
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from data_prep import icvl
 from data_prep.camera import ICVL_CAMERA
 from data_prep.synthetic import BATCH, PoseSampler, render_depth
-from plumbing import PROJECT, InputError, atomic_path, run
+from plumbing import PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run
 
 DEFAULT_OUT = PROJECT / "data" / "synthetic_icvl"
 DEFAULT_TRAIN = 12000
@@ -177,23 +178,25 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m data_prep.synthetic_icvl",
         description="Render a synthetic hand-depth dataset in ICVL's on-disk layout (Training/ "
                     "and Testing/ with label text files and 16-bit depth PNGs, plus theta.npy).")
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT,
                    help="output folder (default data/synthetic_icvl)")
-    p.add_argument("--train", type=int, default=DEFAULT_TRAIN, help="training frames")
-    p.add_argument("--test", type=int, nargs=2, default=list(DEFAULT_TEST), metavar=("SEQ1", "SEQ2"),
-                   help="frames of test sequences 1 and 2")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed (same seed, same files)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes")
+    p.add_argument("--train", type=int_in(1, 10_000_000), default=DEFAULT_TRAIN,
+                   help="training frames")
+    p.add_argument("--test", type=int_in(1, 10_000_000), nargs=2, default=list(DEFAULT_TEST),
+                   metavar=("SEQ1", "SEQ2"), help="frames of test sequences 1 and 2")
+    p.add_argument("--seed", type=nonneg_int, default=DEFAULT_SEED,
+                   help="random seed (same seed, same files)")
+    p.add_argument("--workers", type=int_in(1, 256), default=os.cpu_count() or 1, help="processes")
     p.add_argument("--background", choices=("wall", "none"), default="wall",
                    help="wall: a tilted wall behind most hands; none: no reading behind the hand")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    if args.train < 1 or min(args.test) < 1 or args.workers < 1:
-        p.error("--train, --test and --workers must be at least 1")
+    if args.out.exists() and not args.out.is_dir():
+        raise InputError(f"--out {args.out}: exists and is not a folder")
     return args
 
 

@@ -489,10 +489,51 @@ def cases():
              "error", ("inner",)))
     MN = "tools/make_nets.py"
     add(Case(MN, "out_is_file", ("--out", "{ws}/victim/plain.txt"), "error", ("plain.txt",)))
+    # ----------------------------------------------------------------- ICVL, realism, raw frames
+    IH = "tools/icvl_hand.py"
+    add(Case(IH, "labels_missing", ("--labels", "{ws}/none.txt"), "error", ("none.txt",)))
+    add(Case(IH, "labels_binary", ("--labels", "{ws}/binary.txt"), "error", ("binary.txt",)))
+    add(Case(IH, "labels_nyu_joints", ("--labels", "{ws}/lab.txt"), "error", ("lab.txt", "48")))
+    add(Case(IH, "rounds_0", ("--rounds", "0"), "error", ("--rounds",)))
+    add(Case(IH, "restarts_neg", ("--restarts", "-1"), "error", ("--restarts",)))
+    add(Case(IH, "markdown_is_folder", ("--markdown", "{ws}/victim/inner"), "error", ("inner",)))
+    CC = "tools/compare_crops.py"
+    add(Case(CC, "out_is_folder", ("--out", "{ws}/victim/inner"), "error", ("inner",)))
+    add(Case(CC, "out_under_file", ("--out", "{ws}/victim/plain.txt/x.png"), "error", ("plain.txt",)))
+    add(Case(CC, "out_not_png", ("--out", "{ws}/out/x.jpg"), "error", (".png",)))
+    add(Case(CC, "seed_neg", ("--seed", "-4"), "error", ("--seed",)))
+    PP = "-m data_prep.pose_prior"
+    add(Case(PP, "fits_missing", ("{ws}/none.npz",), "error", ("none.npz",)))
+    add(Case(PP, "fits_garbage", ("{ws}/garbage.caffemodel",), "error", ("garbage.caffemodel",)))
+    add(Case(PP, "max_error_nan", ("{ws}/none.npz", "--max-error", "nan"), "error", ("--max-error",)))
+    add(Case(PP, "out_is_folder", ("{ws}/none.npz", "--out", "{ws}/victim/inner"), "error", ("inner",)))
+    SI = "-m data_prep.synthetic_icvl"
+    add(Case(SI, "train_0", ("--train", "0", "--out", "{ws}/out/si"), "error", ("--train",)))
+    add(Case(SI, "test_neg", ("--test", "5", "-1", "--out", "{ws}/out/si"), "error", ("--test",)))
+    add(Case(SI, "workers_0", ("--workers", "0", "--out", "{ws}/out/si"), "error", ("--workers",)))
+    add(Case(SI, "out_is_file", ("--out", "{ws}/victim/plain.txt"), "error", ("plain.txt",)))
+    RF = "tools/run_frames.py"
+    frames = ("{ws}/gray200.png", "--weights", "{ws}/random.caffemodel", "--out", "{ws}/out/rf")
+    add(Case(RF, "cube_nan", frames + ("--cube", "nan"), "error", ("--cube",)))
+    add(Case(RF, "cube_tiny", frames + ("--cube", "1"), "error", ("--cube",)))
+    add(Case(RF, "inputs_missing", ("{ws}/nowhere", "--weights", "{ws}/random.caffemodel", "--out",
+                                    "{ws}/out/rf"), "error", ("nowhere",)))
+    add(Case(RF, "weights_garbage", ("{ws}/gray200.png", "--weights", "{ws}/garbage.caffemodel", "--out",
+                                     "{ws}/out/rf"), "error", ("garbage.caffemodel",)))
+    add(Case(RF, "out_is_file", ("{ws}/gray200.png", "--weights", "{ws}/random.caffemodel", "--out",
+                                 "{ws}/victim/plain.txt"), "error", ("plain.txt",)))
+    TR = "tools/train_refine.py"
+    add(Case(TR, "frames_0", ("--frames", "0"), "error", ("--frames",)))
+    add(Case(TR, "iters_neg", ("--iters", "-2"), "error", ("--iters",)))
+    add(Case(TR, "out_not_caffemodel", ("--out", "{ws}/out/w.bin"), "error", ("caffemodel",)))
+    add(Case(F, "icvl_with_nyu_labels", ("--dataset", "icvl", "{ws}/lab.txt", "--out",
+                                         "{ws}/out/f_icvl.npz"), "error", ("lab.txt", "48")))
+    add(Case(F, "model_bogus", ("{ws}/lab.txt", "--model", "nope", "--out", "{ws}/out/f_m.npz"),
+             "error", ("nope",)))
     # ----------------------------------------------------------------- outside the venv
-    for tool in (T, P, D, F, S, L, B, T1, R, SR, MN):
+    for tool in (T, P, D, F, S, L, B, T1, R, SR, MN, IH, CC, RF, TR):
         add(Case(tool, "outside_venv", ("--help",), "error", ("venv", "activate")))
-    for mod in (M, SY):
+    for mod in (M, SY, PP, SI):
         add(Case(mod, "outside_venv", ("--help",), "error", ("venv", "activate")))
     ids = [x.id for x in c]
     dup = [i for i, n in collections.Counter(ids).items() if n > 1]

@@ -63,7 +63,7 @@ def test_bad_input(make_net, project_root, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = run_module(project_root, "tools/run_frames.py", empty, "--weights", weights, "--out", tmp_path / "o")
-    assert_one_line_error(proc, "empty", "no *.png")
+    assert_one_line_error(proc, "empty", "no .png files")
     frame = tmp_path / "zero.png"
     frame.write_bytes(nyu.encode_depth(np.zeros((480, 640), np.uint16)))
     proc = run_module(project_root, "tools/run_frames.py", frame, "--weights", weights, "--out", tmp_path / "o",

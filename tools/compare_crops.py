@@ -7,7 +7,8 @@ fitted to real ICVL labels, ``data_prep.pose_prior``; its realistic profile,
 
     tools/compare_crops.py --out docs/img/real_vs_synthetic.png
 """
-import argparse
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import pathlib
 
 import numpy as np
@@ -16,7 +17,8 @@ from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
 from data_prep.crop import crop_depth
 from data_prep.reference import NYU_TEST_CROPS
-from plumbing import PROJECT, InputError, run, save_figure
+from plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int, run,
+                      save_figure)
 
 DEFAULT_OUT = PROJECT / "docs" / "img" / "real_vs_synthetic.png"
 
@@ -68,10 +70,13 @@ def draw(rows, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=pathlib.Path, default=DEFAULT_OUT, help="PNG to write")
-    p.add_argument("--seed", type=int, default=7, help="seed of the synthetic frames")
+    p.add_argument("--seed", type=nonneg_int, default=7, help="seed of the synthetic frames")
     args = p.parse_args(argv)
+    check_output_file(args.out)
+    if args.out.suffix.lower() != ".png":
+        raise InputError(f"--out {args.out}: expected a .png file name")
     from hand_model import HandModel
 
     from data_prep import realism

@@ -45,6 +45,7 @@ from data_prep import nyu
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
 from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet, atomic_path,
                       check_center, console, finite_float, run, save_figure, write_json)
+from data_prep.frames import png_files
 from data_prep.reference import NYU_TEST_CROPS
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
@@ -62,20 +63,7 @@ FINGER_COLOURS = [(230, 60, 60), (240, 160, 30), (60, 190, 60), (50, 120, 240), 
 
 def find_inputs(paths):
     """Expand folders to their PNGs (sorted by name, numerically when the stems are numbers)."""
-    files = []
-    for p in paths:
-        p = pathlib.Path(p)
-        if p.is_dir():
-            pngs = sorted(p.glob("*.png"),
-                          key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
-            if not pngs:
-                raise InputError(f"{p}: folder has no .png files")
-            files += pngs
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    return files
+    return png_files(paths)
 
 
 def default_inputs():

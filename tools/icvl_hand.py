@@ -23,6 +23,8 @@ printed for the model's joint set (``mm_per_unit``).
 
     tools/icvl_hand.py --markdown docs/icvl.md --write-model      # what `make icvl-hand` runs
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import itertools
 import json
@@ -34,7 +36,8 @@ from data_prep import icvl
 from data_prep.camera import ICVL_CAMERA
 from data_prep.labels import load_uvd_file
 from data_prep.reference import ICVL_LABELS
-from plumbing import PROJECT, InputError, run, write_text
+from plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, int_in,
+                      nonneg_int, run, write_text)
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/icvl_hand.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
@@ -181,14 +184,15 @@ def markdown(corr, cal_rows, nyu_scale_mm, seconds):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Choose which model keypoints the 16 ICVL joints are (by fit error on the "
                     "ICVL test labels) and calibrate the hand's bone lengths to ICVL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--labels", default=str(ICVL_LABELS), help="ICVL label file (16 joints, kit "
                    "format; its first 702 lines are test sequence 1)")
-    p.add_argument("--rounds", type=int, default=10, help="calibration rounds (poses <-> bones)")
-    p.add_argument("--restarts", type=int, default=2, help="random restarts per poor frame")
+    p.add_argument("--rounds", type=int_in(1, 100), default=10,
+                   help="calibration rounds (poses <-> bones), 1-100")
+    p.add_argument("--restarts", type=nonneg_int, default=2, help="random restarts per poor frame")
     p.add_argument("--markdown", default=None, help="replace the generated block of this page")
     p.add_argument("--write-model", action="store_true",
                    help=f"write the calibrated model file {MODEL_OUT.relative_to(PROJECT)}")
@@ -198,8 +202,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.rounds < 1 or args.restarts < 0:
-        raise InputError("--rounds must be >= 1 and --restarts >= 0")
+    check_output_file(args.markdown, "--markdown")
     from hand_model import HandModel
 
     t0 = time.perf_counter()

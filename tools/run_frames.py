@@ -24,6 +24,8 @@ the frames; ``test_net.py`` reads them as missing), counted and reported, never 
 fails (exit 2) only when no frame at all gives a pose, or on a bad option, net or weights file
 (one-line error). Files are written when the run is complete (atomically).
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import os
 import pathlib
@@ -37,9 +39,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
 from data_prep.crop import crop_depth
-from data_prep.frames import BadFrame, quiet_imdecode, read_bytes
+from data_prep.frames import BadFrame, png_files, quiet_imdecode, read_bytes
 from data_prep.localize import locate_hand
-from plumbing import InputError, atomic_path, console, run, write_text
+from plumbing import (ArgumentParser, InputError, atomic_path, console, finite_float, run,
+                      write_text)
 from tools.net_io import input_blob, load_net, output_blob
 
 DATASETS = {"nyu": (NYU_CAMERA, 300.0), "icvl": (ICVL_CAMERA, 250.0)}
@@ -65,19 +68,7 @@ def read_frame(path):
 
 def find_frames(inputs):
     """Files to run on: a folder's ``*.png`` (name order) or the files given, in order."""
-    frames = []
-    for item in inputs:
-        p = pathlib.Path(item)
-        if p.is_dir():
-            found = sorted(p.glob("*.png"))
-            if not found:
-                raise InputError(f"{p}: no *.png frames in the folder")
-            frames += found
-        elif p.is_file():
-            frames.append(p)
-        else:
-            raise InputError(f"{p}: no such file or folder")
-    return frames
+    return png_files(inputs)
 
 
 class FramePipeline:
@@ -110,15 +101,16 @@ class FramePipeline:
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a folder of raw depth frames (*.png) or frame files")
     p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"deploy prototxt (default {DEFAULT_MODEL})")
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="nyu",
                    help="camera, cube (NYU 300 mm, ICVL 250 mm) and the kit's joints (default nyu)")
-    p.add_argument("--cube", type=float, default=None, help="cube edge in mm (default: the dataset's)")
+    p.add_argument("--cube", type=finite_float(50.0, 1000.0), default=None,
+                   help="cube edge in mm, 50-1000 (default: the dataset's)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

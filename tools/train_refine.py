@@ -25,6 +25,8 @@
 
 The raw NYU test frame is never used here: it is the test of the result (tests/test_localize.py).
 """
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    import _venv_check  # noqa: F401
 import argparse
 import json
 import pathlib
@@ -39,7 +41,8 @@ from data_prep.camera import NYU_CAMERA
 from data_prep.crop import crop_depth
 from data_prep.localize import HandNotFound, locate
 from data_prep.refine import WEIGHTS, CentreRefiner, offset_target
-from plumbing import PROJECT, InputError, atomic_path, run, write_json
+from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run,
+                      write_json)
 from tools import make_nets as mn
 from tools.net_io import import_caffe
 
@@ -149,12 +152,15 @@ def summary(err):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=8000, help="rendered training frames (default 8000)")
-    p.add_argument("--eval-frames", type=int, default=512, help="evaluation frames (default 512)")
-    p.add_argument("--seed", type=int, default=7, help="seed of the training frames (evaluation: +1)")
-    p.add_argument("--iters", type=int, default=mn.REFINE_MAX_ITER,
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int_in(1, 1_000_000), default=8000,
+                   help="rendered training frames (default 8000)")
+    p.add_argument("--eval-frames", type=int_in(1, 1_000_000), default=512,
+                   help="evaluation frames (default 512)")
+    p.add_argument("--seed", type=nonneg_int, default=7,
+                   help="seed of the training frames (evaluation: +1)")
+    p.add_argument("--iters", type=int_in(1, 10_000_000), default=mn.REFINE_MAX_ITER,
                    help=f"solver iterations (default {mn.REFINE_MAX_ITER})")
     p.add_argument("--out", type=pathlib.Path, default=WEIGHTS,
                    help="weights file (default models/refine/refine_nyu.caffemodel)")
