@@ -456,6 +456,32 @@ def _make_chunk(task):
     return split, start, np.concatenate(out_uvd), np.concatenate(out_xyz), np.concatenate(out_theta)
 
 
+def render_chunks(make_chunk, worker_init, init_args, tasks, workers, total, desc, progress):
+    """``make_chunk(task)`` for every task, in ``workers`` forked processes (each set up by
+    ``worker_init(*init_args)``) or in this one; a progress bar of ``total`` frames, advanced by
+    each result's frames (its third item, ``(k, ...)``). Returns the results in completion order;
+    the pool is ended whatever happens."""
+    pool = None
+    out = []
+    try:
+        if workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(workers, worker_init, init_args)
+            it = pool.imap_unordered(make_chunk, tasks)
+        else:
+            worker_init(*init_args)
+            it = map(make_chunk, tasks)
+        with tqdm(total=total, desc=desc, unit="frame", disable=not progress,
+                  smoothing=0.05) as bar:
+            for result in it:
+                out.append(result)
+                bar.update(len(result[2]))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return out
+
+
 def is_complete(root):
     """True when ``root`` holds a finished synthetic set (``synthetic.json`` is written last)."""
     root = pathlib.Path(root)
@@ -508,28 +534,15 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     init = (tuple(rot_deg), background, compression, profile, bool(clutter))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
-    pool = None
     with atomic_path(out) as tmp:
         tasks = []
         for split, n in (("train", n_train), ("test", n_test)):
             (tmp / split).mkdir(parents=True)
             tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
-        try:
-            if workers > 1:
-                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, init)
-                it = pool.imap_unordered(_make_chunk, tasks)
-            else:
-                _worker_init(*init)
-                it = map(_make_chunk, tasks)
-            with tqdm(total=n_train + n_test, desc="synthetic NYU frames", unit="frame",
-                      disable=not progress, smoothing=0.05) as bar:
-                for split, start, uvd, xyz, theta in it:
-                    results[split].append((start, uvd, xyz, theta))
-                    bar.update(len(uvd))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+        for split, start, uvd, xyz, theta in render_chunks(
+                _make_chunk, _worker_init, init, tasks, workers, n_train + n_test,
+                "synthetic NYU frames", progress):
+            results[split].append((start, uvd, xyz, theta))
         for split in ("train", "test"):
             parts = sorted(results[split], key=lambda r: r[0])
             if not parts:

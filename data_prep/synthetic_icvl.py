@@ -23,18 +23,16 @@ reproduce the labels exactly: with the palm (joint 0) as the crop centre,
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     from tools import _venv_check  # noqa: F401
 import json
-import multiprocessing
 import os
 import pathlib
 import time
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from data_prep import icvl
 from data_prep.camera import ICVL_CAMERA
-from data_prep.synthetic import BATCH, PoseSampler, render_depth
+from data_prep.synthetic import BATCH, PoseSampler, render_chunks, render_depth
 from plumbing import PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run
 
 DEFAULT_OUT = PROJECT / "data" / "synthetic_icvl"
@@ -138,7 +136,6 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
                  ("test_seq_2", "Testing", n_test[1]))
     results = {name: [] for name, _, _ in sequences}
     t0 = time.perf_counter()
-    pool = None
     with atomic_path(out) as tmp:
         tasks = []
         for name, folder, n in sequences:
@@ -146,22 +143,10 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
             sub.mkdir(parents=True, exist_ok=True)
             tasks += [(tmp / folder / "Depth", name, s, min(chunk, n - s), seed)
                       for s in range(0, n, chunk)]
-        try:
-            if workers > 1:
-                pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (background,))
-                it = pool.imap_unordered(_make_chunk, tasks)
-            else:
-                _worker_init(background)
-                it = map(_make_chunk, tasks)
-            with tqdm(total=n_train + sum(n_test), desc="synthetic ICVL frames", unit="frame",
-                      disable=not progress, smoothing=0.05) as bar:
-                for name, start, uvd, theta in it:
-                    results[name].append((start, uvd, theta))
-                    bar.update(len(uvd))
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+        for name, start, uvd, theta in render_chunks(
+                _make_chunk, _worker_init, (background,), tasks, workers, n_train + sum(n_test),
+                "synthetic ICVL frames", progress):
+            results[name].append((start, uvd, theta))
         thetas = {"Training": [], "Testing": []}
         for name, folder, _ in sequences:
             parts = sorted(results[name], key=lambda r: r[0])
