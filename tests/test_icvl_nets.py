@@ -18,29 +18,43 @@ layer {{ name: "set" type: "Python" bottom: "keypoints" top: "joints"
   python_param {{ module: "joint_set_layer" layer: "JointSetLayer" param_str: '{param}' }} }}
 """
 PARAM = '{"model": "nyu31", "joint_set": "icvl16", "crop_unit_mm": 125}'
+CENTRED = '{"model": "nyu31", "joint_set": "icvl16", "crop_unit_mm": 125, "centre_joint": 0}'
 
 
-def independent(keypoints93):
-    """The ICVL joints by hand: pick the keypoints, negate x, scale 102.2 mm/unit to 125."""
+def independent(keypoints93, centre=None):
+    """The ICVL joints by hand: pick the keypoints, negate x, scale 102.2 mm/unit to 125; with
+    ``centre``, minus that joint."""
     k = np.asarray(keypoints93, np.float64).reshape(len(keypoints93), 31, 3)[:, CHOSEN]
     k = k * np.array([-1.0, 1.0, 1.0]) * (102.2 / 125.0)
+    if centre is not None:
+        k = k - k[:, centre:centre + 1]
     return k.reshape(len(k), 48)
 
 
-def test_forward_matches_an_independent_map(make_net, model):
-    net = make_net(NET.format(n=5, param=PARAM))
+@pytest.mark.parametrize("param, centre", [(PARAM, None), (CENTRED, 0)])
+def test_forward_matches_an_independent_map(make_net, model, param, centre):
+    net = make_net(NET.format(n=5, param=param))
     theta = np.random.default_rng(1).normal(0, 0.3, (5, 26))
     net.blobs["theta"].data[...] = theta
     net.forward()
     assert net.blobs["joints"].data.shape == (5, 48)
-    np.testing.assert_allclose(net.blobs["joints"].data, independent(net.blobs["keypoints"].data),
+    np.testing.assert_allclose(net.blobs["joints"].data,
+                               independent(net.blobs["keypoints"].data, centre),
                                rtol=1e-6, atol=1e-7)
+    if centre is not None:      # the palm is 0 and the global translation moves nothing
+        assert np.abs(net.blobs["joints"].data[:, :3]).max() == 0
+        theta[:, :3] += 0.2
+        net.blobs["theta"].data[...] = theta
+        before = net.blobs["joints"].data.copy()
+        net.forward()
+        np.testing.assert_allclose(net.blobs["joints"].data, before, atol=1e-6)
 
 
-def test_gradient_through_model_and_joint_set_layers(make_net, model):
+@pytest.mark.parametrize("param, centre", [(PARAM, None), (CENTRED, 0)])
+def test_gradient_through_model_and_joint_set_layers(make_net, model, param, centre):
     """d(sum w * joints)/d theta through both Python layers against central differences of the
     float64 model composed with the independent map."""
-    net = make_net(NET.format(n=3, param=PARAM))
+    net = make_net(NET.format(n=3, param=param))
     rng = np.random.default_rng(2)
     theta = rng.normal(0, 0.3, (3, 26))
     w = rng.normal(size=(3, 48))
@@ -51,7 +65,7 @@ def test_gradient_through_model_and_joint_set_layers(make_net, model):
     got = net.blobs["theta"].diff.copy()
 
     def f(t):
-        return float(np.sum(w * independent(model.forward(t).reshape(len(t), 93))))
+        return float(np.sum(w * independent(model.forward(t).reshape(len(t), 93), centre)))
 
     want = central_difference(f, theta, 1e-6)
     assert rel_err(got, want) < 1e-3
@@ -61,6 +75,8 @@ def test_gradient_through_model_and_joint_set_layers(make_net, model):
     ('{"model": "nyu31", "joint_set": "msra21"}', ["JointSetLayer", "msra21"]),
     ('{"model": "nyu31", "joint_set": "icvl16", "crop_unit_mm": -3}', ["crop_unit_mm"]),
     ('{"modle": "nyu31"}', ["unknown param_str key", "modle"]),
+    ('{"model": "nyu31", "joint_set": "icvl16", "centre_joint": 16}', ["centre_joint", "0-15"]),
+    ('{"model": "nyu31", "joint_set": "icvl16", "centre_joint": "palm"}', ["centre_joint"]),
 ])
 def test_setup_errors_name_the_problem(make_net, param, words):
     with pytest.raises(Exception) as err:
@@ -80,6 +96,7 @@ def test_icvl_variants_are_generated(project_root):
         assert "data/lmdb/icvl_train_depth" in text and "nyu_" not in text
     deploy = (project_root / "prototxt" / "deploy_icvl.prototxt").read_text()
     assert "JointSetLayer" in deploy and '\\"joint_set\\": \\"icvl16\\"' in deploy
+    assert '\\"centre_joint\\": 0' in deploy          # ICVL's crops are centred on its palm
     assert "num_output: 48" in (project_root / "prototxt" /
                                 "deploy_icvl_direct_joints.prototxt").read_text()
 
@@ -118,3 +135,20 @@ def test_train_icvl_variant_and_evaluate(project_root, icvl_lmdbs, tmp_path, var
         assert ev["frac_out_of_limits"] is not None and ev["mean_angle_error_deg"] is not None
     assert "(ICVL)" in proc.stdout and "16 ICVL joints" in proc.stdout
     assert not (res / "eval" / "real_crops.json").exists()      # the NYU crops are not ICVL's
+
+
+def test_true_angles_reproduce_the_labels_through_the_generated_layers(make_net, icvl_lmdbs):
+    """The synthetic frames' true angles through the ICVL nets' own hand model and joint set layers
+    (param_str as generated) give the LMDB's joint labels to float precision."""
+    from data_prep.split import LmdbSplit
+    from tools import make_nets as mn
+
+    split = LmdbSplit.of(icvl_lmdbs, "icvl", "test")
+    _, theta = split.read_labels("theta")
+    _, joints = split.read_labels("joint")
+    theta, joints = theta.reshape(len(theta), -1), joints.reshape(len(joints), -1)
+    net = make_net(NET.format(n=len(theta), param=mn.DATASETS["icvl"][2]))
+    net.blobs["theta"].data[...] = theta
+    net.forward()
+    assert np.abs(joints).max() > 0.1
+    np.testing.assert_allclose(net.blobs["joints"].data, joints, atol=2e-6)

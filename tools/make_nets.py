@@ -35,7 +35,9 @@ reading the ``icvl_<split>_*`` LMDBs (16 joints, 48 values, 250 mm cube). The mo
 ``JointSetLayer`` (python_layers/joint_set_layer.py) after the hand model layer: its 31 keypoints
 (blob ``keypoints``) become ICVL's 16 joints (blob ``joints``, (N, 48)): the model's joint set
 ``icvl16`` (which keypoints, mirrored in x), scaled from the NYU hand's size on ICVL hands
-(102.2 mm per unit) to the ICVL crop's 125 mm per unit; direct joint regression has fc 48.
+(102.2 mm per unit) to the ICVL crop's 125 mm per unit, and given relative to ICVL's crop-centre
+joint (the palm, whose label is always 0), so the hand is placed by its palm rather than by the
+learned global translation (docs/icvl.md); direct joint regression has fc 48.
 
 Every deploy net has input ``depth`` (1, 1, 128, 128) and output ``joints`` (N, 93; ICVL: N, 48);
 the nets with parameters also expose blob ``theta`` (N, 26). Deploy nets drop the Dropout layers (identity in the
@@ -75,6 +77,7 @@ import pathlib
 import sys
 
 
+from data_prep import icvl
 from data_prep.split import LmdbSplit
 from plumbing import PROJECT, InputError, run, write_text
 from plumbing import ArgumentParser  # options checked as parsed
@@ -88,8 +91,11 @@ NUM_JOINT_VALUES = 93
 DATASETS = {
     # name: (file infix, values per joint label, JointSetLayer param_str or None)
     "nyu": ("", 93, None),
+    # ICVL's crops are centred on its joint 0 (the palm), so the model's joints are given
+    # relative to it (centre_joint: JointSetLayer; docs/icvl.md, "Why the model layer was behind")
     "icvl": ("_icvl", 48, json.dumps({"model": "nyu31", "joint_set": "icvl16",
-                                      "crop_unit_mm": 125.0})),
+                                      "crop_unit_mm": icvl.CUBE_MM / 2,
+                                      "centre_joint": icvl.CENTER_JOINT})),
 }
 TRAIN_BATCH = 512               # the paper's batch size
 TEST_BATCH = 256
