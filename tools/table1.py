@@ -166,7 +166,9 @@ def write_page(runs, args, run_info, doc, png):
     if icvl:
         lines += [
             "The nets: the NYU hand (`nyu31`) with ICVL's 16 joints as its joint set `icvl16` "
-            "(docs/icvl.md), as the paper does on ICVL; the paper gives ICVL figures only as "
+            "(docs/icvl.md), as the paper does on ICVL, its joints given relative to the palm, "
+            "ICVL's crop centre (docs/icvl.md, \"Why the model layer was behind\"); the paper "
+            "gives ICVL figures only as "
             "curves (its Figure 7), so there are no paper columns here. Errors over the 16 ICVL "
             "joints with the evaluation kit's ICVL camera (docs/evaluation.md).",
             "",

@@ -113,6 +113,30 @@ def check_lmdbs(variant, lmdb_dir, dataset="nyu"):
     return counts[("train", "depth")], counts[("test", "depth")]
 
 
+def check_centre_joint(net, lmdb_dir, dataset="nyu"):
+    """A net whose joint set layer gives its joints relative to a centre joint (``centre_joint``
+    of ``JointSetLayer``: the ICVL model nets, whose crops are centred on the palm) always outputs
+    0 for that joint: InputError when the training labels of that joint are not 0 (crops not
+    centred on it, e.g. an LMDB built with a centre shift or at detected centres)."""
+    import numpy as np
+
+    for layer in net.layer:
+        if layer.type != "Python" or layer.python_param.module != "joint_set_layer":
+            continue
+        centre = json.loads(layer.python_param.param_str or "{}").get("centre_joint")
+        if centre is None:
+            continue
+        split = LmdbSplit.of(lmdb_dir, dataset, "train")
+        _, labels = split.read_labels("joint")
+        off = np.abs(labels.reshape(len(labels), -1)[:, 3 * centre:3 * centre + 3]).max(initial=0)
+        if off > 1e-6:
+            raise InputError(f"{rel(split.lmdb('joint'))}: the labels of joint {centre} are up "
+                             f"to {off:.3g} half-cubes from the crop centre, but the net gives its "
+                             f"joints relative to that joint (layer {layer.name}, centre_joint) and "
+                             "cannot fit them: crops not centred on it (a centre shift, detected "
+                             "centres?)")
+
+
 def find_caffe():
     exe = shutil.which("caffe")
     if exe is None:
@@ -160,6 +184,7 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     (results / "snapshots").mkdir(exist_ok=True)
 
     net = read_proto(net_path, caffe_pb2.NetParameter())
+    check_centre_joint(net, lmdb_dir, dataset)
     changed = False
     test_batch = mn.TEST_BATCH
     scale = 1.0            # net batch / new batch: test and snapshot intervals kept in frames
