@@ -113,6 +113,27 @@ def icvl_lmdbs(tmp_path_factory):
     return out
 
 
+def test_centred_net_refuses_labels_not_centred_on_its_joint(project_root, icvl_lmdbs, tmp_path):
+    """Training crops shifted off the palm (make_lmdb --augment with a centre shift): the palm's
+    labels are no longer 0, which a model net placed by its palm cannot fit: one line, no training."""
+    from data_prep import make_lmdb
+    from data_prep.split import LmdbSplit
+
+    root = icvl_lmdbs.parent / "icvl"
+    out = tmp_path / "shifted"
+    assert make_lmdb.main(["icvl", "--root", str(root), "--out", str(out), "--quiet",
+                           "--augment", "1", "--shift", "10"]) == 0
+    _, labels = LmdbSplit.of(out, "icvl", "train").read_labels("joint")
+    assert np.abs(labels[:, :3]).max() > 0.01           # the shifted copies' palms
+    proc = subprocess.run(
+        [sys.executable, "tools/train.py", "--dataset", "icvl", "--variant", "paper",
+         "--results", str(tmp_path / "res"), "--lmdb-dir", str(out), "--iters", "2", "--batch", "8"],
+        cwd=project_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "joint 0" in proc.stderr and "centre_joint" in proc.stderr
+    assert not (tmp_path / "res" / "train.log").exists()
+
+
 @pytest.mark.parametrize("variant", ["paper", "direct_joints"])
 def test_train_icvl_variant_and_evaluate(project_root, icvl_lmdbs, tmp_path, variant):
     res = tmp_path / "res"
