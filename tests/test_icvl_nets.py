@@ -97,6 +97,11 @@ def test_icvl_variants_are_generated(project_root):
     deploy = (project_root / "prototxt" / "deploy_icvl.prototxt").read_text()
     assert "JointSetLayer" in deploy and '\\"joint_set\\": \\"icvl16\\"' in deploy
     assert '\\"centre_joint\\": 0' in deploy          # ICVL's crops are centred on its palm
+    # the limit loss keeps the paper's balance with a joint loss over 16 of 31 keypoints of a hand
+    # 102.2/125 of the crop unit; NYU's is the paper's 1.0
+    lam = round(16 / 31 * (102.2 / 125) ** 2, 4)
+    assert f'\\"lambda\\": {lam}' in (project_root / "prototxt" / "train_val_icvl.prototxt").read_text()
+    assert '\\"lambda\\": 1.0' in (project_root / "prototxt" / "train_val.prototxt").read_text()
     assert "num_output: 48" in (project_root / "prototxt" /
                                 "deploy_icvl_direct_joints.prototxt").read_text()
 

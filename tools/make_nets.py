@@ -37,7 +37,8 @@ reading the ``icvl_<split>_*`` LMDBs (16 joints, 48 values, 250 mm cube). The mo
 ``icvl16`` (which keypoints, mirrored in x), scaled from the NYU hand's size on ICVL hands
 (102.2 mm per unit) to the ICVL crop's 125 mm per unit, and given relative to ICVL's crop-centre
 joint (the palm, whose label is always 0), so the hand is placed by its palm rather than by the
-learned global translation (docs/icvl.md); direct joint regression has fc 48.
+learned global translation (docs/icvl.md); direct joint regression has fc 48. The joint-limit
+loss's lambda keeps the paper's balance with this smaller joint loss (``limit_lambda``: 0.345).
 
 Every deploy net has input ``depth`` (1, 1, 128, 128) and output ``joints`` (N, 93; ICVL: N, 48);
 the nets with parameters also expose blob ``theta`` (N, 26). Deploy nets drop the Dropout layers (identity in the
