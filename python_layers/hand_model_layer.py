@@ -82,7 +82,7 @@ class HandModelLayer(caffe.Layer):
     def reshape(self, bottom, top):
         # Caffe calls this before every forward: with the bottom's shape unchanged there is
         # nothing to check or resize (a single frame's forward is short enough for it to count)
-        shape = bottom[0].shape
+        shape = tuple(bottom[0].shape)
         if shape == self.shape:
             return
         self.width = theta_width(type(self).__name__, self.model, bottom[0])
