@@ -35,6 +35,7 @@ contiguous run, so all the sums are differences of one prefix sum. Fixed ids get
 """
 import dataclasses
 import json
+import math
 import pathlib
 import threading
 from functools import partial
@@ -384,9 +385,11 @@ class HandModel:
             m = out.shape[0]
             if isinstance(g["pre"], slice):
                 pre = frames[g["pre"]]
+            elif not g["free"] and np.all(g["pre"] == g["pre"][0]):
+                pre = frames[g["pre"][0]][None]     # all after the same frame: broadcast it
             else:                                   # gather the frames before, then compute
                 pre = np.empty((m, 3, 3, n))
-                frame_ops.append(partial(frames.take, g["pre"], axis=0, out=pre))
+                frame_ops.append(partial(frames.take, g["pre"], 0, pre))
             if g["free"]:
                 # new p = c cp + s cq, new q = c cq + (-s) cp (= c cq - s cp exactly: IEEE
                 # rounding is symmetric in sign), new r = 1 cr (= cr exactly): all three columns
@@ -401,7 +404,7 @@ class HandModel:
                               partial(np.multiply, ws["sin_pm"][g["angles"]], b, y),
                               partial(np.add, out_pq, y, out_pq)]
             else:
-                frame_ops.append(partial(np.matmul, g["ct"], pre.reshape(m, 3, 3 * n),
+                frame_ops.append(partial(np.matmul, g["ct"], pre.reshape(len(pre), 3, 3 * n),
                                          out.reshape(m, 3, 3 * n)))
         columns = frames.reshape(self._num_frames * 3, 3, n)  # [frame * 3 + column, row, batch]
         moves, tpos = ws["moves"], ws["tpos"]
@@ -414,10 +417,14 @@ class HandModel:
             else:
                 position_ops.append(partial(_multiply_scattered, moves, tp, ws["tp_val"]))
         for out, mv, par in self._t_levels:
-            if isinstance(mv, slice) and isinstance(par, slice):
-                position_ops.append(partial(np.add, tpos[par], moves[mv], tpos[out]))
-            else:       # an index array gathers a copy: at run time, after the levels above
-                position_ops.append(partial(_add_gathered, tpos, par, moves, mv, tpos[out]))
+            operands = []
+            for a, idx in ((tpos, par), (moves, mv)):
+                if isinstance(idx, slice):
+                    operands.append(a[idx])
+                else:   # an index array: gathered into a buffer at run time, after the levels above
+                    operands.append(np.empty((len(idx),) + a.shape[1:]))
+                    position_ops.append(partial(a.take, idx, 0, operands[-1]))
+            position_ops.append(partial(np.add, *operands, tpos[out]))
         position_ops.append(partial(tpos.take, self._kp_t, 0, ws["pos"]))
         derivative_ops = [partial(columns.take, self._d_col, 0, ws["W"]),
                           partial(tpos.take, self._d_origin, 0, ws["O"])]
@@ -459,7 +466,7 @@ class HandModel:
         last_first = src.transpose((src.ndim - 1,) + tuple(range(src.ndim - 1)))  # (N, K, 3), (N, F)
         if out is None:
             return np.ascontiguousarray(last_first).reshape(shape)
-        if not isinstance(out, np.ndarray) or out.size != np.prod(shape) or out.shape[0] != shape[0]:
+        if not isinstance(out, np.ndarray) or out.size != math.prod(shape) or out.shape[0] != shape[0]:
             raise ValueError(f"out for {what} must be an array of shape {shape}, got "
                              f"{getattr(out, 'shape', type(out).__name__)}")
         out.reshape(shape)[...] = last_first.reshape(shape)
@@ -637,11 +644,6 @@ def _column_pair(p, q):
     step = q - p
     stop = q + step
     return slice(p, None if stop < 0 else stop, step)
-
-
-def _add_gathered(a, ia, b, ib, out):
-    """``np.add(a[ia], b[ib], out=out)`` with the gathers made at call time."""
-    np.add(a[ia], b[ib], out=out)
 
 
 def _multiply_scattered(a, ia, b):
