@@ -246,9 +246,12 @@ def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, in
         lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
         inside = (u >= x0) & (u < x1) & (v >= y0) & (v < y1) & (d32 >= lo) & (d32 <= hi)
         inside &= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (d - c[2]) ** 2 <= radius * radius
-        if not inside.any():
+        k = np.count_nonzero(inside)
+        if not k:
             break
-        new = np.array([x[inside].mean(), y[inside].mean(), d[inside].mean()])
+        # the means as ndarray.mean computes them (its sum, then / count), without its wrapper
+        new = np.array([np.add.reduce(x[inside]) / k, np.add.reduce(y[inside]) / k,
+                        np.add.reduce(d[inside]) / k])
         moved = float(np.linalg.norm(new - c))
         c = new
         if moved < TOLERANCE_MM:
