@@ -230,6 +230,7 @@ def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, in
     d = d32.astype(np.float64)
     x = (u.astype(np.float64) - cx) * d / fx
     y = (cy - v.astype(np.float64)) * d / fy
+    d_min, d_max = (d32.min(), d32.max()) if len(d32) else (0.0, 0.0)
     c = com.copy()
     steps = 0
     for steps in range(1, iterations + 1):
@@ -244,7 +245,9 @@ def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, in
         if x1 <= x0 or y1 <= y0:
             break
         lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
-        inside = (u >= x0) & (u < x1) & (v >= y0) & (v < y1) & (d32 >= lo) & (d32 <= hi)
+        inside = (u >= x0) & (u < x1) & (v >= y0) & (v < y1)
+        if not (d_min >= lo and d_max <= hi):   # (usually all samples are in the depth range)
+            inside &= (d32 >= lo) & (d32 <= hi)
         inside &= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (d - c[2]) ** 2 <= radius * radius
         k = np.count_nonzero(inside)
         if not k:
