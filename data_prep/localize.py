@@ -49,8 +49,9 @@ reading inside the working range, or none with enough support, raises :class:`Ha
 
 Units: u, v pixels (pixel (u, v) = column u, row v, its centre at integer coordinates, as in
 :mod:`data_prep.crop`), depth mm, 3D points mm in the camera frame (x right, y up, z = depth).
-Cost: all steps are array operations (no per-pixel Python loop); about 1-2 ms for 640x480 on one
-core (``make bench`` measures it with the crop).
+Cost: all steps are array operations (no per-pixel Python loop); steps 1-6 take about 1 ms for
+640x480 on one busy core, less on a quiet one (``make bench`` measures them, and them with the
+refinement and the crop).
 """
 import math
 from dataclasses import dataclass
