@@ -39,9 +39,10 @@ _W = {}
 DECODERS = {"nyu": nyu.read_depth, "png16": icvl.read_depth}
 
 
-def _init_worker(paths, center_uvd, cube, com_z, camera, decoder, size):
+def _init_worker(paths, center_uvd, cube, com_z, camera, decoder, size, turn=None):
     _W.update(paths=paths, center=center_uvd, cube=cube, com_z=com_z, camera=camera,
-              decode=DECODERS[decoder], size=size, head=datum.header(1, size, size, size * size))
+              decode=DECODERS[decoder], size=size, head=datum.header(1, size, size, size * size),
+              turn=turn)
 
 
 def _process(rows):
@@ -51,8 +52,13 @@ def _process(rows):
     for r in rows:
         try:
             depth = _W["decode"](_W["paths"][r])
-            c = crop_mod.crop_depth(depth, _W["center"][r], _W["cube"][r], _W["camera"],
-                                    size=_W["size"], com_z=_W["com_z"][r])
+            turn = None if _W["turn"] is None else _W["turn"][r]
+            if turn is None or not np.isfinite(turn):
+                c = crop_mod.crop_depth(depth, _W["center"][r], _W["cube"][r], _W["camera"],
+                                        size=_W["size"], com_z=_W["com_z"][r])
+            else:
+                c = crop_mod.crop_depth_turned(depth, _W["center"][r], _W["cube"][r], _W["camera"],
+                                               turn, size=_W["size"], com_z=_W["com_z"][r])
             out.append((r, _W["head"] + c.astype("<f4").tobytes(), None))
         except (BadFrame, ValueError) as err:
             out.append((r, None, str(err)))
@@ -169,7 +175,8 @@ def build_split(table, out_dir, order, fingerprint, workers=2, max_bad=0.01, siz
     theta_rows = datum.encode_rows(table.theta, (table.theta.shape[1], 1, 1)) if with_theta else None
     chunks = [todo[i:i + chunk] for i in range(0, len(todo), chunk)]
     init_args = (table.paths, np.asarray(table.center_uvd, np.float64), np.asarray(table.cube, np.float64),
-                 np.asarray(table.com, np.float64)[:, 2], table.camera, table.decoder, size)
+                 np.asarray(table.com, np.float64)[:, 2], table.camera, table.decoder, size,
+                 None if table.turn_deg is None else np.asarray(table.turn_deg, np.float64))
     written = []
     bar = tqdm(total=len(order), desc=f"{table.prefix} LMDBs", unit="frame", disable=not progress,
                smoothing=0.05)

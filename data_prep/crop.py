@@ -96,3 +96,71 @@ def crop_pixel_of_uvd(uvd, center_uvd, cube_mm, camera, size=128):
     col = ox + (uvd[..., 0] + 0.5 - x0) * rw / (x1 - x0)
     row = oy + (uvd[..., 1] + 0.5 - y0) * rh / (y1 - y0)
     return np.stack([col, row], axis=-1)
+
+
+# ------------------------------------------------------------------ turned crops (augmentation)
+def turn_about_ray(center_xyz, angle_deg):
+    """``(n, 3, 3)`` rotations by ``angle_deg`` ``(n,)`` about the camera's ray through each
+    centre ``(n, 3)`` mm (x right, y up, z away from the camera): the scene turned about the
+    line of sight of the crop centre, counter-clockwise as the camera sees it. The centre stays
+    where it is, and so does its pixel."""
+    c = np.asarray(center_xyz, np.float64)
+    axis = c / np.linalg.norm(c, axis=1, keepdims=True)
+    t = np.deg2rad(np.asarray(angle_deg, np.float64))[:, None, None]
+    x, y, z = axis[:, 0], axis[:, 1], axis[:, 2]
+    o = np.zeros_like(x)
+    k = np.stack([np.stack([o, -z, y], -1), np.stack([z, o, -x], -1), np.stack([-y, x, o], -1)], -2)
+    outer = axis[:, :, None] * axis[:, None, :]
+    return np.cos(t) * np.eye(3) + np.sin(t) * k + (1.0 - np.cos(t)) * outer
+
+
+def crop_depth_turned(depth, center_uvd, cube_mm, camera, angle_deg, size=128, com_z=None):
+    """The cube crop of the scene turned by ``angle_deg`` about the ray through the crop centre.
+
+    A rigid motion about a line through the camera maps each pixel's ray to another ray (a
+    homography, whatever the depth), so the turned frame is exact: crop pixel ``(j, i)`` looks
+    along the ray of the frame point :func:`crop_depth` samples for it; that ray, turned back,
+    meets the frame at a pixel whose reading (nearest) is the point ``p``; the crop shows the
+    depth of ``R p`` (``R`` of :func:`turn_about_ray`). Depth window and normalisation as
+    :func:`crop_depth`; rays leaving the frame are no reading (far plane). At angle 0 it is
+    :func:`crop_depth`'s crop (but for the far rows or columns :func:`crop_depth` adds when the
+    box is not square). Returns ``(size, size)`` float32 in [-1, 1].
+    """
+    u, v, d = (float(x) for x in center_uvd)
+    if not (d > 0 and math.isfinite(d)):
+        raise ValueError(f"crop centre depth must be a positive number of mm, got {d}")
+    h = float(cube_mm) / 2.0
+    com_z = d if com_z is None else float(com_z)
+    rot = turn_about_ray(camera.uvd_to_xyz(np.array([[u, v, d]])), np.array([float(angle_deg)]))[0]
+    x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
+    rw, rh = _resized_shape((x0, x1, y0, y1), size)
+    if rw < 1 or rh < 1:
+        raise ValueError(f"crop box of centre {tuple(center_uvd)} is empty")
+    grid = np.arange(size, dtype=np.float64)
+    # crop_depth's nearest resize reads source pixel x0 + floor((j - ox) wb / rw): that pixel's
+    # centre, in the frame's pixel-centre coordinates, is the point this pixel looks at
+    qu = x0 + np.floor((grid[None, :] - (size // 2 - rw // 2)) * (x1 - x0) / rw + 1e-9)
+    qv = y0 + np.floor((grid[:, None] - (size // 2 - rh // 2)) * (y1 - y0) / rh + 1e-9)
+    ray = np.stack(np.broadcast_arrays((qu - camera.cx) / camera.fx, (camera.cy - qv) / camera.fy,
+                                       1.0), -1)                           # (size, size, 3)
+    back = ray @ rot                                                       # R^T ray, row-wise
+    ahead = back[..., 2] > 1e-9
+    bz = np.where(ahead, back[..., 2], 1.0)
+    col = np.floor(camera.cx + camera.fx * back[..., 0] / bz + 0.5)
+    row = np.floor(camera.cy - camera.fy * back[..., 1] / bz + 0.5)
+    H, W = depth.shape
+    inside = ahead & (col >= 0) & (col < W) & (row >= 0) & (row < H)
+    ci, ri = col[inside].astype(np.int64), row[inside].astype(np.int64)
+    reading = depth[ri, ci].astype(np.float64)
+    # z of R p, p = reading * (ray of the source pixel)
+    src = np.stack([(ci - camera.cx) / camera.fx, (camera.cy - ri) / camera.fy,
+                    np.ones(len(ci))], -1)
+    z = reading * (src @ rot[2])
+    out = np.zeros((size, size), np.float64)
+    out[inside] = np.where(reading > 0, z, 0.0)
+    out[out <= 0] = d + h
+    np.clip(out, d - h, d + h, out=out)
+    out -= com_z
+    out /= h
+    np.clip(out, -1.0, 1.0, out=out)
+    return out.astype(np.float32)

@@ -46,7 +46,9 @@ class FrameTable:
     0-based frame index; theta ``(N, 26)`` or None; decoder: ``"nyu"`` (blue/green PNG) or
     ``"png16"`` (16-bit PNG in mm); bad: ``{row: reason}`` rows already known to be unusable;
     keypoints_mm ``(N, K, 3)`` the labels' keypoints in mm before normalising and clipping, or
-    None (then ``to_mm(labels, com, cube)``): a build that crops elsewhere renormalises them.
+    None (then ``to_mm(labels, com, cube)``): a build that crops elsewhere renormalises them;
+    turn_deg ``(N,)`` degrees or None: rows with a finite value are cropped turned by it
+    (``data_prep.crop.crop_depth_turned``, the augmentation of ``data_prep.augment``).
     """
     dataset: str
     split: str
@@ -61,6 +63,7 @@ class FrameTable:
     theta: np.ndarray = None
     bad: dict = dataclasses.field(default_factory=dict)
     keypoints_mm: np.ndarray = None
+    turn_deg: np.ndarray = None
 
     def __len__(self):
         return len(self.paths)

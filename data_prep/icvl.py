@@ -105,5 +105,5 @@ def split_table(root, split, cube=CUBE_MM):
     table = FrameTable(dataset="icvl", split=split, paths=paths, center_uvd=center, com=com,
                        cube=cubes, labels=labels, frame=np.arange(n), camera=ICVL_CAMERA,
                        decoder="png16", theta=read_theta(root / folder / "theta.npy", n, "label line"),
-                       bad=bad)
+                       bad=bad, keypoints_mm=xyz)
     return table, sources

@@ -7,8 +7,9 @@ in ``data/synthetic_icvl/`` (``data_prep/synthetic_icvl.py``, generated first wh
 ``<dataset>_<split>_depth``, ``_joint``, ``_theta`` (when the true angles are known), ``_meta.npz``;
 see ``data_prep/split.py``. ``--centers detected`` crops at the centres the label-free localiser
 finds (``data_prep.localize.locate_hand``) instead, into ``<dataset>_<split>_detected_*`` with the
-true labels (``make lmdb-nyu CENTERS=detected``: the test split). Splits already built from the same input are skipped (``--force``
-rebuilds).
+true labels (``make lmdb-nyu CENTERS=detected``: the test split). ``--augment COPIES`` adds turned,
+scaled and shifted copies of each training frame (``data_prep/augment.py``; off by default). Splits
+already built from the same input are skipped (``--force`` rebuilds).
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     from tools import _venv_check  # noqa: F401
@@ -65,6 +66,17 @@ def parse_args(argv):
                    help="crop centre: the labelled joint (default), or found with no label by "
                         "data_prep.localize.locate_hand (LMDBs <dataset>_<split>_detected_*, the "
                         "true labels kept: tools/test_net.py --lmdb data/lmdb/nyu_test_detected)")
+    aug = p.add_argument_group("augmentation of the training split (data_prep/augment.py; off by default, "
+                               "as for the paper's Table 1)")
+    aug.add_argument("--augment", type=nonneg_int, default=0, metavar="COPIES",
+                     help="augmented copies of each training frame, written after the frames "
+                          "(default 0: none)")
+    aug.add_argument("--turn", type=finite_float(0, 180), default=180.0, metavar="DEG",
+                     help="in-plane turn drawn from [-DEG, DEG] degrees (default 180)")
+    aug.add_argument("--scale", type=finite_float(0.5, 2.0), nargs=2, default=(0.9, 1.1),
+                     metavar=("LO", "HI"), help="hand-size factor drawn from [LO, HI] (default 0.9 1.1)")
+    aug.add_argument("--shift", type=finite_float(0, 100), default=5.0, metavar="MM",
+                     help="3D shift of the crop centre, standard deviation per axis in mm (default 5)")
     p.add_argument("--force", action="store_true", help="rebuild even if the LMDBs are up to date")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--synthetic-train", type=positive_int, default=None,
@@ -78,6 +90,8 @@ def parse_args(argv):
         p.error("--max-bad must be a fraction between 0 and 1")
     if args.cube is not None and not args.cube > 0:
         p.error("--cube must be a positive number of mm")
+    if args.scale[0] > args.scale[1]:
+        p.error(f"--scale {args.scale[0]:g} {args.scale[1]:g}: LO must not exceed HI")
     return args
 
 
@@ -178,6 +192,13 @@ def main(argv=None):
                       f"{_show(args.out)} ({len(table)} frames; --force rebuilds)", flush=True)
                 continue
             table = detected
+        if split == "train" and args.augment:
+            from data_prep.augment import Augmentation, augment_table
+            aug = Augmentation(copies=args.augment, turn_deg=args.turn, scale=tuple(args.scale),
+                               shift_mm=args.shift, seed=args.seed)
+            fp = build.fingerprint_of(labelled=fp, augment=aug.describe())
+            if args.force or not build.is_current(args.out, table.prefix, fp):
+                table = augment_table(table, aug)
         if not args.force and build.is_current(args.out, table.prefix, fp):
             print(f"[lmdb-{args.dataset}] {table.prefix}: up to date in {_show(args.out)} "
                   f"({len(table)} frames; --force rebuilds)", flush=True)

@@ -69,6 +69,26 @@ def _wrap(a):
     return (a + np.pi) % (2 * np.pi) - np.pi
 
 
+def rotate_pose(model, theta, rot):
+    """The pose of the hand turned by ``rot`` about the model's origin.
+
+    theta ``(n, 26)``, rot ``(n, 3, 3)`` -> theta ``(n, 26)`` with the same finger angles, the
+    global rotation ``rot @ G`` and the palm position ``rot @ palm``, so that
+    ``model.forward(result) == rot @ model.forward(theta)`` for every keypoint (the spec's chain:
+    the palm at ``a0..a2``, every link below it behind ``G = Rz(a5) Rx(a3) Ry(a4)``, with
+    ``a_i = theta_i + init_i``).
+    """
+    theta = np.array(theta, np.float64)
+    init = np.asarray(model.init, np.float64)[:6]
+    a = theta[:, :6] + init
+    g = global_rotation(a[:, 3], a[:, 4], a[:, 5])
+    a3, a4, a5 = euler_of_global_rotation(rot @ g)
+    out = theta.copy()
+    out[:, 0:3] = np.einsum("nij,nj->ni", rot, a[:, 0:3]) - init[0:3]
+    out[:, 3:6] = np.stack([_wrap(a3 - init[3]), _wrap(a4 - init[4]), _wrap(a5 - init[5])], axis=1)
+    return out
+
+
 def kabsch(src, dst):
     """Best rotations ``R`` (n, 3, 3) with ``R @ (src - mean) ~ dst - mean``; src, dst ``(n, k, 3)``."""
     a = src - src.mean(axis=1, keepdims=True)

@@ -147,6 +147,7 @@ def build_workspace(ws):
     caffe.set_mode_cpu()
     net = caffe.Net(str(ROOT / "prototxt" / "deploy.prototxt"), caffe.TEST)
     net.save(str(ws / "random.caffemodel"))
+    shutil.copy(ROOT / "prototxt" / "deploy.prototxt", ws / "deploy_copy.prototxt")
     (ws / "garbage.caffemodel").write_bytes(b"not a model" * 100)
     # images for the demo
     import cv2
@@ -272,7 +273,8 @@ def cases():
                                 "{ws}/lab.txt", "--names", "a", "a"), "error", ("twice",)))
     add(Case(T, "dataset_icvl_14", pred("pred.txt", "--dataset", "icvl"), "error", ("icvl",)))
     add(Case(T, "dataset_bogus", pred("pred.txt", "--dataset", "bogus"), "error", ("--dataset",)))
-    add(Case(T, "no_mode", ("--out", "{ws}/out/t"), "error", ("--weights",)))
+    add(Case(T, "no_weights_no_lmdb", ("--out", "{ws}/out/t", "--lmdb", "{ws}/nowhere/nyu_test"),
+             "error", ("nowhere",)))
     add(Case(T, "both_modes", pred("pred.txt", "--weights", "{ws}/random.caffemodel"), "error",
              ("either",)))
     add(Case(T, "unknown_option", ("--frobnicate",), "error", ("--frobnicate",)))
@@ -390,7 +392,8 @@ def cases():
              ("plain.txt",)))
     add(Case(D, "ok", ("{ws}/crops/x/1.png", *DW, "--out", "{ws}/out/d_ok"), "ok",
              check=lambda ws, p: (ws / "out/d_ok/1_overlay.png").is_file()))
-    add(Case(D, "no_weights_root_out", ("{ws}/crops/x/1.png", "--out", "/zz-hostile-nowhere/demo"),
+    add(Case(D, "no_weights_other_model", ("{ws}/crops/x/1.png", "--model", "{ws}/deploy_copy.prototxt",
+                                            "--out", "/zz-hostile-nowhere/demo"),
              "error", ("no trained weights",)))
     add(Case(D, "garbage_weights", ("{ws}/crops/x/1.png", "--weights", "{ws}/garbage.caffemodel",
                                     "--out", "{ws}/out/d"), "error", ("garbage.caffemodel",)))

@@ -14,13 +14,13 @@ from data_helpers import assert_one_line_error, reference_lines
 PY = sys.executable
 
 
-def run_cli(project_root, *args, env_extra=None):
+def run_cli(project_root, *args, env_extra=None, cwd=None):
     env = dict(os.environ)
     env.setdefault("GLOG_minloglevel", "2")
     if env_extra:
         env.update(env_extra)
     return subprocess.run([PY, str(project_root / "tools" / "test_net.py"), *map(str, args)],
-                          cwd=project_root, capture_output=True, text=True, env=env, timeout=300)
+                          cwd=cwd or project_root, capture_output=True, text=True, env=env, timeout=300)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +261,11 @@ def test_option_errors(project_root, tmp_path):
                                   "--names", "a", "b"), "--names")
     assert_one_line_error(run_cli(project_root, "--predictions", tmp_path / "nope.txt",
                                   "--labels", labels), "nope.txt")
-    assert_one_line_error(run_cli(project_root), "--weights")
+    # no --weights: the default weights are used, and a missing LMDB is named
+    assert_one_line_error(run_cli(project_root, "--lmdb", tmp_path / "nowhere" / "nyu_test", "--out",
+                                  tmp_path / "o" / "e"), "nowhere")
+    assert_one_line_error(run_cli(project_root, "--predictions", pred, "--labels", labels, "--weights",
+                                  tmp_path / "w.caffemodel"), "not both")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,23 +517,28 @@ def test_empty_or_missing_lmdb(project_root, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the project's real deploy net (model layer included) on LMDBs written by data_prep's writer
 
-def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_data):
+def random_deploy_weights(project_root, path, rng):
+    """The paper's deploy net with random weights (a larger last layer, so that theta and the pose
+    vary between crops), saved to ``path``."""
     import caffe
+
+    caffe.set_mode_cpu()
+    net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), caffe.TEST)
+    net.params["theta"][0].data[...] = rng.normal(0, 0.05, net.params["theta"][0].data.shape)
+    net.params["theta"][1].data[...] = rng.normal(0, 0.2, 26)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net.save(str(path))
+    return path
+
+
+def real_crops_lmdb(reference_data, tmp_path, rng):
+    """A test LMDB set of the five real crops (12 frames), random true angles:
+    ``(prefix, n, true theta, depth, com, joints)``."""
     import cv2
     from hand_model import HandModel
 
     from data_prep.datum import encode
     from data_prep.lmdb_io import LmdbSet
-
-    deploy = project_root / "prototxt" / "deploy.prototxt"
-    caffe.set_mode_cpu()
-    net = caffe.Net(str(deploy), caffe.TEST)
-    rng = np.random.default_rng(5)
-    # random weights; a larger last layer so that theta (and the pose) vary between crops
-    net.params["theta"][0].data[...] = rng.normal(0, 0.05, net.params["theta"][0].data.shape)
-    net.params["theta"][1].data[...] = rng.normal(0, 0.2, 26)
-    weights = tmp_path / "random.caffemodel"
-    net.save(str(weights))
 
     crops = sorted((reference_data / "nyu" / "test_crops").glob("*.png"))
     depth = np.stack([cv2.imread(str(c), cv2.IMREAD_GRAYSCALE) / 255.0 * 2 - 1 for c in crops])
@@ -547,6 +556,18 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     com = np.column_stack([rng.uniform(-50, 50, n), rng.uniform(-50, 50, n), np.full(n, 700.0)])
     cube = np.full(n, 300.0)
     np.savez(f"{prefix}_meta.npz", com=com, cube=cube, frame=np.arange(n), theta=true_theta)
+    return prefix, n, true_theta, depth, com, joints
+
+
+def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_data):
+    import caffe
+    from hand_model import HandModel
+
+    deploy = project_root / "prototxt" / "deploy.prototxt"
+    rng = np.random.default_rng(5)
+    weights = random_deploy_weights(project_root, tmp_path / "random.caffemodel", rng)
+    prefix, n, true_theta, depth, com, joints = real_crops_lmdb(reference_data, tmp_path, rng)
+    model = HandModel.nyu()
 
     out = tmp_path / "eval"
     proc = run_cli(project_root, "--weights", weights, "--lmdb", prefix, "--out", out,
@@ -576,3 +597,37 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
     outside = ((theta < model.lower) | (theta > model.upper)).any(1)
     assert r["frac_out_of_limits"] == pytest.approx(outside.mean())
     assert len(np.loadtxt(out / "predictions_nyu14_uvd.txt")) == n
+
+
+def test_without_weights_the_newest_trained_else_the_shipped_ones(project_root, tmp_path, reference_data):
+    """No --weights (the card's `python tools/test_net.py`): the newest trained weights under
+    results/, else the weights shipped in models/default/, named in the output."""
+    from tools.weights import SHIPPED
+
+    assert SHIPPED.is_file() and SHIPPED.stat().st_size < 10 << 20
+    rng = np.random.default_rng(8)
+    prefix = real_crops_lmdb(reference_data, tmp_path, rng)[0]
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_cli(project_root, "--lmdb", prefix, "--quiet", cwd=work)   # nothing trained here
+    assert proc.returncode == 0, proc.stderr
+    assert "shipped" in proc.stdout and str(SHIPPED) in proc.stdout
+    shipped_eval = json.loads((work / "results" / "eval" / "eval.json").read_text())
+    assert shipped_eval["frames"] == 12
+
+    old = random_deploy_weights(project_root, work / "results" / "snapshots" / "deepmodel_iter_10.caffemodel", rng)
+    new = random_deploy_weights(project_root, work / "results" / "deepmodel.caffemodel", rng)
+    os.utime(old, ns=(new.stat().st_mtime_ns + 10 ** 9,) * 2)               # the snapshot is newer
+    proc = run_cli(project_root, "--lmdb", prefix, "--quiet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert "newest trained" in proc.stdout and "deepmodel_iter_10.caffemodel" in proc.stdout
+    trained_eval = json.loads((work / "results" / "eval" / "eval.json").read_text())
+    assert trained_eval["mean_error_mm"] != shipped_eval["mean_error_mm"]
+
+    # another deploy net: the shipped weights are not for it, and nothing trained is found
+    other = tmp_path / "other" / "deploy.prototxt"
+    other.parent.mkdir()
+    other.write_text((project_root / "prototxt" / "deploy.prototxt").read_text())
+    proc = run_cli(project_root, "--model", other, "--lmdb", prefix, "--out", tmp_path / "o" / "e",
+                   cwd=tmp_path / "other")
+    assert_one_line_error(proc, "no trained weights", "deploy.prototxt", "--weights")

@@ -26,7 +26,7 @@ is used.
 The net may be the project's deploy net (fc 26 -> HandModelLayer) or the released network's layout
 (fc 47 -> HandModelLayer); only the (N, 93) output blob (``--blob``) is needed.
 
-    tools/demo.py --out results/demo
+    tools/demo.py --out results/demo       # the newest trained weights, else the shipped ones
     tools/demo.py frame.png --weights W.caffemodel --out results/demo      # centre detected
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
 """
@@ -47,6 +47,7 @@ from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, Output
                       check_center, console, finite_float, run, save_figure, write_json)
 from data_prep.frames import png_files
 from data_prep.reference import NYU_TEST_CROPS
+from tools.weights import default_weights
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_CROPS = NYU_TEST_CROPS
@@ -71,33 +72,6 @@ def default_inputs():
         return find_inputs([DEFAULT_CROPS])
     raise InputError(f"no input images given (and the default folder {DEFAULT_CROPS} "
                      "does not exist): give depth crop PNGs or raw depth frames")
-
-
-def _iteration(path):
-    """The iteration of a snapshot ``<prefix>_iter_N.caffemodel`` (-1 for another name)."""
-    stem = path.stem
-    tail = stem.rsplit("_iter_", 1)[-1] if "_iter_" in stem else ""
-    return int(tail) if tail.isdigit() else -1
-
-
-def find_weights(out):
-    """The trained weights, looked up in a fixed order and never recursively: in RESULTS, the
-    parent of ``--out`` (the Makefile's $(RESULTS)), then in ``results`` of the current folder:
-    first ``snapshots/*.caffemodel`` (the highest iteration), else ``*.caffemodel`` (the newest)."""
-    roots = []
-    for r in (pathlib.Path(out).parent, pathlib.Path("results")):
-        if r.is_dir() and r.resolve() not in [x.resolve() for x in roots]:
-            roots.append(r)
-    for root in roots:
-        snaps = [f for f in (root / "snapshots").glob("*.caffemodel") if f.is_file()]
-        if snaps:
-            return max(snaps, key=lambda f: (_iteration(f), f.stat().st_mtime_ns, f.name))
-        models = [f for f in root.glob("*.caffemodel") if f.is_file()]
-        if models:
-            return max(models, key=lambda f: (f.stat().st_mtime_ns, f.name))
-    where = " or ".join(str(r) for r in roots) or "results/"
-    raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}: "
-                     "run `make train` or give --weights")
 
 
 def unique_names(files):
@@ -362,8 +336,9 @@ def build_parser():
         formatter_class=ArgumentDefaultsHelpFormatter)
     p.add_argument("inputs", nargs="*", help="crop PNGs, raw depth frames or folders (default: "
                    "the five real NYU test crops in data/reference/nyu/test_crops)")
-    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest snapshot "
-                   "under the parent of --out, e.g. results/snapshots)")
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest trained "
+                   "weights in the parent of --out, e.g. results/snapshots; with nothing trained, "
+                   "the weights shipped in models/default/ for the default --model)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt (input: the depth "
                    "crop; output blob --blob of shape (N, 93))")
     p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
@@ -400,7 +375,11 @@ def main(argv=None):
         camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=int(round(2 * cx)),
                         height=int(round(2 * cy)))
     files = find_inputs(args.inputs) if args.inputs else default_inputs()
-    weights = pathlib.Path(args.weights) if args.weights else find_weights(args.out)
+    if args.weights:
+        weights = pathlib.Path(args.weights)
+    else:
+        weights, where = default_weights(args.out, args.model)
+        print(f"weights: {where}: {weights}")
 
     from hand_model import HandModel
 

@@ -5,6 +5,11 @@ Two modes, both with the community evaluation kit's conventions (data_prep/kit.p
 per dataset, mean joint error, per-joint error and three success-rate curves over 0..80 mm:
 frames whose worst joint is within t, frames whose mean joint error is within t, joints within t).
 
+With no arguments (``python tools/test_net.py``) it evaluates the obvious net: the newest trained
+weights in ``results/`` (``make train``), else the weights shipped with the repository
+(``models/default/``), with the paper's deploy net on the default test LMDBs, and says which
+weights it used (``tools/weights.py``).
+
 1. A trained net (``--weights``): runs the deploy net in batches over the test LMDBs
    (``<lmdb>_depth``, ``<lmdb>_joint``, ``<lmdb>_meta.npz``, which names the dataset and may hold
    the true angles), maps its (N, 93) normalised joints back to mm with each frame's com and cube,
@@ -49,6 +54,7 @@ from data_prep.split import LmdbSplit, to_mm
 from plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
                       open_text, positive_int, run, save_figure, write_json, write_npz)
 from tools import metrics
+from tools.weights import default_weights
 
 # the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
 DATASET_CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
@@ -523,7 +529,10 @@ def build_parser():
                     "prediction files against labels (--predictions, --labels).",
         formatter_class=ArgumentDefaultsHelpFormatter)
     mode = p.add_argument_group("mode 1: a trained net")
-    mode.add_argument("--weights", help=".caffemodel of the trained net")
+    mode.add_argument("--weights", help=".caffemodel of the trained net (default, when no "
+                      "--predictions are given: the newest trained weights in the parent of --out "
+                      "(results/), else the weights shipped in models/default/ for the default "
+                      "--model)")
     mode.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt")
     mode.add_argument("--lmdb", default=DEFAULT_LMDB,
                       help="LMDB prefix: reads PREFIX_depth, PREFIX_joint, PREFIX_meta.npz")
@@ -552,8 +561,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if (args.weights is None) == (args.predictions is None):
-        raise InputError("give either --weights (evaluate a net) or --predictions with --labels")
+    if args.weights is not None and args.predictions is not None:
+        raise InputError("give either --weights (evaluate a net) or --predictions with --labels, "
+                         "not both")
     check_output_file(args.json, "--json")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out}: is a file, not a folder")
@@ -561,6 +571,10 @@ def main(argv=None):
         return run_predictions(args)
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
+    if args.weights is None:          # the card's `python tools/test_net.py`: the obvious net
+        model = _default_path(args.model, DEFAULT_MODEL)
+        args.weights, where = default_weights(args.out, model)
+        print(f"weights: {where}: {args.weights}", flush=True)
     return run_weights(args)
 
 

@@ -1,0 +1,56 @@
+"""Which weights a tool uses when none are given: the newest trained ones, else the shipped ones.
+
+``tools/demo.py`` and ``tools/test_net.py`` (and so ``make demo`` and the card's
+``python tools/test_net.py``) look, never recursively, in the results folder: the parent of their
+``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``), for ``snapshots/*.caffemodel``
+and ``*.caffemodel``: the newest file wins (ties: the higher snapshot iteration). With nothing trained, the paper's deploy net (``prototxt/deploy.prototxt``) falls back
+to the weights shipped with the repository, :data:`SHIPPED` (trained by ``make train``; how, and
+what they score, in ``models/default/README.md``).
+"""
+import pathlib
+
+from plumbing import PROJECT, InputError
+
+SHIPPED = PROJECT / "models" / "default" / "deepmodel.caffemodel"
+SHIPPED_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
+
+
+def _iteration(path):
+    """The iteration of a snapshot ``<prefix>_iter_N.caffemodel`` (-1 for another name)."""
+    stem = path.stem
+    tail = stem.rsplit("_iter_", 1)[-1] if "_iter_" in stem else ""
+    return int(tail) if tail.isdigit() else -1
+
+
+def newest_trained(out):
+    """The newest trained ``.caffemodel`` in the results folder of a tool writing to ``out``
+    (its parent), or None."""
+    root = pathlib.Path(out).parent
+    found = [f for f in (*(root / "snapshots").glob("*.caffemodel"), *root.glob("*.caffemodel"))
+             if f.is_file()]
+    if found:
+        return max(found, key=lambda f: (f.stat().st_mtime_ns, _iteration(f), f.name))
+    return None
+
+
+def is_shipped_model(model):
+    """True when ``model`` is the deploy net the shipped weights belong to."""
+    try:
+        return pathlib.Path(model).resolve() == SHIPPED_MODEL.resolve()
+    except OSError:
+        return False
+
+
+def default_weights(out, model):
+    """``(path, where)``: the weights to use when ``--weights`` is not given, and a few words
+    saying which they are (printed by the tools). Raises :class:`InputError` when there are none."""
+    trained = newest_trained(out)
+    if trained is not None:
+        return trained, f"the newest trained weights in {trained.parent}"
+    if is_shipped_model(model) and SHIPPED.is_file():
+        return SHIPPED, "the weights shipped with the repository (nothing trained yet)"
+    where = pathlib.Path(out).parent
+    why = ("" if is_shipped_model(model) else
+           f"; the shipped weights belong to {SHIPPED_MODEL.relative_to(PROJECT)}, not {model}")
+    raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}"
+                     f"{why}: run `make train` or give --weights")
