@@ -348,7 +348,7 @@ class HandModel:
     def _input_ops(self, ws, width):
         """The steps from theta (copied into ``ws["theta"][width]``, float64) to the angles' cos
         and sin and the free translations' values, bound to the workspace like
-        :meth:`_bound_ops`; the translations' values are applied in :meth:`_run`."""
+        :meth:`_bound_ops` (whose position steps apply the translations' values)."""
         tt = ws["theta"][width].T                                   # (width, N) view
         rc, tc = (self._rot_col26, self._tp_col26) if width == self.num_free else \
             (self._rot_col47, self._tp_col47)
