@@ -52,7 +52,7 @@ train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evalu
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
 	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
 
-demo: caffe ## run the trained net on the five real NYU crops -> results/demo
+demo: caffe ## the newest net trained in results/ (else the shipped models/default/) on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
 
 refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/refine/ (4-7 min, once)

@@ -378,7 +378,7 @@ def main(argv=None):
     if args.weights:
         weights = pathlib.Path(args.weights)
     else:
-        weights, where = default_weights(args.out, args.model)
+        weights, where = default_weights(pathlib.Path(args.out).parent, args.model)
         print(f"weights: {where}: {weights}")
 
     from hand_model import HandModel

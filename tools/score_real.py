@@ -15,7 +15,7 @@ The baseline predicts, for every frame, the average centred pose of all 8252 NYU
 The crops are a test: nothing in the project is tuned on them.
 
     tools/score_real.py --weights results/deepmodel.caffemodel
-    tools/score_real.py                  # the newest snapshot under results/, the deploy net
+    tools/score_real.py                  # the newest weights in results/, else the shipped ones
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     import _venv_check  # noqa: F401
@@ -33,6 +33,7 @@ from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
 from plumbing import PROJECT, InputError, run, write_json
 from plumbing import ArgumentParser  # options checked as parsed
+from tools.weights import default_weights
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
@@ -106,15 +107,6 @@ def score(pred93, data):
             "mean_pose_mm": centred_error(baseline, data["true_mm"])}
 
 
-def default_weights():
-    """The newest ``.caffemodel`` under ``results/`` (the project's), else an InputError."""
-    found = sorted((PROJECT / "results").glob("**/*.caffemodel"),
-                   key=lambda f: f.stat().st_mtime)
-    if not found:
-        raise InputError("no trained weights under results/: run `make train` or give --weights")
-    return found[-1]
-
-
 def print_report(result, weights):
     print(f"real NYU test crops, 14 joints, centred on their mean (mm); weights {weights}")
     print(f"{'frame':>6}  {'net':>7}  {'mean pose':>9}")
@@ -128,8 +120,9 @@ def build_parser():
         description="Score a trained net on the five real NYU test crops of the repository "
                     "(14 joints, centred on their mean, mm) beside the mean-pose baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest under "
-                   "results/)")
+    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest in results/ "
+                   "or results/snapshots/, else the shipped models/default/ weights for the "
+                   "default --model)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
@@ -142,7 +135,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from tools.net_io import input_blob, load_net, output_blob
 
-    weights = args.weights or default_weights()
+    if args.weights:
+        weights = args.weights
+    else:
+        weights, where = default_weights(PROJECT / "results", args.model)
+        print(f"weights: {where}: {weights}")
     data = real_crops(args.crops)
     net = load_net(args.model, weights)
     data_blob = input_blob(net, None, args.model)

@@ -573,7 +573,7 @@ def main(argv=None):
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
     if args.weights is None:          # the card's `python tools/test_net.py`: the obvious net
         model = _default_path(args.model, DEFAULT_MODEL)
-        args.weights, where = default_weights(args.out, model)
+        args.weights, where = default_weights(pathlib.Path(args.out).parent, model)
         print(f"weights: {where}: {args.weights}", flush=True)
     return run_weights(args)
 

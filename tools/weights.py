@@ -2,8 +2,9 @@
 
 ``tools/demo.py`` and ``tools/test_net.py`` (and so ``make demo`` and the card's
 ``python tools/test_net.py``) look, never recursively, in the results folder: the parent of their
-``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``), for ``snapshots/*.caffemodel``
-and ``*.caffemodel``: the newest file wins (ties: the higher snapshot iteration). With nothing trained, the paper's deploy net (``prototxt/deploy.prototxt``) falls back
+``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``; ``tools/score_real.py``:
+``results/``), for ``snapshots/*.caffemodel`` and ``*.caffemodel``: the newest file wins (ties:
+the higher snapshot iteration). With nothing trained, the paper's deploy net (``prototxt/deploy.prototxt``) falls back
 to the weights shipped with the repository, :data:`SHIPPED` (trained by ``make train``; how, and
 what they score, in ``models/default/README.md``).
 """
@@ -22,10 +23,10 @@ def _iteration(path):
     return int(tail) if tail.isdigit() else -1
 
 
-def newest_trained(out):
-    """The newest trained ``.caffemodel`` in the results folder of a tool writing to ``out``
-    (its parent), or None."""
-    root = pathlib.Path(out).parent
+def newest_trained(results):
+    """The newest trained ``.caffemodel`` in the folder ``results`` (not below it but in its
+    ``snapshots/``), or None."""
+    root = pathlib.Path(results)
     found = [f for f in (*(root / "snapshots").glob("*.caffemodel"), *root.glob("*.caffemodel"))
              if f.is_file()]
     if found:
@@ -41,15 +42,16 @@ def is_shipped_model(model):
         return False
 
 
-def default_weights(out, model):
-    """``(path, where)``: the weights to use when ``--weights`` is not given, and a few words
-    saying which they are (printed by the tools). Raises :class:`InputError` when there are none."""
-    trained = newest_trained(out)
+def default_weights(results, model):
+    """``(path, where)``: the weights to use when ``--weights`` is not given, looked up in the
+    folder ``results``, and a few words saying which they are (printed by the tools). Raises
+    :class:`InputError` when there are none."""
+    trained = newest_trained(results)
     if trained is not None:
         return trained, f"the newest trained weights in {trained.parent}"
     if is_shipped_model(model) and SHIPPED.is_file():
         return SHIPPED, "the weights shipped with the repository (nothing trained yet)"
-    where = pathlib.Path(out).parent
+    where = pathlib.Path(results)
     why = ("" if is_shipped_model(model) else
            f"; the shipped weights belong to {SHIPPED_MODEL.relative_to(PROJECT)}, not {model}")
     raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}"
