@@ -216,6 +216,23 @@ def _band_samples(depth, grown, s, rs, z0, band):
     return us[iu], vs[iv], sub[iv, iu]
 
 
+def _sphere_box(c, radius, near, rs, intrinsics, shape):
+    """The pixel box ``(x0, x1, y0, y1)`` (half-open, clipped to the frame of ``shape``) around
+    the projection of the sphere of ``radius`` mm at ``c`` (xyz mm), sized at its nearest depth
+    (at least ``near``); its first row and column are multiples of ``rs`` (the same sample grid
+    at every mean-shift step). None when it is empty."""
+    fx, fy, cx, cy = intrinsics
+    H, W = shape
+    zc = max(c[2] - radius, near, 1.0)
+    u_c, v_c = cx + c[0] * fx / c[2], cy - c[1] * fy / c[2]
+    ax, ay = radius * fx / zc, radius * fy / zc
+    x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
+    y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
+    x0 -= x0 % rs
+    y0 -= y0 % rs
+    return None if x1 <= x0 or y1 <= y0 else (x0, x1, y0, y1)
+
+
 def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, intrinsics):
     """Step 5's mean shift from ``com`` (xyz mm): ``(centre xyz, steps taken)``.
 
@@ -226,7 +243,6 @@ def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, in
     order, as cutting the box out of the frame at every step, so the same means).
     """
     fx, fy, cx, cy = intrinsics
-    H, W = depth.shape
     u, v, d32 = _band_samples(depth, grown, s, rs, z0, band)
     d = d32.astype(np.float64)
     x = (u.astype(np.float64) - cx) * d / fx
@@ -235,16 +251,10 @@ def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, in
     c = com.copy()
     steps = 0
     for steps in range(1, iterations + 1):
-        zc = max(c[2] - radius, near, 1.0)
-        u_c, v_c = cx + c[0] * fx / c[2], cy - c[1] * fy / c[2]
-        ax, ay = radius * fx / zc, radius * fy / zc
-        x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
-        y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
-        # the same grid (every rs-th pixel of the frame) at every step
-        x0 -= x0 % rs
-        y0 -= y0 % rs
-        if x1 <= x0 or y1 <= y0:
+        box = _sphere_box(c, radius, near, rs, intrinsics, depth.shape)
+        if box is None:
             break
+        x0, x1, y0, y1 = box
         lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
         inside = (u >= x0) & (u < x1) & (v >= y0) & (v < y1)
         if not (d_min >= lo and d_max <= hi):   # (usually all samples are in the depth range)

@@ -182,22 +182,16 @@ def test_real_nyu_frame(reference_data):
 
 def _windowed_mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, intrinsics):
     """The mean shift as first written: the sphere's pixel box cut out of the frame at every step
-    (masks, samples and 3D points rebuilt each time). localize._mean_shift finds the samples once
+    (masks, samples and 3D points rebuilt each time; the box itself is localize's rule). localize._mean_shift finds the samples once
     and must give the same steps and the same centre to the bit."""
     fx, fy, cx, cy = intrinsics
-    H, W = depth.shape
     c = com.copy()
     steps = 0
     for steps in range(1, iterations + 1):
-        zc = max(c[2] - radius, near, 1.0)
-        u_c, v_c = cx + c[0] * fx / c[2], cy - c[1] * fy / c[2]
-        ax, ay = radius * fx / zc, radius * fy / zc
-        x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
-        y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
-        x0 -= x0 % rs
-        y0 -= y0 % rs
-        if x1 <= x0 or y1 <= y0:
+        box = localize._sphere_box(c, radius, near, rs, intrinsics, depth.shape)
+        if box is None:
             break
+        x0, x1, y0, y1 = box
         sub = np.asarray(depth[y0:y1:rs, x0:x1:rs], dtype=np.float32)
         us, vs = np.arange(x0, x1, rs), np.arange(y0, y1, rs)
         lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
