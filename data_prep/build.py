@@ -14,7 +14,6 @@ the build fails (writing nothing) when more than ``max_bad`` of them (a fraction
 """
 import dataclasses
 import json
-import multiprocessing
 import os
 import pathlib
 import shutil
@@ -26,7 +25,7 @@ from data_prep import crop as crop_mod
 from data_prep import datum, icvl, lmdb_io, nyu
 from data_prep.frames import BadFrame
 from data_prep.split import KINDS, LmdbSplit
-from plumbing import InputError, write_text
+from plumbing import InputError, worker_results, write_text
 
 PIPELINE_VERSION = 1   # bump when the crop or the record layout changes (invalidates built LMDBs)
 
@@ -110,17 +109,9 @@ def with_detected_centres(table, workers=2, chunk=32, progress=True):
     centers = np.array(table.center_uvd, np.float64)
     bad = dict(table.bad)
     found = np.zeros(n, bool)
-    pool = None
-    bar = tqdm(total=len(todo), desc=f"{table.prefix} hand detection", unit="frame",
-               disable=not progress, smoothing=0.05)
-    try:
-        if workers and workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_detect,
-                                                            initargs=init_args)
-            results = pool.imap(_detect, chunks)
-        else:
-            _init_detect(*init_args)
-            results = map(_detect, chunks)
+    with worker_results(_detect, _init_detect, init_args, chunks, workers) as results, \
+            tqdm(total=len(todo), desc=f"{table.prefix} hand detection", unit="frame",
+                 disable=not progress, smoothing=0.05) as bar:
         for res in results:
             for r, center, reason in res:
                 if center is None:
@@ -129,11 +120,6 @@ def with_detected_centres(table, workers=2, chunk=32, progress=True):
                     centers[r] = center
                     found[r] = True
             bar.update(len(res))
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     com = np.asarray(table.com, np.float64)
     cube = np.asarray(table.cube, np.float64)
     new_com = com.copy()
@@ -178,20 +164,12 @@ def build_split(table, out_dir, order, fingerprint, workers=2, max_bad=0.01, siz
                  np.asarray(table.com, np.float64)[:, 2], table.camera, table.decoder, size,
                  None if table.turn_deg is None else np.asarray(table.turn_deg, np.float64))
     written = []
-    bar = tqdm(total=len(order), desc=f"{table.prefix} LMDBs", unit="frame", disable=not progress,
-               smoothing=0.05)
-    bar.update(len(bad))
-    pool = None
-    try:
-        if workers and workers > 1:     # start the workers before any LMDB is open here
-            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker,
-                                                            initargs=init_args)
-            results = pool.imap(_process, chunks)
-        else:
-            _init_worker(*init_args)
-            results = map(_process, chunks)
-        out = split.writer(kinds, map_size)
-        with out:
+    # the workers start before any LMDB is open here
+    with worker_results(_process, _init_worker, init_args, chunks, workers) as results, \
+            tqdm(total=len(order), desc=f"{table.prefix} LMDBs", unit="frame", disable=not progress,
+                 smoothing=0.05) as bar:
+        bar.update(len(bad))
+        with split.writer(kinds, map_size) as out:
             for res in results:
                 for r, depth_bytes, reason in res:
                     if depth_bytes is None:
@@ -206,11 +184,6 @@ def build_split(table, out_dir, order, fingerprint, workers=2, max_bad=0.01, siz
                 if len(bad) > max_bad * n:
                     break
             _finish(table, split, out, bad, written, n, max_bad, fingerprint)
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.terminate()
-            pool.join()
     return {"written": len(written), "bad": bad, "split": split, "kinds": kinds,
             "bad_log": split.bad_path if bad else None}
 

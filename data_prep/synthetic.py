@@ -36,7 +36,6 @@ if __name__ == "__main__":   # outside the venv: one line on how to activate it
     from tools import _venv_check  # noqa: F401
 import argparse
 import json
-import multiprocessing
 import os
 import pathlib
 import sys
@@ -47,7 +46,7 @@ from tqdm import tqdm
 
 from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
-from plumbing import PROJECT, InputError, atomic_path, run
+from plumbing import PROJECT, InputError, atomic_path, run, worker_results
 from plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 from data_prep.render import SensorModel, render_slabs, render_spheres
 from hand_model import FINGERS
@@ -461,24 +460,12 @@ def render_chunks(make_chunk, worker_init, init_args, tasks, workers, total, des
     ``worker_init(*init_args)``) or in this one; a progress bar of ``total`` frames, advanced by
     each result's frames (its third item, ``(k, ...)``). Returns the results in completion order;
     the pool is ended whatever happens."""
-    pool = None
     out = []
-    try:
-        if workers > 1:
-            pool = multiprocessing.get_context("fork").Pool(workers, worker_init, init_args)
-            it = pool.imap_unordered(make_chunk, tasks)
-        else:
-            worker_init(*init_args)
-            it = map(make_chunk, tasks)
-        with tqdm(total=total, desc=desc, unit="frame", disable=not progress,
-                  smoothing=0.05) as bar:
-            for result in it:
-                out.append(result)
-                bar.update(len(result[2]))
-    finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+    with worker_results(make_chunk, worker_init, init_args, tasks, workers, ordered=False) as it, \
+            tqdm(total=total, desc=desc, unit="frame", disable=not progress, smoothing=0.05) as bar:
+        for result in it:
+            out.append(result)
+            bar.update(len(result[2]))
     return out
 
 

@@ -14,6 +14,8 @@
   :func:`nonneg_int`) refuse NaN, infinities and values out of range.
 * An output never replaces a folder: :func:`replace_atomically` refuses a file over a folder (as
   ``rename(2)`` and ``mv`` do) and :func:`check_output_file` says so before any work is done.
+* :func:`worker_results`: a function over chunks of work in forked worker processes (or in this
+  one), the pool ended whatever happens.
 
 This module knows no dataset, no model and no Caffe; everything else may import it.
 """
@@ -25,6 +27,7 @@ import io
 import json
 import lzma
 import math
+import multiprocessing
 import os
 import pathlib
 import re
@@ -33,6 +36,26 @@ import sys
 
 PROJECT = pathlib.Path(__file__).resolve().parents[1]   # the repository (an editable install)
 TMP_TAG = ".tmp-"
+
+
+@contextlib.contextmanager
+def worker_results(func, init, init_args, tasks, workers, ordered=True):
+    """Yield an iterator of ``func(task)`` for ``tasks``, computed by ``workers`` forked processes
+    each set up by ``init(*init_args)`` (or here, after ``init``, for ``workers`` <= 1), in task
+    order (``ordered``) or as they finish; on leaving the block the pool is terminated, so a
+    consumer may stop early or fail without leaving workers behind."""
+    pool = None
+    try:
+        if workers and workers > 1:
+            pool = multiprocessing.get_context("fork").Pool(workers, init, init_args)
+            yield (pool.imap if ordered else pool.imap_unordered)(func, tasks)
+        else:
+            init(*init_args)
+            yield map(func, tasks)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
 
 
 class InputError(Exception):

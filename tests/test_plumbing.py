@@ -82,3 +82,22 @@ def test_os_errors_are_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: ") and "No such file or directory" in proc.stderr
     assert os.path.exists(tmp_path)
+
+
+def _square(x):
+    return x * x
+
+
+def test_worker_results_in_order_and_no_worker_left_after_an_early_stop():
+    import multiprocessing
+    from plumbing import worker_results
+
+    with worker_results(_square, abs, (0,), range(50), workers=2) as it:
+        assert list(it) == [x * x for x in range(50)]
+    with worker_results(_square, abs, (0,), range(10 ** 6), workers=2) as it:
+        assert next(it) == 0                                   # stop after one result
+    assert not multiprocessing.active_children()
+    with worker_results(_square, abs, (0,), range(5), workers=2, ordered=False) as it:
+        assert sorted(it) == [0, 1, 4, 9, 16]
+    with worker_results(_square, abs, (0,), range(5), workers=1) as it:   # here, no pool
+        assert list(it) == [0, 1, 4, 9, 16]
