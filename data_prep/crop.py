@@ -60,16 +60,23 @@ def crop_depth(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
     if wb < 1 or hb < 1:
         raise ValueError(f"crop box of centre {tuple(center_uvd)} is empty")
     H, W = depth.shape
-    box = np.zeros((hb, wb), np.float32)            # padding = no reading
+    # Nearest-neighbour resizing picks pixels, so it commutes with the per-pixel steps (missing
+    # -> far, clip): resize the box as the frame stores it (uint16, float32; other types as
+    # float32, which they would become anyway), then map only the pixels kept.
+    dtype = depth.dtype if depth.dtype in (np.uint16, np.float32) else np.float32
     sx0, sx1, sy0, sy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
-    if sx1 > sx0 and sy1 > sy0:
-        box[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = depth[sy0:sy1, sx0:sx1]
-    box[box == 0] = far
-    np.clip(box, near, far, out=box)
+    if (sx0, sx1, sy0, sy1) == (x0, x1, y0, y1) and depth.dtype == dtype:
+        box = depth[y0:y1, x0:x1]                   # inside the frame: resized where it is
+    else:
+        box = np.zeros((hb, wb), dtype)             # padding = no reading
+        if sx1 > sx0 and sy1 > sy0:
+            box[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = depth[sy0:sy1, sx0:sx1]
     rw, rh = _resized_shape((x0, x1, y0, y1), size)
     out = np.full((size, size), far, np.float32)
     if rw > 0 and rh > 0:
-        rz = cv2.resize(box, (rw, rh), interpolation=cv2.INTER_NEAREST)
+        rz = cv2.resize(box, (rw, rh), interpolation=cv2.INTER_NEAREST).astype(np.float32, copy=False)
+        rz[rz == 0] = far
+        np.clip(rz, near, far, out=rz)
         ox, oy = size // 2 - rw // 2, size // 2 - rh // 2
         out[oy:oy + rh, ox:ox + rw] = rz
     out -= com_z

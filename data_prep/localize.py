@@ -49,8 +49,9 @@ reading inside the working range, or none with enough support, raises :class:`Ha
 
 Units: u, v pixels (pixel (u, v) = column u, row v, its centre at integer coordinates, as in
 :mod:`data_prep.crop`), depth mm, 3D points mm in the camera frame (x right, y up, z = depth).
-Cost: all steps are array operations (no per-pixel Python loop); about 1-2 ms for 640x480 on one
-core (``make bench`` measures it with the crop).
+Cost: all steps are array operations (no per-pixel Python loop); steps 1-6 take about 1 ms for
+640x480 on one busy core, less on a quiet one (``make bench`` measures them, and them with the
+refinement and the crop).
 """
 import math
 from dataclasses import dataclass
@@ -184,6 +185,94 @@ def _xyz_mean(us, vs, ds, fx, fy, cx, cy):
                      sd / n])
 
 
+def _band_samples(depth, grown, s, rs, z0, band):
+    """The full-resolution samples the mean shift can use, found once per frame.
+
+    Every ``rs``-th pixel (u, v multiples of ``rs``) whose nearest coarse sample lies in the
+    dilated region ``grown`` and whose depth lies in the band ``[z0, z0 + band]``:
+    ``(u, v, d32)``, row by row (u, v int64, d32 float32; the depth compared as float32, as
+    the steps compare it). Only the region's bounding box is read.
+    """
+    rows, cols = np.flatnonzero(grown.any(axis=1)), np.flatnonzero(grown.any(axis=0))
+    if not len(rows):
+        empty = np.zeros(0, np.int64)
+        return empty, empty, np.zeros(0, np.float32)
+
+    def span(lo, hi, n_coarse, n):
+        # pixels p whose nearest coarse sample min((p + s // 2) // s, n_coarse - 1) is in [lo, hi]
+        a = max(lo * s - s // 2, 0)
+        b = n if hi == n_coarse - 1 else min((hi + 1) * s - s // 2, n)
+        return a + (-a % rs), b                       # from the first multiple of rs
+
+    y0, y1 = span(rows[0], rows[-1], grown.shape[0], depth.shape[0])
+    x0, x1 = span(cols[0], cols[-1], grown.shape[1], depth.shape[1])
+    sub = np.asarray(depth[y0:y1:rs, x0:x1:rs], dtype=np.float32)
+    us, vs = np.arange(x0, x1, rs), np.arange(y0, y1, rs)
+    gy = np.minimum((vs + s // 2) // s, grown.shape[0] - 1)        # nearest coarse sample
+    gx = np.minimum((us + s // 2) // s, grown.shape[1] - 1)
+    m = (sub >= z0) & (sub <= z0 + band)
+    m &= grown[gy][:, gx]
+    iv, iu = np.nonzero(m)
+    return us[iu], vs[iv], sub[iv, iu]
+
+
+def _sphere_box(c, radius, near, rs, intrinsics, shape):
+    """The pixel box ``(x0, x1, y0, y1)`` (half-open, clipped to the frame of ``shape``) around
+    the projection of the sphere of ``radius`` mm at ``c`` (xyz mm), sized at its nearest depth
+    (at least ``near``); its first row and column are multiples of ``rs`` (the same sample grid
+    at every mean-shift step). None when it is empty."""
+    fx, fy, cx, cy = intrinsics
+    H, W = shape
+    zc = max(c[2] - radius, near, 1.0)
+    u_c, v_c = cx + c[0] * fx / c[2], cy - c[1] * fy / c[2]
+    ax, ay = radius * fx / zc, radius * fy / zc
+    x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
+    y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
+    x0 -= x0 % rs
+    y0 -= y0 % rs
+    return None if x1 <= x0 or y1 <= y0 else (x0, x1, y0, y1)
+
+
+def _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, intrinsics):
+    """Step 5's mean shift from ``com`` (xyz mm): ``(centre xyz, steps taken)``.
+
+    Each step takes the samples of :func:`_band_samples` inside the pixel box that bounds the
+    sphere (``radius`` around the centre, its nearest depth at least ``near``) and within the
+    sphere's depth range, and moves to the mean of those inside the sphere. The samples and
+    their 3D points are computed once; a step selects among them (the same points, in the same
+    order, as cutting the box out of the frame at every step, so the same means).
+    """
+    fx, fy, cx, cy = intrinsics
+    u, v, d32 = _band_samples(depth, grown, s, rs, z0, band)
+    d = d32.astype(np.float64)
+    x = (u.astype(np.float64) - cx) * d / fx
+    y = (cy - v.astype(np.float64)) * d / fy
+    d_min, d_max = (d32.min(), d32.max()) if len(d32) else (0.0, 0.0)
+    c = com.copy()
+    steps = 0
+    for steps in range(1, iterations + 1):
+        box = _sphere_box(c, radius, near, rs, intrinsics, depth.shape)
+        if box is None:
+            break
+        x0, x1, y0, y1 = box
+        lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
+        inside = (u >= x0) & (u < x1) & (v >= y0) & (v < y1)
+        if not (d_min >= lo and d_max <= hi):   # (usually all samples are in the depth range)
+            inside &= (d32 >= lo) & (d32 <= hi)
+        inside &= (x - c[0]) ** 2 + (y - c[1]) ** 2 + (d - c[2]) ** 2 <= radius * radius
+        k = np.count_nonzero(inside)
+        if not k:
+            break
+        # the means as ndarray.mean computes them (its sum, then / count), without its wrapper
+        new = np.array([np.add.reduce(x[inside]) / k, np.add.reduce(y[inside]) / k,
+                        np.add.reduce(d[inside]) / k])
+        moved = float(np.linalg.norm(new - c))
+        c = new
+        if moved < TOLERANCE_MM:
+            break
+    return c, steps
+
+
 def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM, band_mm=None,
            radius_mm=None, min_area_mm2=MIN_AREA_MM2, depth_offset_mm=DEPTH_OFFSET_MM,
            iterations=10, refine="learned", refine_stride=None):
@@ -264,41 +353,8 @@ def locate(depth_mm, camera, cube_mm=CUBE_MM, *, near_mm=NEAR_MM, far_mm=FAR_MM,
 
     # mean shift at full resolution within the sphere, the band and the (dilated) region
     grown = cv2.dilate(region.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    c = com.copy()
-    steps = 0
-    for steps in range(1, int(iterations) + 1):
-        zc = max(c[2] - radius, near, 1.0)
-        u_c, v_c = cx + c[0] * fx / c[2], cy - c[1] * fy / c[2]
-        ax, ay = radius * fx / zc, radius * fy / zc
-        x0, x1 = max(int(math.floor(u_c - ax)), 0), min(int(math.ceil(u_c + ax)) + 1, W)
-        y0, y1 = max(int(math.floor(v_c - ay)), 0), min(int(math.ceil(v_c + ay)) + 1, H)
-        # sample the same grid (every rs-th pixel of the frame) at every step
-        x0 -= x0 % rs
-        y0 -= y0 % rs
-        if x1 <= x0 or y1 <= y0:
-            break
-        sub = np.asarray(depth[y0:y1:rs, x0:x1:rs], dtype=np.float32)
-        us = np.arange(x0, x1, rs)
-        vs = np.arange(y0, y1, rs)
-        lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
-        m = (sub >= lo) & (sub <= hi)
-        gy = np.minimum((vs + s // 2) // s, grown.shape[0] - 1)     # nearest coarse sample
-        gx = np.minimum((us + s // 2) // s, grown.shape[1] - 1)
-        m &= grown[gy][:, gx]
-        iv, iu = np.nonzero(m)
-        d = sub[iv, iu].astype(np.float64)
-        u = us[iu].astype(np.float64)
-        v = vs[iv].astype(np.float64)
-        x = (u - cx) * d / fx
-        y = (cy - v) * d / fy
-        inside = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (d - c[2]) ** 2 <= radius * radius
-        if not inside.any():
-            break
-        new = np.array([x[inside].mean(), y[inside].mean(), d[inside].mean()])
-        moved = float(np.linalg.norm(new - c))
-        c = new
-        if moved < TOLERANCE_MM:
-            break
+    c, steps = _mean_shift(depth, grown, s, rs, com, z0, band, radius, near, int(iterations),
+                           (fx, fy, cx, cy))
     surface_uvd = camera.xyz_to_uvd(c)
     center = surface_uvd.copy()
     center[2] += float(depth_offset_mm)

@@ -66,28 +66,31 @@ class CentreRefiner:
         self.net = caffe.Net(str(model), caffe.TEST, weights=str(weights))
         self.passes = int(passes)
         self.weights, self.model = weights, model
-        self._in = self.net.blobs["depth"].data
-        self._out = self.net.blobs["offset"].data
-        if self._in.shape[1:] != (1, 128, 128) or self._out.shape[1:] != (3,):
+        self._in, self._out = self.net.blobs["depth"], self.net.blobs["offset"]   # the blobs
+        self._last = len(self.net.layers) - 1
+        if tuple(self._in.shape)[1:] != (1, 128, 128) or tuple(self._out.shape)[1:] != (3,):
             raise ValueError(f"{model}: expected depth (N, 1, 128, 128) -> offset (N, 3), got "
-                             f"{self._in.shape} -> {self._out.shape}")
+                             f"{tuple(self._in.shape)} -> {tuple(self._out.shape)}")
 
     def offsets(self, crops):
         """Net outputs for crops ``(n, 128, 128)`` in [-1, 1] -> ``(n, 3)`` float64 (half-cubes)."""
         crops = np.asarray(crops, np.float32)
         n = len(crops)
-        if self.net.blobs["depth"].data.shape[0] != n:
-            self.net.blobs["depth"].reshape(n, 1, 128, 128)
+        if self._in.shape[0] != n:
+            self._in.reshape(n, 1, 128, 128)
             self.net.reshape()
-        self.net.blobs["depth"].data[:, 0] = crops
-        self.net.forward()
-        return self.net.blobs["offset"].data.reshape(n, 3).astype(np.float64)
+        # .data on every call: it is what brings a blob to the host in GPU mode
+        self._in.data[:, 0] = crops
+        self.net._forward(0, self._last)        # = net.forward() without building its dict
+        return self._out.data.reshape(n, 3).astype(np.float64)
 
     def __call__(self, depth_mm, camera, center_uvd, cube_mm):
         center = np.asarray(center_uvd, np.float64)
+        may_be_nan = np.asarray(depth_mm).dtype.kind == "f"
         for _ in range(self.passes):
             crop = crop_depth(depth_mm, center, cube_mm, camera)
-            np.nan_to_num(crop, copy=False, nan=1.0)    # a NaN reading is a missing one: far
+            if may_be_nan:      # a NaN reading is a missing one: far (integer frames have none)
+                np.nan_to_num(crop, copy=False, nan=1.0)
             center = moved_centre(center, self.offsets(crop[None])[0], cube_mm, camera)
             if not (np.all(np.isfinite(center)) and center[2] > 0):
                 raise ValueError(f"the refinement net gave the centre {center.tolist()} (not a "

@@ -35,6 +35,7 @@ contiguous run, so all the sums are differences of one prefix sum. Fixed ids get
 """
 import dataclasses
 import json
+import math
 import pathlib
 import threading
 from functools import partial
@@ -301,12 +302,13 @@ class HandModel:
 
     # ------------------------------------------------------------------ input checks
     def _check_theta(self, theta):
-        """theta (N, 26) or (N, 47) -> float64 array; anything else is a ValueError."""
+        """theta (N, 26) or (N, 47) -> an array of that shape (any real dtype: :meth:`_run`
+        copies it into the workspace as float64); anything else is a ValueError."""
         theta = np.asarray(theta)
         if theta.ndim != 2 or theta.shape[1] not in (self.num_free, self.num_params):
             raise ValueError(f"theta has shape {theta.shape}: expected (N, {self.num_free}) "
                              f"(free ids) or (N, {self.num_params}) (all ids, fixed ones ignored)")
-        return theta.astype(np.float64, copy=False)
+        return theta
 
     # ------------------------------------------------------------------ kinematics
     def _workspace(self, n):
@@ -324,23 +326,45 @@ class HandModel:
                   "frames": np.empty((self._num_frames, 3, 3, n)),  # [frame, column, row, batch]
                   "tpos": np.empty((t + 1, 3, n)), "moves": np.empty((t, 3, n)),
                   "ang": np.empty((r, n)), "cos_1": np.empty((r + 1, 1, n)), "cos3": np.empty((r, 3, 1, n)),
-                  "sin_pm": np.empty((2, r, 1, n)),
+                  "sin_pm": np.empty((r, 2, 1, n)), "tp_val": np.empty((len(self._tp_col26), 1, n)),
                   "pos": np.empty((k, 3, n)), "W": np.empty((d, 3, n)), "O": np.empty((d, 3, n)),
                   "g": np.empty((k, 3, n)), "x": np.empty((k, 3, n)), "xs": np.empty((k, 3, n)),
                   "c": np.empty((k + 1, 3, n)), "sg": np.empty((d, 3, n)), "sm": np.empty((d, 3, n)),
                   "v": np.empty((d, 3, n)), "lo": np.empty((d, 3, n)),
                   "theta": {self.num_free: np.empty((n, self.num_free)),
                             self.num_params: np.empty((n, self.num_params))},
-                  "cached": None}
-            ws["sin"] = ws["sin_pm"][0]                         # (R, 1, N) sin; [1]: -sin
+                  "cached": None, "derivs": False}
+            ws["sin"] = ws["sin_pm"][:, 0]                      # (R, 1, N) sin; [:, 1]: -sin
             ws["cos"] = ws["cos_1"][:r]                         # (R, 1, N) cos; [r]: ones
             ws["cos_1"][r] = 1.0
             ws["frames"][0] = np.eye(3)[:, :, None]
             ws["tpos"][0] = 0.0
             ws["c"][0] = 0.0
+            ws["input_ops"] = {w: self._input_ops(ws, w) for w in ws["theta"]}
             ws["frame_ops"], ws["position_ops"], ws["derivative_ops"] = self._bound_ops(ws)
             self._tls.ws = ws
         return ws
+
+    def _input_ops(self, ws, width):
+        """The steps from theta (copied into ``ws["theta"][width]``, float64) to the angles' cos
+        and sin and the free translations' values, bound to the workspace like
+        :meth:`_bound_ops` (whose position steps apply the translations' values)."""
+        tt = ws["theta"][width].T                                   # (width, N) view
+        rc, tc = (self._rot_col26, self._tp_col26) if width == self.num_free else \
+            (self._rot_col47, self._tp_col47)
+        ang, cos, sin, sin_pm = ws["ang"], ws["cos"], ws["sin"], ws["sin_pm"]
+        r, n = ang.shape
+        tp_val = ws["tp_val"][:, 0]                                 # (P, N)
+        return [partial(tt.take, rc, 0, ang),                       # (R, N) signed angles
+                partial(np.add, ang, self._rot_init, ang),
+                partial(np.multiply, ang, self._rot_sign, ang),
+                partial(np.cos, ang, cos[:, 0]),
+                partial(np.sin, ang, sin[:, 0]),
+                partial(np.negative, sin, sin_pm[:, 1]),
+                partial(ws["cos_1"].take, self._cos3_index, 0,       # (c, c, 1) per rotation
+                        ws["cos3"].reshape(len(self._cos3_index), 1, n)),
+                partial(tt.take, tc, 0, tp_val),                    # free translations: theta + init
+                partial(np.add, tp_val, self._tp_init, tp_val)]
 
     def _bound_ops(self, ws):
         """The steps of :meth:`_run` that do not depend on theta's values, as calls with every
@@ -361,86 +385,80 @@ class HandModel:
             m = out.shape[0]
             if isinstance(g["pre"], slice):
                 pre = frames[g["pre"]]
+            elif not g["free"] and np.all(g["pre"] == g["pre"][0]):
+                pre = frames[g["pre"][0]][None]     # all after the same frame: broadcast it
             else:                                   # gather the frames before, then compute
                 pre = np.empty((m, 3, 3, n))
-                frame_ops.append(partial(frames.take, g["pre"], axis=0, out=pre))
+                frame_ops.append(partial(frames.take, g["pre"], 0, pre))
             if g["free"]:
                 # new p = c cp + s cq, new q = c cq + (-s) cp (= c cq - s cp exactly: IEEE
                 # rounding is symmetric in sign), new r = 1 cr (= cr exactly): all three columns
                 # times (c, c, 1) in one product, then the two sums through a strided view
                 p, q, r = g["cols"]
                 pq, qp = _column_pair(p, q), _column_pair(q, p)
-                b = pre[:, qp].transpose(1, 0, 2, 3)                    # (2, m, 3, n): cq, cp
+                b = pre[:, qp]                                          # (m, 2, 3, n): cq, cp
                 y = np.empty(b.shape)
-                out_pq = out[:, pq].transpose(1, 0, 2, 3)               # (2, m, 3, n): p, q
-                frame_ops += [partial(np.multiply, ws["cos3"][g["angles"]], pre, out=out),
-                              partial(np.multiply, ws["sin_pm"][:, g["angles"]], b, out=y),
-                              partial(np.add, out_pq, y, out=out_pq)]
+                out_pq = out[:, pq]                                     # (m, 2, 3, n): p, q
+                # (out arguments positional: NumPy parses them faster than keywords)
+                frame_ops += [partial(np.multiply, ws["cos3"][g["angles"]], pre, out),
+                              partial(np.multiply, ws["sin_pm"][g["angles"]], b, y),
+                              partial(np.add, out_pq, y, out_pq)]
             else:
-                frame_ops.append(partial(np.matmul, g["ct"], pre.reshape(m, 3, 3 * n),
-                                         out=out.reshape(m, 3, 3 * n)))
+                frame_ops.append(partial(np.matmul, g["ct"], pre.reshape(len(pre), 3, 3 * n),
+                                         out.reshape(m, 3, 3 * n)))
         columns = frames.reshape(self._num_frames * 3, 3, n)  # [frame * 3 + column, row, batch]
         moves, tpos = ws["moves"], ws["tpos"]
-        position_ops = [partial(columns.take, self._t_col, axis=0, out=moves),
-                        partial(np.multiply, moves, self._t_len, out=moves)]
-        level_ops = []
+        position_ops = [partial(columns.take, self._t_col, 0, moves),
+                        partial(np.multiply, moves, self._t_len, moves)]
+        if len(self._tp):               # free translations: times theta + init (see _input_ops)
+            tp = _as_slice(self._tp)
+            if isinstance(tp, slice):
+                position_ops.append(partial(np.multiply, moves[tp], ws["tp_val"], moves[tp]))
+            else:
+                position_ops.append(partial(_multiply_scattered, moves, tp, ws["tp_val"]))
         for out, mv, par in self._t_levels:
-            if isinstance(mv, slice) and isinstance(par, slice):
-                level_ops.append(partial(np.add, tpos[par], moves[mv], out=tpos[out]))
-            else:       # an index array gathers a copy: at run time, after the levels above
-                level_ops.append(partial(_add_gathered, tpos, par, moves, mv, tpos[out]))
-        pos_op = partial(tpos.take, self._kp_t, axis=0, out=ws["pos"])
-        derivative_ops = [partial(columns.take, self._d_col, axis=0, out=ws["W"]),
-                          partial(tpos.take, self._d_origin, axis=0, out=ws["O"])]
-        return frame_ops, (position_ops, level_ops + [pos_op]), derivative_ops
+            operands = []
+            for a, idx in ((tpos, par), (moves, mv)):
+                if isinstance(idx, slice):
+                    operands.append(a[idx])
+                else:   # an index array: gathered into a buffer at run time, after the levels above
+                    operands.append(np.empty((len(idx),) + a.shape[1:]))
+                    position_ops.append(partial(a.take, idx, 0, operands[-1]))
+            position_ops.append(partial(np.add, *operands, tpos[out]))
+        position_ops.append(partial(tpos.take, self._kp_t, 0, ws["pos"]))
+        derivative_ops = [partial(columns.take, self._d_col, 0, ws["W"]),
+                          partial(tpos.take, self._d_origin, 0, ws["O"])]
+        return frame_ops, position_ops, derivative_ops
 
     def _run(self, theta, want_derivs, reuse=True):
         """Positions (K, 3, N); with want_derivs also axes W (D, 3, N) and origins O (D, 3, N).
 
         The arrays returned live in the workspace: copy them before the next call. The last pass
         is kept: with ``reuse``, a call with exactly the same theta (backward after forward, as in
-        training) takes it instead of recomputing. forward always recomputes.
+        training) takes it instead of recomputing, and computes the derivative tables then if the
+        pass had not (forward needs only the positions). forward always recomputes.
         """
         theta = self._check_theta(theta)
         n, width = theta.shape
         ws = self._workspace(n)
-        if reuse and ws["cached"] == width and np.array_equal(ws["theta"][width], theta):
-            return (ws["pos"], width) if not want_derivs else (ws["pos"], ws["W"], ws["O"], width)
-        ws["cached"] = None
-        tt = theta.T
-        if width == self.num_free:
-            rc, tc = self._rot_col26, self._tp_col26
-        else:
-            rc, tc = self._rot_col47, self._tp_col47
-        ang = ws["ang"]                                             # (R, N) signed angles
-        tt.take(rc, axis=0, out=ang)
-        ang += self._rot_init
-        ang *= self._rot_sign
-        cos, sin = ws["cos"], ws["sin"]                             # (R, 1, N)
-        np.cos(ang, out=cos[:, 0])
-        np.sin(ang, out=sin[:, 0])
-        np.negative(sin, out=ws["sin_pm"][1])
-        ws["cos_1"].take(self._cos3_index, axis=0,
-                           out=ws["cos3"].reshape(len(self._cos3_index), 1, n))  # (c, c, 1)
-        for op in ws["frame_ops"]:
-            op()
-        first, rest = ws["position_ops"]
-        for op in first:
-            op()
-        if len(self._tp):
-            moves = ws["moves"]                                     # (T, 3, N)
-            moves[self._tp] *= (tt[tc] + self._tp_init)[:, None]
-        for op in rest:                                             # positions after each translation
-            op()
-        pos = ws["pos"]
+        th = ws["theta"][width]
+        if not (reuse and ws["cached"] == width and np.array_equal(th, theta)):
+            ws["cached"] = None
+            np.copyto(th, theta, casting="unsafe")  # float32 -> float64 here, as astype did
+            for op in ws["input_ops"][width]:
+                op()
+            for op in ws["frame_ops"]:
+                op()
+            for op in ws["position_ops"]:   # positions after each translation, keypoints
+                op()
+            ws["cached"], ws["derivs"] = width, False
         if not want_derivs:
-            return pos, width
-        for op in ws["derivative_ops"]:
-            op()
-        W, O = ws["W"], ws["O"]                                     # (D, 3, N) axes, origins
-        ws["theta"][width][...] = theta
-        ws["cached"] = width
-        return pos, W, O, width
+            return ws["pos"], width
+        if not ws["derivs"]:
+            for op in ws["derivative_ops"]:  # from the frames and positions of this pass
+                op()
+            ws["derivs"] = True
+        return ws["pos"], ws["W"], ws["O"], width
 
     @staticmethod
     def _write(src, shape, out, what):
@@ -448,7 +466,7 @@ class HandModel:
         last_first = src.transpose((src.ndim - 1,) + tuple(range(src.ndim - 1)))  # (N, K, 3), (N, F)
         if out is None:
             return np.ascontiguousarray(last_first).reshape(shape)
-        if not isinstance(out, np.ndarray) or out.size != np.prod(shape) or out.shape[0] != shape[0]:
+        if not isinstance(out, np.ndarray) or out.size != math.prod(shape) or out.shape[0] != shape[0]:
             raise ValueError(f"out for {what} must be an array of shape {shape}, got "
                              f"{getattr(out, 'shape', type(out).__name__)}")
         out.reshape(shape)[...] = last_first.reshape(shape)
@@ -461,7 +479,7 @@ class HandModel:
         (released layout; fixed entries ignored). Returns ``(N, 31, 3)`` float64, normalised units,
         or writes them into ``out`` (any float array of N x 93 values, e.g. a Caffe top ``(N, 93)``).
         """
-        pos, _, _, _ = self._run(theta, True, reuse=False)  # derivative tables kept for backward
+        pos, _ = self._run(theta, False, reuse=False)  # backward adds the derivative tables
         return self._write(pos, (pos.shape[2], self.num_keypoints, 3), out, "keypoints")
 
     def _top_grad(self, top_grad, ws):
@@ -628,9 +646,9 @@ def _column_pair(p, q):
     return slice(p, None if stop < 0 else stop, step)
 
 
-def _add_gathered(a, ia, b, ib, out):
-    """``np.add(a[ia], b[ib], out=out)`` with the gathers made at call time."""
-    np.add(a[ia], b[ib], out=out)
+def _multiply_scattered(a, ia, b):
+    """``a[ia] *= b`` (``ia`` an index array: gather, multiply, scatter at call time)."""
+    a[ia] *= b
 
 
 def _topological_order(parents, root):

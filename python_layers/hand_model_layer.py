@@ -77,18 +77,23 @@ class HandModelLayer(caffe.Layer):
                              f"got {len(bottom)} bottom(s) and {len(top)} top(s)")
         self.model = load_model(name, params["model"])
         self.width = theta_width(name, self.model, bottom[0])
+        self.shape = None                           # the bottom shape of the last reshape
 
     def reshape(self, bottom, top):
+        # Caffe calls this before every forward: with the bottom's shape unchanged there is
+        # nothing to check or resize (a single frame's forward is short enough for it to count)
+        shape = tuple(bottom[0].shape)
+        if shape == self.shape:
+            return
         self.width = theta_width(type(self).__name__, self.model, bottom[0])
-        top[0].reshape(bottom[0].shape[0], 3 * self.model.num_keypoints)
+        top[0].reshape(shape[0], 3 * self.model.num_keypoints)
+        self.shape, self.rows = shape, (shape[0], self.width)
 
     def forward(self, bottom, top):
-        n = bottom[0].shape[0]
-        self.model.forward(bottom[0].data.reshape(n, self.width), out=top[0].data)
+        self.model.forward(bottom[0].data.reshape(self.rows), out=top[0].data)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        n = bottom[0].shape[0]
-        self.model.backward(bottom[0].data.reshape(n, self.width), top[0].diff,
-                            out=bottom[0].diff.reshape(n, self.width))
+        self.model.backward(bottom[0].data.reshape(self.rows), top[0].diff,
+                            out=bottom[0].diff.reshape(self.rows))

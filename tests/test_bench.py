@@ -26,6 +26,7 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     for key in ("model_fwd_bwd_ms_b8", "layer_fwd_bwd_ms_b8", "iteration_ms_b8",
                 "model_layer_in_iteration_ms_b8", "net_forward_ms_b1",
                 "net_forward_ms_b1_without_model_layer", "model_layer_forward_ms_b1",
+                "model_layer_forward_ms_b1_warm",
                 "data_layers_ms_per_batch_b8",
                 "model_fwd_bwd_peak_mb_b8", "localize_ms", "crop_ms", "localize_crop_ms"):
         assert _positive(res[key]), key
@@ -50,6 +51,7 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     assert f"{res['layer_fwd_bwd_ms_b8']:.2f} ms" in proc.stdout
     assert f"{res['net_forward_fps_b1']:.0f} frames/s" in proc.stdout
     assert f"{res['model_layer_forward_ms_b1']:.3f} ms" in proc.stdout
+    assert f"{res['model_layer_forward_ms_b1_warm']:.3f} ms" in proc.stdout
 
 
 def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):

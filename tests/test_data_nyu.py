@@ -126,6 +126,49 @@ def test_hand_partly_outside_image_is_padded():
     assert inside[first_row:, first_col:].all()
 
 
+def _padded_crop(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
+    """crop_depth as first written: the box copied into float32 with zero padding, mapped
+    (missing -> far, clip) as a whole, then resized. crop_depth resizes first and maps the kept
+    pixels only; nearest sampling makes that the same to the bit."""
+    d, h = float(center_uvd[2]), float(cube_mm) / 2.0
+    com_z = d if com_z is None else float(com_z)       # Python floats: float32 arithmetic below
+    x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
+    H, W = depth.shape
+    box = np.zeros((y1 - y0, x1 - x0), np.float32)
+    sx0, sx1, sy0, sy1 = max(x0, 0), min(x1, W), max(y0, 0), min(y1, H)
+    if sx1 > sx0 and sy1 > sy0:
+        box[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = depth[sy0:sy1, sx0:sx1]
+    box[box == 0] = d + h
+    np.clip(box, d - h, d + h, out=box)
+    wb, hb = x1 - x0, y1 - y0
+    rw, rh = (size, hb * size // wb) if wb > hb else (wb * size // hb, size)
+    out = np.full((size, size), d + h, np.float32)
+    if rw > 0 and rh > 0:
+        ox, oy = size // 2 - rw // 2, size // 2 - rh // 2
+        out[oy:oy + rh, ox:ox + rw] = cv2.resize(box, (rw, rh), interpolation=cv2.INTER_NEAREST)
+    out -= com_z
+    out /= h
+    return np.clip(out, -1.0, 1.0, out=out)
+
+
+def test_crop_equals_the_padded_then_resized_one(reference_data):
+    """Random centres in and beyond the raw NYU frame, cubes, sizes and com_z, on the frame as
+    uint16, float32 with NaN and -0 holes, float64 and int32: the same crops to the bit."""
+    raw = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    holed = raw.astype(np.float32)
+    holed[::9, ::7] = np.nan
+    holed[100:140, 200:260] = -0.0
+    rng = np.random.default_rng(17)
+    for frame in (raw, holed, raw.astype(np.float64) + 0.3, raw.astype(np.int32)):
+        for _ in range(40):
+            center = np.array([rng.uniform(-100, 740), rng.uniform(-100, 580), rng.uniform(300, 1500)])
+            cube, size = float(rng.choice([300.0, 250.0, rng.uniform(50, 600)])), int(rng.choice([128, 96]))
+            com_z = None if rng.random() < 0.5 else center[2] + rng.uniform(-30, 30)
+            got = crop_depth(frame, center, cube, NYU_CAMERA, size=size, com_z=com_z)
+            want = _padded_crop(frame, center, cube, NYU_CAMERA, size=size, com_z=com_z)
+            assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_crop_of_real_frame_matches_released_crop(reference_data):
     """Our crop of depth_1_0000001.png equals the released 0.png at every pixel, for a centre on the palm.
 

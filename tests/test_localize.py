@@ -180,6 +180,62 @@ def test_real_nyu_frame(reference_data):
     assert 720 < loc.near_mm < 760
 
 
+def _windowed_mean_shift(depth, grown, s, rs, com, z0, band, radius, near, iterations, intrinsics):
+    """The mean shift as first written: the sphere's pixel box cut out of the frame at every step
+    (masks, samples and 3D points rebuilt each time; the box itself is localize's rule). localize._mean_shift finds the samples once
+    and must give the same steps and the same centre to the bit."""
+    fx, fy, cx, cy = intrinsics
+    c = com.copy()
+    steps = 0
+    for steps in range(1, iterations + 1):
+        box = localize._sphere_box(c, radius, near, rs, intrinsics, depth.shape)
+        if box is None:
+            break
+        x0, x1, y0, y1 = box
+        sub = np.asarray(depth[y0:y1:rs, x0:x1:rs], dtype=np.float32)
+        us, vs = np.arange(x0, x1, rs), np.arange(y0, y1, rs)
+        lo, hi = max(z0, c[2] - radius), min(z0 + band, c[2] + radius)
+        m = (sub >= lo) & (sub <= hi)
+        m &= grown[np.minimum((vs + s // 2) // s, grown.shape[0] - 1)][
+            :, np.minimum((us + s // 2) // s, grown.shape[1] - 1)]
+        iv, iu = np.nonzero(m)
+        d = sub[iv, iu].astype(np.float64)
+        x = (us[iu] - cx) * d / fx
+        y = (cy - vs[iv]) * d / fy
+        inside = (x - c[0]) ** 2 + (y - c[1]) ** 2 + (d - c[2]) ** 2 <= radius * radius
+        if not inside.any():
+            break
+        new = np.array([x[inside].mean(), y[inside].mean(), d[inside].mean()])
+        moved = float(np.linalg.norm(new - c))
+        c = new
+        if moved < localize.TOLERANCE_MM:
+            break
+    return c, steps
+
+
+def test_mean_shift_equals_the_windowed_one(reference_data, monkeypatch):
+    """The mean shift's samples, found once per frame, give bit for bit the centres of cutting the
+    frame at every step: raw NYU, rendered with clutter, a float frame with NaN, ICVL-sized, and
+    options that change the sphere and the grid."""
+    from hand_model import HandModel
+
+    rng = np.random.default_rng(21)
+    depth, _, xyz, _ = synthetic.make_frames(synthetic.PoseSampler(HandModel.nyu()), rng, 6)
+    frames = [(nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png"), NYU_CAMERA)]
+    frames += [(f, NYU_CAMERA) for f in synthetic.add_clutter(depth, xyz, rng, near_object=0.5)]
+    holed = depth[0].astype(np.float32)
+    holed[::7, ::5] = np.nan
+    frames += [(holed, NYU_CAMERA), (np.ascontiguousarray(depth[1][::2, ::2]), ICVL_CAMERA)]
+    for frame, camera in frames:
+        for options in ({}, {"radius_mm": 60.0}, {"refine_stride": 1}, {"refine_stride": 3}):
+            fast = locate(frame, camera, refine=None, **options)
+            with monkeypatch.context() as m:
+                m.setattr(localize, "_mean_shift", _windowed_mean_shift)
+                slow = locate(frame, camera, refine=None, **options)
+            assert fast.iterations == slow.iterations > 0
+            assert np.array_equal(fast.surface_uvd, slow.surface_uvd), (options, fast, slow)
+
+
 # ------------------------------------------------------------------ rendered frames
 def _synthetic_errors(n, seed, clutter):
     """Centre errors (mm) vs joint 34 of ``n`` rendered frames: a dict of arrays ``refined``
