@@ -55,13 +55,12 @@ class Augmentation:
         return turn, scale, shift
 
 
-def _hand_frame_mirror(dataset):
+def _hand_frame_mirror(model, dataset):
     """``(3,)`` the x mirror between the model's hand and the dataset's (ICVL's is mirrored)."""
     if dataset != "icvl":
         return np.ones(3)
     from data_prep.synthetic_icvl import JOINT_SET
-    from python_layers.hand_model import HandModel
-    return HandModel.nyu().joint_set(JOINT_SET).sign
+    return model.joint_set(JOINT_SET).sign
 
 
 def augmented_theta(theta, rot, shift_mm, dataset="nyu"):
@@ -71,7 +70,7 @@ def augmented_theta(theta, rot, shift_mm, dataset="nyu"):
     from python_layers.pose_fitting import rotate_pose
 
     model = HandModel.nyu()
-    mirror = _hand_frame_mirror(dataset)
+    mirror = _hand_frame_mirror(model, dataset)
     theta = np.array(theta, np.float64)
     theta[:, 0:3] -= shift_mm * mirror / model.mm_per_unit
     return rotate_pose(model, theta, mirror[:, None] * rot * mirror[None, :])   # M R M, M = diag(mirror)

@@ -36,6 +36,23 @@ def _resized_shape(box, size):
     return wb * size // hb, size
 
 
+def _window(center_uvd, cube_mm, com_z):
+    """``(d, h, com_z)`` of a crop: the centre's depth (checked > 0), half the cube, the depth
+    that maps to 0 (default d), all mm."""
+    d = float(center_uvd[2])
+    if not (d > 0 and math.isfinite(d)):
+        raise ValueError(f"crop centre depth must be a positive number of mm, got {d}")
+    return d, float(cube_mm) / 2.0, d if com_z is None else float(com_z)
+
+
+def _normalise(out, com_z, h):
+    """In place: depths (mm, already in the cube's window) -> ``(depth - com_z) / h`` in [-1, 1]."""
+    out -= com_z
+    out /= h
+    np.clip(out, -1.0, 1.0, out=out)
+    return out
+
+
 def crop_depth(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
     """Crop one depth image.
 
@@ -49,11 +66,7 @@ def crop_depth(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
     Returns:
         ``(size, size)`` float32 in [-1, 1] (far plane = +1).
     """
-    d = float(center_uvd[2])
-    if not (d > 0 and math.isfinite(d)):
-        raise ValueError(f"crop centre depth must be a positive number of mm, got {d}")
-    h = float(cube_mm) / 2.0
-    com_z = d if com_z is None else float(com_z)
+    d, h, com_z = _window(center_uvd, cube_mm, com_z)
     near, far = d - h, d + h
     x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
     wb, hb = x1 - x0, y1 - y0
@@ -79,10 +92,7 @@ def crop_depth(depth, center_uvd, cube_mm, camera, size=128, com_z=None):
         np.clip(rz, near, far, out=rz)
         ox, oy = size // 2 - rw // 2, size // 2 - rh // 2
         out[oy:oy + rh, ox:ox + rw] = rz
-    out -= com_z
-    out /= h
-    np.clip(out, -1.0, 1.0, out=out)
-    return out
+    return _normalise(out, com_z, h)
 
 
 def crop_pixel_of_uvd(uvd, center_uvd, cube_mm, camera, size=128):
@@ -129,11 +139,8 @@ def crop_depth_turned(depth, center_uvd, cube_mm, camera, angle_deg, size=128, c
     :func:`crop_depth`'s crop (but for the far rows or columns :func:`crop_depth` adds when the
     box is not square). Returns ``(size, size)`` float32 in [-1, 1].
     """
-    u, v, d = (float(x) for x in center_uvd)
-    if not (d > 0 and math.isfinite(d)):
-        raise ValueError(f"crop centre depth must be a positive number of mm, got {d}")
-    h = float(cube_mm) / 2.0
-    com_z = d if com_z is None else float(com_z)
+    d, h, com_z = _window(center_uvd, cube_mm, com_z)
+    u, v = float(center_uvd[0]), float(center_uvd[1])
     rot = turn_about_ray(camera.uvd_to_xyz(np.array([[u, v, d]])), np.array([float(angle_deg)]))[0]
     x0, x1, y0, y1 = crop_box(center_uvd, cube_mm, camera)
     rw, rh = _resized_shape((x0, x1, y0, y1), size)
@@ -163,7 +170,4 @@ def crop_depth_turned(depth, center_uvd, cube_mm, camera, angle_deg, size=128, c
     out[inside] = np.where(reading > 0, z, 0.0)
     out[out <= 0] = d + h
     np.clip(out, d - h, d + h, out=out)
-    out -= com_z
-    out /= h
-    np.clip(out, -1.0, 1.0, out=out)
-    return out.astype(np.float32)
+    return _normalise(out, com_z, h).astype(np.float32)
