@@ -24,7 +24,8 @@ How a frame is made (all vectorised over a batch of frames):
 * Placement: joint 34 at a random pixel, 500-1000 mm from the camera.
 * Body: sphere chains along the finger and thumb bones (radii 8-12 mm, tapering), a flat palm slab
   25 mm thick with a rounded rim (a sphere chain along its outline), a forearm (a chain of 22-29 mm
-  spheres); rendered exactly (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``),
+  spheres; along the hand's axis, or with ``--wrist`` bent at the wrist within its range of
+  motion); rendered exactly (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``),
   only inside each primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
@@ -60,6 +61,9 @@ DEFAULT_SEED = 0
 FORMAT_VERSION = 1
 BATCH = 16      # frames rendered together
 CLUTTER_NEAR_OBJECT = 0.5   # share of frames with an object beside the hand (``--clutter``)
+# the wrist's range of motion (``--wrist``; degrees, the usual clinical norms): extension 70 to
+# flexion 80, radial deviation 20 to ulnar deviation 30
+WRIST_RANGE_DEG = ((-70.0, 80.0), (-20.0, 30.0))
 
 
 # ---------------------------------------------------------------------------- hand body
@@ -145,11 +149,44 @@ class HandBody:
         axis_len = np.linalg.norm(wrist @ rest - rest[24])
         r_w, r_e, length = self.FOREARM
         m = int(np.ceil(length / (0.8 * r_w))) + 1
+        first = len(W)
         for s in np.linspace(10.0, length, m):
             W.append(wrist + (s / axis_len) * (wrist - eye[24]))
             R.append(r_w + (r_e - r_w) * s / length)
         self.W = np.array(W)
         self.R = np.array(R)
+        # the forearm's spheres as distances from the wrist point along its direction, per mm of
+        # the rest hand (so a bent wrist can place them: spheres(..., wrist=))
+        self.forearm = slice(first, len(W))
+        self.forearm_s = np.linspace(10.0, length, m) / axis_len     # x |wrist - palm centre|
+        self.wrist_w = wrist
+        self.palm_side = self._palm_side(model, rest)
+
+    @staticmethod
+    def _palm_side(model, rest):
+        """+1 or -1: the side of the palm, along ``cross(hand axis, little -> index)``, that the
+        fingers close towards (their flexions at the lower limits)."""
+        theta = np.zeros((1, model.num_free))
+        fid = [int(i) for i in model.free_ids]
+        for f in FINGERS[:4]:
+            for j in ("MCP", "PIP", "DIP"):
+                c = fid.index(model.param_id(f"{f} {j} flexion"))
+                theta[0, c] = model.lower[c]
+        closed = model.forward(theta)[0] * model.mm_per_unit
+        u, lat, nrm = HandBody._wrist_frame(rest[None])
+        return float(np.sign((closed[10] - rest[10]) @ nrm[0]))
+
+    @staticmethod
+    def _wrist_frame(kp_mm):
+        """``(B, 31, 3)`` keypoints -> unit vectors ``(B, 3)`` each: the hand's axis (wrist ->
+        palm centre), the radial side (little -> index base, orthogonal to it), their cross."""
+        wrist = 0.25 * kp_mm[:, 25] + 0.75 * kp_mm[:, 26]
+        u = kp_mm[:, 24] - wrist
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        lat = kp_mm[:, 19] - kp_mm[:, 4]
+        lat -= np.sum(lat * u, axis=1, keepdims=True) * u
+        lat /= np.linalg.norm(lat, axis=1, keepdims=True)
+        return u, lat, np.cross(u, lat)
 
     @staticmethod
     def _basis(a, b, c):
@@ -169,9 +206,26 @@ class HandBody:
         """``(B, 31, 3)`` keypoints -> ``(B, 36, 3)`` NYU joints (same units)."""
         return np.einsum("jk,bkd->bjd", self.J, kp)
 
-    def spheres(self, kp_mm, scale):
-        """Keypoints ``(B, 31, 3)`` mm, thickness scale ``(B,)`` -> centres ``(B, S, 3)``, radii ``(B, S)``."""
-        return np.einsum("sk,bkd->bsd", self.W, kp_mm), self.R[None, :] * np.asarray(scale)[:, None]
+    def spheres(self, kp_mm, scale, wrist=None):
+        """Keypoints ``(B, 31, 3)`` mm, thickness scale ``(B,)`` -> centres ``(B, S, 3)``, radii ``(B, S)``.
+
+        ``wrist``: ``(B, 2)`` radians, the hand's flexion (+, towards the palm) and ulnar
+        deviation (+, towards the little finger) against the forearm; None: the forearm
+        continues the hand's axis (the same as zeros).
+        """
+        centres = np.einsum("sk,bkd->bsd", self.W, kp_mm)
+        if wrist is not None:
+            flex, dev = np.asarray(wrist, np.float64).T
+            u, lat, nrm = self._wrist_frame(kp_mm)
+            # seen from the hand, the forearm swings to the side the hand bends to: the palm's
+            # side in flexion, the little finger's in ulnar deviation
+            d = (np.cos(flex)[:, None] * (np.cos(dev)[:, None] * -u - np.sin(dev)[:, None] * lat)
+                 + (self.palm_side * np.sin(flex))[:, None] * nrm)
+            w = np.einsum("k,bkd->bd", self.wrist_w, kp_mm)
+            hand = np.linalg.norm(w - kp_mm[:, 24], axis=1)            # the hand's size in mm
+            centres[:, self.forearm] = (w[:, None] + (hand[:, None, None] * self.forearm_s[None, :, None])
+                                        * d[:, None, :])
+        return centres, self.R[None, :] * np.asarray(scale)[:, None]
 
 
 # ---------------------------------------------------------------------------- poses
@@ -252,11 +306,12 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 
 
 def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None,
-                size_range=None):
+                size_range=None, wrist=False):
     """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta).
 
     ``size_range``: ``(lo, hi)`` a per-frame factor on the hand's size (the labels follow the
     rendered joints: normalised, they are ``size * forward(theta)``); None: the model's size.
+    ``wrist``: bend the forearm at the wrist (:func:`render_depth`).
     """
     body = sampler.body
     theta = sampler.sample(rng, n)
@@ -269,15 +324,19 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
-    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor)
+    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor, wrist=wrist)
     return depth, uvd, xyz, theta
 
 
-def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, thickness=1.0):
+def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, thickness=1.0,
+                 wrist=False):
     """Depth frames of hands: keypoints ``(n, 31, 3)`` mm in the camera frame (any hand: mirrored
     keypoints give the mirrored hand), ``com`` ``(n, 3)`` mm the hand's centre (places the wall)
     -> ``(n, H, W)`` uint16 mm (0 = no reading). ``thickness`` multiplies the body's radii (the
-    per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`."""
+    per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`.
+    ``wrist``: the forearm leaves the hand at a wrist angle drawn per frame, uniform within
+    ``WRIST_RANGE_DEG`` (flexion and deviation); False (nothing drawn, so sets made without it
+    are unchanged): it continues the hand's axis."""
     sensor = sensor or SensorModel()
     n = len(kp_mm)
     H, W = camera.height, camera.width
@@ -299,7 +358,11 @@ def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, 
     for i in range(n):
         zbuf[i] = wall(i)
     scale = rng.uniform(0.9, 1.1, n) * thickness
-    centers, radii = body.spheres(kp_mm, scale)
+    bend = None
+    if wrist:
+        bend = np.radians(np.stack([rng.uniform(*WRIST_RANGE_DEG[0], n),
+                                    rng.uniform(*WRIST_RANGE_DEG[1], n)], axis=1))
+    centers, radii = body.spheres(kp_mm, scale, wrist=bend)
     bbox = render_spheres(zbuf, centers, radii, camera)
     c, e1, e2, nrm = body.slab_frames(kp_mm)
     render_slabs(zbuf, c, e1, e2, nrm, body.slab_polygon, body.PALM_RADIUS * scale, camera, bbox)
@@ -419,10 +482,10 @@ _G = {}
 PROFILES = ("default", "realistic")
 
 
-def _worker_init(rot_deg, background, compression, profile="default", clutter=False):
+def _worker_init(rot_deg, background, compression, profile="default", clutter=False, wrist=False):
     from hand_model import HandModel
     _G["background"], _G["compression"] = background, compression
-    _G["clutter"] = clutter
+    _G["clutter"], _G["wrist"] = clutter, wrist
     _G["sensor"], _G["size_range"] = None, None
     if profile == "realistic":         # data_prep/realism.py
         from data_prep import realism
@@ -443,7 +506,8 @@ def _make_chunk(task):
     for b in range(0, count, BATCH):
         k = min(BATCH, count - b)
         depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"],
-                                             sensor=_G["sensor"], size_range=_G["size_range"])
+                                             sensor=_G["sensor"], size_range=_G["size_range"],
+                                             wrist=_G.get("wrist", False))
         if _G.get("clutter"):
             depth = add_clutter(depth, xyz, scene_rng, near_object=CLUTTER_NEAR_OBJECT)
         for i in range(k):
@@ -489,7 +553,7 @@ def is_current(root):
 
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
-             chunk=64, profile="default", clutter=False):
+             chunk=64, profile="default", clutter=False, wrist=False):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
 
     ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
@@ -501,6 +565,10 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     holes), drawn from a random stream of its own, so the hands, labels and theta are those of
     the same set without clutter. Off by default: the default set (and NYU Table 1's data) is
     unchanged, and ``synthetic.json`` says ``"clutter": true`` only for a cluttered set.
+
+    ``wrist``: the forearm bends at the wrist within its range of motion (``WRIST_RANGE_DEG``,
+    drawn per frame) instead of continuing the hand's axis, so the forearm does not tell the
+    hand's direction; ``"wrist": true`` in ``synthetic.json``. Off by default.
 
     Deterministic: the same arguments give identical files whatever ``workers`` is.
     Returns the parameters written to ``synthetic.json``.
@@ -515,10 +583,12 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
         params["profile"] = profile
     if clutter:
         params["clutter"] = True
+    if wrist:
+        params["wrist"] = True
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    init = (tuple(rot_deg), background, compression, profile, bool(clutter))
+    init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
@@ -561,6 +631,9 @@ def parse_args(argv):
     p.add_argument("--clutter", action="store_true",
                    help="a scene around each hand: body behind, at times an object beside it "
                         "nearer than the wrist, nearer noise, holes (same hands and labels)")
+    p.add_argument("--wrist", action="store_true",
+                   help="bend the forearm at the wrist (flexion -70..80 deg, deviation -20..30 deg, "
+                        "drawn per frame) instead of continuing the hand's axis")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
     p.add_argument("--profile", choices=PROFILES, default="default",
@@ -587,14 +660,15 @@ def main(argv=None):
                 and old.get("test") == args.test and old.get("seed") == args.seed
                 and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg)
                 and old.get("profile", "default") == args.profile
-                and old.get("clutter", False) == args.clutter)
+                and old.get("clutter", False) == args.clutter
+                and old.get("wrist", False) == args.wrist)
         if same:
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
              args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
-             clutter=args.clutter)
+             clutter=args.clutter, wrist=args.wrist)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

@@ -51,3 +51,77 @@ def test_generator_profile_is_recorded(tmp_path):
     assert json.loads((tmp_path / "s" / "synthetic.json").read_text())["profile"] == "realistic"
     d = nyu.read_depth(nyu.depth_file(tmp_path / "s" / "test", 0))
     assert d.shape == (480, 640) and (d > 0).any()
+
+
+def test_wrist_bends_the_forearm_to_the_side_the_hand_bends():
+    """``HandBody.spheres(wrist=)``: zero angles are the straight forearm; a bend keeps each
+    forearm sphere's distance from the wrist point and its radius, turns the forearm by the
+    angle whose cosine is cos(flexion) cos(deviation) from the hand's axis, towards the side the
+    fingers close to for flexion and towards the little finger for ulnar deviation."""
+    model = HandModel.nyu()
+    sampler = synthetic.PoseSampler(model)
+    body = sampler.body
+    rng = np.random.default_rng(5)
+    n = 64
+    kp = model.forward(sampler.sample(rng, n)) * model.mm_per_unit
+    scale = rng.uniform(0.9, 1.1, n)
+    straight, r0 = body.spheres(kp, scale)
+    zero, r1 = body.spheres(kp, scale, wrist=np.zeros((n, 2)))
+    np.testing.assert_allclose(zero, straight, atol=1e-9)
+    np.testing.assert_array_equal(r0, r1)
+    angles = np.radians(np.stack([rng.uniform(-70, 80, n), rng.uniform(-20, 30, n)], axis=1))
+    bent, r2 = body.spheres(kp, scale, wrist=angles)
+    np.testing.assert_array_equal(r0, r2)
+    fore = np.zeros(len(body.W), bool)
+    fore[body.forearm] = True
+    assert fore.sum() > 5
+    np.testing.assert_array_equal(bent[:, ~fore], straight[:, ~fore])     # the hand is untouched
+    wrist = 0.25 * kp[:, 25] + 0.75 * kp[:, 26]
+    d0 = straight[:, fore] - wrist[:, None]
+    d1 = bent[:, fore] - wrist[:, None]
+    np.testing.assert_allclose(np.linalg.norm(d1, axis=2), np.linalg.norm(d0, axis=2), rtol=1e-9)
+    u0 = d0[:, -1] / np.linalg.norm(d0[:, -1], axis=1, keepdims=True)
+    u1 = d1[:, -1] / np.linalg.norm(d1[:, -1], axis=1, keepdims=True)
+    np.testing.assert_allclose(np.sum(u0 * u1, axis=1),
+                               np.cos(angles[:, 0]) * np.cos(angles[:, 1]), atol=1e-9)
+    # the directions from each frame's own hand: where its middle fingertip goes when the four
+    # fingers close from straight, and the little finger's side
+    fid = [int(i) for i in model.free_ids]
+    flex = [fid.index(model.param_id(f"{f} {j} flexion"))
+            for f in ("little", "ring", "middle", "index") for j in ("MCP", "PIP", "DIP")]
+    poses = sampler.sample(np.random.default_rng(5), n)
+    np.testing.assert_allclose(model.forward(poses) * model.mm_per_unit, kp, atol=1e-9)
+    straight_f, shut = poses.copy(), poses.copy()
+    straight_f[:, flex] = 0.0
+    shut[:, flex] = model.lower[flex]
+    palm_side = model.forward(shut)[:, 10] - model.forward(straight_f)[:, 10]
+    little_side = kp[:, 4] - kp[:, 19]
+    axis = kp[:, 24] - (0.25 * kp[:, 25] + 0.75 * kp[:, 26])
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    for which, want in ((0, palm_side), (1, little_side)):
+        want = want - np.sum(want * axis, axis=1, keepdims=True) * axis    # across the hand's axis
+        pure = np.zeros((n, 2))
+        pure[:, which] = np.radians(40.0)
+        d, _ = body.spheres(kp, scale, wrist=pure)
+        move = d[:, fore][:, -1] - straight[:, fore][:, -1]
+        assert np.all(np.sum(move * want, axis=1) > 0), which
+
+
+def test_wrist_option_is_recorded_and_changes_the_frames(project_root, tmp_path):
+    from tests.data_helpers import run_module
+
+    plain = synthetic.generate(tmp_path / "plain", n_train=4, n_test=2, seed=2, workers=1,
+                               progress=False)
+    assert "wrist" not in plain
+    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "bent",
+                      "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
+                      "--wrist")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "bent" / "synthetic.json").read_text())["wrist"] is True
+    a = nyu.read_depth(nyu.depth_file(tmp_path / "plain" / "train", 0))
+    b = nyu.read_depth(nyu.depth_file(tmp_path / "bent" / "train", 0))
+    assert (a != b).mean() > 0.001
+    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "plain",
+                      "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
+                      "--wrist")
+    assert proc.returncode == 0 and "already holds" not in proc.stdout

@@ -44,7 +44,7 @@ import time
 
 from data_prep.split import LmdbSplit
 from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, console, finite_float,
-                      positive_int, run, write_json)
+                      nonneg_int, positive_int, run, write_json)
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 # The budget of `make train` (see the module docstring): batch 64 instead of the paper's 512, for
@@ -161,12 +161,13 @@ def read_proto(path, message):
 
 
 def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
-            test_interval=None, dataset="nyu", resume=False):
+            test_interval=None, dataset="nyu", resume=False, seed=None):
     """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
 
     Returns a dict with the solver path, max_iter, snapshot prefix, data sizes and ``resume``: the
     ``.solverstate`` to continue from (with ``resume``: the newest one of this snapshot prefix
     when the solver and net are unchanged since it was saved and it is short of max_iter), or None.
+    ``seed``: the solver's ``random_seed`` (weight initialisation, dropout); None: the solver's.
     """
     from caffe.proto import caffe_pb2
 
@@ -209,6 +210,8 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
         s.net = str(used_net)
     if iters is not None:
         s.max_iter = iters
+    if seed is not None:
+        s.random_seed = seed
     s.test_interval = test_interval or max(1, round(s.test_interval * scale))
     s.snapshot = max(1, round(s.snapshot * scale)) if s.snapshot else 0
     # at most 2048 test frames per test pass of the loss curve (the full test set is evaluated by
@@ -230,7 +233,8 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
                   and caffe_pb2.TRAIN in {r.phase for r in l.include}), None)
     return {"solver": used_solver, "max_iter": s.max_iter, "n_train": n_train, "n_test": n_test,
-            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch, "resume": state}
+            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch, "resume": state,
+            "seed": s.random_seed}
 
 
 def latest_solverstate(prefix, max_iter):
@@ -430,13 +434,14 @@ def plot(log_path, png):
 
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
-                  eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu", resume=False):
+                  eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu", resume=False,
+                  seed=None):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict."""
     mn = make_nets()
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
                    solver_path=solver_path, test_interval=test_interval, dataset=dataset,
-                   resume=resume)
+                   resume=resume, seed=seed)
     log_path = results / "train.log"
     if plan["resume"] is not None:
         print(f"resuming from {rel(plan['resume'])} (appending to {rel(log_path)})", file=sys.stderr)
@@ -446,7 +451,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
         shutil.copyfile(out["snapshot"], tmp)
     summary = {"variant": variant, "dataset": dataset, "weights": rel(weights), "log": rel(log_path),
                "solver": rel(plan["solver"]), "net": plan["net"], "batch": plan["batch"],
-               "max_iter": plan["max_iter"],
+               "max_iter": plan["max_iter"], "seed": plan["seed"],
                "iterations": out["iterations"], "stopped_early": out["stopped_early"],
                "seconds": round(out["seconds"], 1), "train_frames": plan["n_train"],
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
@@ -519,6 +524,9 @@ def main(argv=None):
                              "(default: data/lmdb)")
     parser.add_argument("--solver", type=pathlib.Path,
                         help="solver to start from (default: prototxt/solver<variant>.prototxt)")
+    parser.add_argument("--seed", type=nonneg_int,
+                        help="the solver's random_seed (weight initialisation, dropout; default: "
+                             f"the committed solver's, {mn.RANDOM_SEED})")
     parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its newest .solverstate in "
@@ -535,7 +543,8 @@ def main(argv=None):
     summary = train_variant(args.variant, args.results, iters=args.iters, batch=args.batch,
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
-                            do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume)
+                            do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume,
+                            seed=args.seed)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
     print(f"trained {summary['variant']}"
           f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
