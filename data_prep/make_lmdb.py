@@ -200,8 +200,9 @@ def main(argv=None):
             if args.force or not build.is_current(args.out, table.prefix, fp):
                 table = augment_table(table, aug)
         if not args.force and build.is_current(args.out, table.prefix, fp):
+            n = len(table) * (1 + args.augment if split == "train" and args.augment else 1)
             print(f"[lmdb-{args.dataset}] {table.prefix}: up to date in {_show(args.out)} "
-                  f"({len(table)} frames; --force rebuilds)", flush=True)
+                  f"({n} frames; --force rebuilds)", flush=True)
             continue
         if split == "train":
             order = np.random.default_rng(args.seed).permutation(len(table))

@@ -161,14 +161,17 @@ def test_augmented_lmdb_labels_equal_the_turned_model(synth, tmp_path, model):
     assert not plain_crops & {r.astype("<f4").tobytes() for r in rec["depth"][~is_frame]}
 
 
-def test_augment_options_rebuild_and_refuse_bad_values(synth, tmp_path, project_root):
+def test_augment_options_rebuild_and_refuse_bad_values(synth, tmp_path, project_root, capsys):
     out = tmp_path / "lmdb"
     args = ["nyu", "--root", str(synth), "--out", str(out), "--quiet", "--workers", "1",
             "--splits", "train"]
     assert make_lmdb.main(args + ["--augment", "1"]) == 0
     first = (out / "nyu_train_meta.npz").stat().st_mtime_ns
+    n = len(np.load(out / "nyu_train_meta.npz")["frame"])
+    capsys.readouterr()
     assert make_lmdb.main(args + ["--augment", "1"]) == 0                # up to date: kept
     assert (out / "nyu_train_meta.npz").stat().st_mtime_ns == first
+    assert f"up to date in {out} ({n} frames;" in capsys.readouterr().out   # the records, copies included
     assert make_lmdb.main(args + ["--augment", "1", "--turn", "30"]) == 0   # other draws: rebuilt
     assert (out / "nyu_train_meta.npz").stat().st_mtime_ns != first
     proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", synth,
