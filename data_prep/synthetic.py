@@ -81,8 +81,16 @@ class HandBody:
     FOREARM = (22.0, 29.0, 220.0)               # radius at the wrist, at the end, length (mm)
     PALM_RING = (4, 9, 14, 19, 23, 27, 26, 25, 20)  # palm outline (keypoints), around palm centre 24
     SLAB_ANCHORS = (20, 23, 26)                 # rigid palm keypoints carrying the slab's frame
+    # the palm side's relief (``relief=True``): (keypoint weights, radius mm, mm towards the palm
+    # side from the palm's mid-plane); the thenar bulge over the thumb's metacarpal (27 -> 28),
+    # the hypothenar along the little finger's side of the palm
+    RELIEF = (({27: 0.55, 28: 0.15, 24: 0.3}, 15.0, 9.0),
+              ({27: 0.35, 28: 0.05, 24: 0.3, 26: 0.3}, 16.0, 9.0),
+              ({27: 0.2, 24: 0.3, 26: 0.5}, 15.0, 8.0),
+              ({20: 0.5, 25: 0.5}, 12.0, 7.0),
+              ({20: 0.8, 25: 0.2}, 11.0, 6.0))
 
-    def __init__(self, model):
+    def __init__(self, model, relief=False):
         self.model = model
         K = model.num_keypoints
         rest = model.forward(np.zeros((1, model.num_free)))[0] * model.mm_per_unit
@@ -153,13 +161,22 @@ class HandBody:
         for s in np.linspace(10.0, length, m):
             W.append(wrist + (s / axis_len) * (wrist - eye[24]))
             R.append(r_w + (r_e - r_w) * s / length)
-        self.W = np.array(W)
-        self.R = np.array(R)
         # the forearm's spheres as distances from the wrist point along its direction, per mm of
         # the rest hand (so a bent wrist can place them: spheres(..., wrist=))
         self.forearm = slice(first, len(W))
         self.forearm_s = np.linspace(10.0, length, m) / axis_len     # x |wrist - palm centre|
+        self.relief = slice(len(W), len(W))
+        self.relief_mm = np.zeros(0)
+        if relief:
+            for weights, radius, out in self.RELIEF:
+                W.append(sum(w * eye[k] for k, w in weights.items()))
+                R.append(radius)
+            self.relief = slice(len(W) - len(self.RELIEF), len(W))
+            self.relief_mm = np.array([out for _, _, out in self.RELIEF])
+        self.W = np.array(W)
+        self.R = np.array(R)
         self.wrist_w = wrist
+        self.rest = rest
         self.palm_side = self._palm_side(model, rest)
 
     @staticmethod
@@ -214,6 +231,12 @@ class HandBody:
         continues the hand's axis (the same as zeros).
         """
         centres = np.einsum("sk,bkd->bsd", self.W, kp_mm)
+        if len(self.relief_mm):
+            _, _, nrm = self._wrist_frame(kp_mm)
+            size = np.linalg.norm(np.einsum("k,bkd->bd", self.wrist_w, kp_mm) - kp_mm[:, 24], axis=1)
+            size = size / np.linalg.norm(self.wrist_w @ self.rest - self.rest[24])
+            centres[:, self.relief] += ((self.palm_side * size)[:, None, None]
+                                        * self.relief_mm[None, :, None] * nrm[:, None, :])
         if wrist is not None:
             flex, dev = np.asarray(wrist, np.float64).T
             u, lat, nrm = self._wrist_frame(kp_mm)
@@ -482,7 +505,8 @@ _G = {}
 PROFILES = ("default", "realistic")
 
 
-def _worker_init(rot_deg, background, compression, profile="default", clutter=False, wrist=False):
+def _worker_init(rot_deg, background, compression, profile="default", clutter=False, wrist=False,
+                 relief=False):
     from hand_model import HandModel
     _G["background"], _G["compression"] = background, compression
     _G["clutter"], _G["wrist"] = clutter, wrist
@@ -494,6 +518,8 @@ def _worker_init(rot_deg, background, compression, profile="default", clutter=Fa
         _G["size_range"] = realism.SIZE_RANGE
     else:
         _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
+    if relief:
+        _G["sampler"].body = type(_G["sampler"].body)(_G["sampler"].model, relief=True)
 
 
 def _make_chunk(task):
@@ -553,7 +579,7 @@ def is_current(root):
 
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
-             chunk=64, profile="default", clutter=False, wrist=False):
+             chunk=64, profile="default", clutter=False, wrist=False, relief=False):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
 
     ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
@@ -570,6 +596,10 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     drawn per frame) instead of continuing the hand's axis, so the forearm does not tell the
     hand's direction; ``"wrist": true`` in ``synthetic.json``. Off by default.
 
+    ``relief``: the palm's side has the thenar and hypothenar bulges (``HandBody.RELIEF``), so
+    the palm and the back of a hand differ in depth, not only by the thumb's side; ``"relief":
+    true`` in ``synthetic.json``. Off by default.
+
     Deterministic: the same arguments give identical files whatever ``workers`` is.
     Returns the parameters written to ``synthetic.json``.
     """
@@ -585,10 +615,13 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
         params["clutter"] = True
     if wrist:
         params["wrist"] = True
+    if relief:
+        params["relief"] = True
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
-    init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist))
+    init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist),
+            bool(relief))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
@@ -634,6 +667,8 @@ def parse_args(argv):
     p.add_argument("--wrist", action="store_true",
                    help="bend the forearm at the wrist (flexion -70..80 deg, deviation -20..30 deg, "
                         "drawn per frame) instead of continuing the hand's axis")
+    p.add_argument("--relief", action="store_true",
+                   help="thenar and hypothenar bulges on the palm's side, so palm and back differ")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
     p.add_argument("--profile", choices=PROFILES, default="default",
@@ -661,14 +696,15 @@ def main(argv=None):
                 and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg)
                 and old.get("profile", "default") == args.profile
                 and old.get("clutter", False) == args.clutter
-                and old.get("wrist", False) == args.wrist)
+                and old.get("wrist", False) == args.wrist
+                and old.get("relief", False) == args.relief)
         if same:
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
              args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
-             clutter=args.clutter, wrist=args.wrist)
+             clutter=args.clutter, wrist=args.wrist, relief=args.relief)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

@@ -125,3 +125,46 @@ def test_wrist_option_is_recorded_and_changes_the_frames(project_root, tmp_path)
                       "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
                       "--wrist")
     assert proc.returncode == 0 and "already holds" not in proc.stdout
+
+
+def test_relief_is_on_the_palm_side_only():
+    """``HandBody(relief=True)``: seen from the palm's side the rendered hand has readings nearer
+    than without (the bulges stand out of the palm); seen from the back it is the same hand."""
+    from data_prep.camera import NYU_CAMERA
+
+    model = HandModel.nyu()
+    plain, bumpy = synthetic.HandBody(model), synthetic.HandBody(model, relief=True)
+    assert len(bumpy.W) == len(plain.W) + len(bumpy.RELIEF)
+    kp = model.forward(np.zeros((1, model.num_free)))[0] * model.mm_per_unit
+    # the palm's side at rest: where a closing fingertip goes, across the hand's axis
+    fid = [int(i) for i in model.free_ids]
+    shut = np.zeros((1, model.num_free))
+    for f in ("little", "ring", "middle", "index"):
+        for j in ("MCP", "PIP", "DIP"):
+            c = fid.index(model.param_id(f"{f} {j} flexion"))
+            shut[0, c] = model.lower[c]
+    axis = kp[24] - (0.25 * kp[25] + 0.75 * kp[26])
+    axis /= np.linalg.norm(axis)
+    side = model.forward(shut)[0, 10] * model.mm_per_unit - kp[10]
+    side -= (side @ axis) * axis
+    side /= np.linalg.norm(side)
+    for facing, nearer in ((side, True), (-side, False)):
+        # turn the hand so that `facing` points along -z (towards the camera), 600 mm away
+        target = np.array([0.0, 0.0, -1.0])
+        v = np.cross(facing, target)
+        c = float(facing @ target)
+        vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+        rot = np.eye(3) + vx + vx @ vx / (1.0 + c)
+        pts = (kp - kp[24]) @ rot.T + np.array([0.0, 0.0, 600.0])
+        depths = []
+        for body in (plain, bumpy):
+            d = synthetic.render_depth(body, pts[None], pts[None, 24], np.random.default_rng(0),
+                                       NYU_CAMERA, background="none")
+            depths.append(d[0].astype(np.float64))
+        a, b = depths
+        both = (a > 0) & (b > 0)
+        changed = both & (np.abs(a - b) > 3)
+        if nearer:
+            assert changed.sum() > 50 and np.all(b[changed] < a[changed]), changed.sum()
+        else:
+            assert changed.sum() < 10, changed.sum()
