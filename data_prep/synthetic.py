@@ -24,9 +24,10 @@ How a frame is made (all vectorised over a batch of frames):
 * Placement: joint 34 at a random pixel, 500-1000 mm from the camera.
 * Body: sphere chains along the finger and thumb bones (radii 8-12 mm, tapering), a flat palm slab
   25 mm thick with a rounded rim (a sphere chain along its outline), a forearm (a chain of 22-29 mm
-  spheres; along the hand's axis, or with ``--wrist`` bent at the wrist within its range of
-  motion); rendered exactly (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``),
-  only inside each primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
+  spheres, along the hand's axis; with ``--wrist`` bent at the wrist within its range of motion);
+  with ``--relief``, thenar and hypothenar bulges on the palm's side. Rendered exactly
+  (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``), only inside each
+  primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
 * Scene (``--clutter``, off by default): :func:`add_clutter` around the same hands: a torso and
