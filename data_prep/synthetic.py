@@ -229,24 +229,25 @@ class HandBody:
 
         ``wrist``: ``(B, 2)`` radians, the hand's flexion (+, towards the palm) and ulnar
         deviation (+, towards the little finger) against the forearm; None: the forearm
-        continues the hand's axis (the same as zeros).
+        continues the hand's axis (the same as zeros). A body made with ``relief=True`` puts its
+        relief spheres off the palm's mid-plane, on the palm's side, scaled with the hand.
         """
         centres = np.einsum("sk,bkd->bsd", self.W, kp_mm)
+        if wrist is None and not len(self.relief_mm):
+            return centres, self.R[None, :] * np.asarray(scale)[:, None]
+        u, lat, nrm = self._wrist_frame(kp_mm)
+        w = np.einsum("k,bkd->bd", self.wrist_w, kp_mm)
+        hand = np.linalg.norm(w - kp_mm[:, 24], axis=1)                # the hand's size in mm
         if len(self.relief_mm):
-            _, _, nrm = self._wrist_frame(kp_mm)
-            size = np.linalg.norm(np.einsum("k,bkd->bd", self.wrist_w, kp_mm) - kp_mm[:, 24], axis=1)
-            size = size / np.linalg.norm(self.wrist_w @ self.rest - self.rest[24])
-            centres[:, self.relief] += ((self.palm_side * size)[:, None, None]
+            grow = hand / np.linalg.norm(self.wrist_w @ self.rest - self.rest[24])
+            centres[:, self.relief] += ((self.palm_side * grow)[:, None, None]
                                         * self.relief_mm[None, :, None] * nrm[:, None, :])
         if wrist is not None:
             flex, dev = np.asarray(wrist, np.float64).T
-            u, lat, nrm = self._wrist_frame(kp_mm)
             # seen from the hand, the forearm swings to the side the hand bends to: the palm's
             # side in flexion, the little finger's in ulnar deviation
             d = (np.cos(flex)[:, None] * (np.cos(dev)[:, None] * -u - np.sin(dev)[:, None] * lat)
                  + (self.palm_side * np.sin(flex))[:, None] * nrm)
-            w = np.einsum("k,bkd->bd", self.wrist_w, kp_mm)
-            hand = np.linalg.norm(w - kp_mm[:, 24], axis=1)            # the hand's size in mm
             centres[:, self.forearm] = (w[:, None] + (hand[:, None, None] * self.forearm_s[None, :, None])
                                         * d[:, None, :])
         return centres, self.R[None, :] * np.asarray(scale)[:, None]
