@@ -89,6 +89,22 @@ def test_paper_batch_keeps_the_committed_solver(project_root, tiny, tmp_path):
     net = (res / "train_val.prototxt").read_text()      # only the LMDB folder differs
     assert net.count("batch_size: 512") == 2 and f'source: "{tiny}/nyu_train_depth"' in net
     assert json.loads((res / "train.json").read_text())["batch"] == 512
+    assert json.loads((res / "train.json").read_text())["seed"] == 1701     # the committed solver's
+
+
+def test_seed_sets_the_solvers_random_seed(project_root, tiny, tmp_path):
+    """--seed: written into the solver used and train.json; the same seed trains the same
+    weights, another seed other ones (the initialisation)."""
+    weights = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        res = tmp_path / name
+        proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 2, "--batch", 4,
+                      "--seed", seed, "--no-eval")
+        assert proc.returncode == 0, proc.stderr
+        assert f"random_seed: {seed}\n" in (res / "solver.prototxt").read_text()
+        assert json.loads((res / "train.json").read_text())["seed"] == seed
+        weights[name] = (res / "deepmodel.caffemodel").read_bytes()
+    assert weights["a"] == weights["b"] and weights["a"] != weights["c"]
 
 
 def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp_path):
