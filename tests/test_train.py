@@ -48,6 +48,8 @@ def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     losses = _losses(log)
     assert [i for i, _ in losses] == list(range(0, 41, 10))
     assert losses[-1][1] < 0.5 * losses[0][1], losses       # learns the tiny set's translation
+    assert summary["stuck"] is False and "has not learnt" not in proc.stderr, \
+        (summary["final_test_loss"], summary["average_pose_test_loss"])
     assert "Test net output #0: joint_loss" in log and "out_of_limits" in log
     assert "loss=" in proc.stderr                            # the progress bar's postfix
     # evaluation by tools/test_net.py and the printed summary
@@ -105,6 +107,39 @@ def test_seed_sets_the_solvers_random_seed(project_root, tiny, tmp_path):
         assert json.loads((res / "train.json").read_text())["seed"] == seed
         weights[name] = (res / "deepmodel.caffemodel").read_bytes()
     assert weights["a"] == weights["b"] and weights["a"] != weights["c"]
+
+
+def _mean_label_loss(lmdb_path):
+    """1/2 mean |label - mean label|^2 over an LMDB of float Datums, read with lmdb and Caffe's
+    own protobuf (not the project's reader)."""
+    import lmdb
+    import numpy as np
+    from caffe.proto import caffe_pb2
+
+    rows = []
+    env = lmdb.open(str(lmdb_path), readonly=True, lock=False)
+    with env.begin() as txn:
+        for _, value in txn.cursor():
+            d = caffe_pb2.Datum()
+            d.ParseFromString(value)
+            rows.append(np.array(d.float_data, np.float64))
+    env.close()
+    labels = np.stack(rows)
+    return 0.5 * float(np.mean(np.sum((labels - labels.mean(axis=0)) ** 2, axis=1)))
+
+
+def test_a_run_that_has_not_learnt_is_flagged(project_root, tiny, tmp_path):
+    """A net no better than always predicting the mean test label (here: one update) gets a
+    warning and ``stuck`` in train.json, beside that baseline loss computed independently."""
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 1, "--batch", 4,
+                  "--test-interval", 1, "--no-eval")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    base = _mean_label_loss(tiny / "nyu_test_joint")
+    assert summary["average_pose_test_loss"] == pytest.approx(base, rel=1e-6)
+    assert summary["final_test_loss"] >= 0.8 * base and summary["stuck"] is True
+    assert "has not learnt" in proc.stderr and "--seed" in proc.stderr
 
 
 def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp_path):

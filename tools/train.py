@@ -23,7 +23,10 @@ frames between them). ``--max-minutes`` (default 16) stops training early, with 
 in RESULTS/train.json.
 
 Faults: a diverged run (a NaN or infinite training loss in Caffe's log) is stopped at once, its
-non-finite snapshots removed, and reported with the last finite snapshot. ``--resume`` (what
+non-finite snapshots removed, and reported with the last finite snapshot. A run that has not
+learnt (its final test loss at least 80% of always predicting the mean test label: stuck at the
+average pose from the start) gets a warning to train again with another ``--seed`` and
+``"stuck": true`` in RESULTS/train.json. ``--resume`` (what
 `make train` runs) continues an interrupted run from its newest ``.solverstate`` in
 RESULTS/snapshots, when the solver written for this run is the one that state was saved with.
 """
@@ -53,6 +56,10 @@ DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
+# a run whose final test loss is at least this share of the loss of always predicting the test
+# labels' mean has not learnt (stuck at the average pose from the start; seen once in a harder
+# synthetic world, docs/realism.md): warned about, flagged in train.json
+STUCK_RATIO = 0.8
 ITER_RE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
 TEST_RE = re.compile(r"Iteration (\d+), Testing net")
 TEST_OUT_RE = re.compile(r"Test net output #\d+: (\w+) = (\S+)")
@@ -312,6 +319,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     start = time.monotonic()
     snapshot, it, stopped_early, interrupted = None, 0, False, False
     train_loss = test_loss = None
+    test_loss_name = None
     diverged, snapshots = None, []
     with open(log_path, "a" if plan.get("resume") else "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
                                           position=position, dynamic_ncols=True) as bar:
@@ -341,7 +349,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                                     **({"test": f"{test_loss:.4g}"} if test_loss is not None else {}))
                 m = TEST_OUT_RE.search(line)
                 if m and m.group(1).endswith("_loss") and "limit" not in m.group(1):
-                    test_loss = float(m.group(2))
+                    test_loss, test_loss_name = float(m.group(2)), m.group(1)
                     bar.set_postfix(**({"loss": f"{train_loss:.4g}"} if train_loss is not None else {}),
                                     test=f"{test_loss:.4g}")
                 m = SNAPSHOT_RE.search(line)
@@ -385,7 +393,34 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     iterations = int(m.group(1)) if m else it
     return {"iterations": iterations, "seconds": seconds, "snapshot": snap,
             "stopped_early": stopped_early, "final_train_loss": train_loss,
-            "final_test_loss": test_loss}
+            "final_test_loss": test_loss, "test_loss_name": test_loss_name}
+
+
+def average_pose_loss(lmdb_dir, dataset, kind):
+    """The test loss of a net that always predicts the mean test label: Caffe's EuclideanLoss,
+    ``1/2`` the mean over records of ``|label - mean label|^2``, over the ``kind`` LMDB
+    (``joint``: the joint loss; ``theta``: the angle loss of direct parameter regression)."""
+    import numpy as np
+
+    _, labels = LmdbSplit.of(lmdb_dir, dataset, "test").read_labels(kind)
+    labels = np.asarray(labels, np.float64).reshape(len(labels), -1)
+    return 0.5 * float(np.mean(np.sum((labels - labels.mean(axis=0)) ** 2, axis=1)))
+
+
+def check_learnt(out, lmdb_dir, dataset):
+    """``(average-pose test loss, stuck)`` for a finished run (see ``STUCK_RATIO``); warns on
+    stderr when stuck. ``(None, False)`` when the log had no test loss."""
+    if out.get("final_test_loss") is None or not out.get("test_loss_name"):
+        return None, False
+    kind = "theta" if out["test_loss_name"].startswith("theta") else "joint"
+    base = average_pose_loss(lmdb_dir, dataset, kind)
+    stuck = out["final_test_loss"] >= STUCK_RATIO * base
+    if stuck:
+        print(f"warning: the final test loss ({out['final_test_loss']:.4g}) is "
+              f"{100 * out['final_test_loss'] / base:.0f}% of always predicting the average "
+              f"pose ({base:.4g}): the net has not learnt; train again with another --seed",
+              file=sys.stderr)
+    return base, stuck
 
 
 def evaluate(weights, deploy, lmdb_prefix, out):
@@ -457,6 +492,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
                "final_test_loss": out["final_test_loss"],
                "deploy": f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"}
+    summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
         png = plot(log_path, results / "loss.png")
         summary["loss_plot"] = rel(png) if png else None
