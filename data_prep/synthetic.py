@@ -177,11 +177,10 @@ class HandBody:
         self.W = np.array(W)
         self.R = np.array(R)
         self.wrist_w = wrist
-        self.rest = rest
+        self.rest_hand_mm = float(self._wrist_frame(rest[None])[1][0])  # the rest hand's size
         self.palm_side = self._palm_side(model, rest)
 
-    @staticmethod
-    def _palm_side(model, rest):
+    def _palm_side(self, model, rest):
         """+1 or -1: the side of the palm, along ``cross(hand axis, little -> index)``, that the
         fingers close towards (their flexions at the lower limits)."""
         theta = np.zeros((1, model.num_free))
@@ -191,20 +190,22 @@ class HandBody:
                 c = fid.index(model.param_id(f"{f} {j} flexion"))
                 theta[0, c] = model.lower[c]
         closed = model.forward(theta)[0] * model.mm_per_unit
-        u, lat, nrm = HandBody._wrist_frame(rest[None])
+        nrm = self._wrist_frame(rest[None])[4]
         return float(np.sign((closed[10] - rest[10]) @ nrm[0]))
 
-    @staticmethod
-    def _wrist_frame(kp_mm):
-        """``(B, 31, 3)`` keypoints -> unit vectors ``(B, 3)`` each: the hand's axis (wrist ->
-        palm centre), the radial side (little -> index base, orthogonal to it), their cross."""
-        wrist = 0.25 * kp_mm[:, 25] + 0.75 * kp_mm[:, 26]
+    def _wrist_frame(self, kp_mm):
+        """``(B, 31, 3)`` keypoints (mm) -> the wrist point ``(B, 3)`` (``wrist_w``), the hand's
+        size ``(B,)`` (wrist point to palm centre, mm) and unit vectors ``(B, 3)`` each: the hand's
+        axis (wrist -> palm centre), the radial side (little -> index base, orthogonal to it),
+        their cross."""
+        wrist = np.einsum("k,bkd->bd", self.wrist_w, kp_mm)
         u = kp_mm[:, 24] - wrist
-        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        hand = np.linalg.norm(u, axis=1)
+        u = u / hand[:, None]
         lat = kp_mm[:, 19] - kp_mm[:, 4]
         lat -= np.sum(lat * u, axis=1, keepdims=True) * u
         lat /= np.linalg.norm(lat, axis=1, keepdims=True)
-        return u, lat, np.cross(u, lat)
+        return wrist, hand, u, lat, np.cross(u, lat)
 
     @staticmethod
     def _basis(a, b, c):
@@ -235,11 +236,9 @@ class HandBody:
         centres = np.einsum("sk,bkd->bsd", self.W, kp_mm)
         if wrist is None and not len(self.relief_mm):
             return centres, self.R[None, :] * np.asarray(scale)[:, None]
-        u, lat, nrm = self._wrist_frame(kp_mm)
-        w = np.einsum("k,bkd->bd", self.wrist_w, kp_mm)
-        hand = np.linalg.norm(w - kp_mm[:, 24], axis=1)                # the hand's size in mm
+        w, hand, u, lat, nrm = self._wrist_frame(kp_mm)
         if len(self.relief_mm):
-            grow = hand / np.linalg.norm(self.wrist_w @ self.rest - self.rest[24])
+            grow = hand / self.rest_hand_mm
             centres[:, self.relief] += ((self.palm_side * grow)[:, None, None]
                                         * self.relief_mm[None, :, None] * nrm[:, None, :])
         if wrist is not None:
@@ -579,6 +578,22 @@ def is_current(root):
         return False
 
 
+def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief):
+    """What ``synthetic.json`` says of a set (but its ``seconds``): the options that make it,
+    the profile and the scene options only when not the default."""
+    params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
+                  background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
+                  cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
+    if profile not in PROFILES:
+        raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
+    if profile != "default":
+        params["profile"] = profile
+    for name, on in (("clutter", clutter), ("wrist", wrist), ("relief", relief)):
+        if on:
+            params[name] = True
+    return params
+
+
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
              chunk=64, profile="default", clutter=False, wrist=False, relief=False):
@@ -606,19 +621,7 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     Returns the parameters written to ``synthetic.json``.
     """
     out = pathlib.Path(out)
-    params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
-                  background=background, rot_deg=list(rot_deg), camera="NYU camera 1",
-                  cube_mm=nyu.CUBE_MM, crop_centre_joint=nyu.PALM_JOINT)
-    if profile not in PROFILES:
-        raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
-    if profile != "default":
-        params["profile"] = profile
-    if clutter:
-        params["clutter"] = True
-    if wrist:
-        params["wrist"] = True
-    if relief:
-        params["relief"] = True
+    params = set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
@@ -693,14 +696,9 @@ def main(argv=None):
         raise InputError(f"{args.out}: exists and is not a folder")
     if not args.force and is_complete(args.out):
         old = json.loads((args.out / "synthetic.json").read_text())
-        same = (old.get("format") == FORMAT_VERSION and old.get("train") == args.train
-                and old.get("test") == args.test and old.get("seed") == args.seed
-                and old.get("background") == args.background and old.get("rot_deg") == list(args.rot_deg)
-                and old.get("profile", "default") == args.profile
-                and old.get("clutter", False) == args.clutter
-                and old.get("wrist", False) == args.wrist
-                and old.get("relief", False) == args.relief)
-        if same:
+        old.pop("seconds", None)
+        if old == set_params(args.train, args.test, args.seed, args.background, args.rot_deg,
+                             args.profile, args.clutter, args.wrist, args.relief):
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
