@@ -16,6 +16,13 @@ changes, against the default world (kept for the paper's Table 1):
   (the foreground's depth spreads 1 pixel over the background at its edges, as a Kinect's
   block matching does) on top of the default quantisation, noise and missing readings.
 
+The generator's ``vary_body`` option (``--vary-body``, with any profile) randomises the body and
+the sensor instead of matching one adult hand (domain randomisation): per frame, the body's
+thickness by a factor in ``THICKNESS_RANGE`` on top of the per-frame 0.9-1.1 (fingers about 14
+to 25 mm wide at the base with the default body; the hands of children to large adults) and the
+silhouette growth by 0, 1 or 2 pixels (:class:`VaryingSensorModel`), so that a real hand's widths
+and its sensor's edges fall inside what training has seen.
+
 Nothing here is tuned on the repository's five real crops, which stay a test set
 (``tools/score_real.py``); widths and ranges come from anatomy and sensor behaviour.
 """
@@ -27,6 +34,8 @@ from data_prep.synthetic import HandBody
 
 ROT_DEG = (30.0, 180.0, 90.0)
 SIZE_RANGE = (0.9, 1.05)
+THICKNESS_RANGE = (0.9, 1.4)      # ``vary_body``: the body's thickness, per frame
+GROW_PX = (0, 2)                  # ``vary_body``: silhouette growth in pixels, per frame
 
 
 class RealisticHandBody(HandBody):
@@ -46,14 +55,35 @@ class GrowingSensorModel(SensorModel):
         self.grow_px = int(grow_px)
 
     def apply(self, depth, fg, rng):
-        if self.grow_px > 0:
-            k = 2 * self.grow_px + 1
-            nearer = cv2.erode(np.where(fg, depth, np.float32(np.inf)).astype(np.float32),
-                               np.ones((k, k), np.uint8))
-            grow = ~fg & np.isfinite(nearer) & (nearer < depth - self.edge_mm)
-            depth[grow] = nearer[grow]
-            fg = fg | grow
-        return super().apply(depth, fg, rng)
+        return super().apply(depth, self._grow(depth, fg, self.grow_px), rng)
+
+    def _grow(self, depth, fg, px):
+        """Spread the foreground's depth ``px`` pixels over nearer-than-``edge_mm`` farther
+        readings, in place; -> the grown foreground mask."""
+        if px <= 0:
+            return fg
+        k = 2 * int(px) + 1
+        nearer = cv2.erode(np.where(fg, depth, np.float32(np.inf)).astype(np.float32),
+                           np.ones((k, k), np.uint8))
+        grow = ~fg & np.isfinite(nearer) & (nearer < depth - self.edge_mm)
+        depth[grow] = nearer[grow]
+        return fg | grow
+
+
+class VaryingSensorModel(GrowingSensorModel):
+    """:class:`GrowingSensorModel` whose growth is drawn per frame (per call of ``apply``),
+    uniform among the whole pixels of ``grow_px`` ``(lo, hi)``."""
+
+    def __init__(self, grow_px=GROW_PX, **kw):
+        lo, hi = (int(v) for v in grow_px)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"grow_px {grow_px}: expected 0 <= lo <= hi")
+        super().__init__(grow_px=hi, **kw)
+        self.grow_range = (lo, hi)
+
+    def apply(self, depth, fg, rng):
+        px = rng.integers(self.grow_range[0], self.grow_range[1] + 1)
+        return SensorModel.apply(self, depth, self._grow(depth, fg, px), rng)
 
 
 def realistic_sampler(model, prior=None):

@@ -27,7 +27,8 @@ How a frame is made (all vectorised over a batch of frames):
   spheres, along the hand's axis; with ``--wrist`` bent at the wrist within its range of motion);
   with ``--relief``, thenar and hypothenar bulges on the palm's side. Rendered exactly
   (ray-sphere, ray-plane) through a z-buffer (``data_prep.render``), only inside each
-  primitive's pixel box. Thickness scales by 0.9-1.1 per frame.
+  primitive's pixel box. Thickness scales by 0.9-1.1 per frame (with ``--vary-body`` also by
+  0.9-1.4, and the sensor's silhouette grows by 0-2 pixels: ``data_prep/realism.py``).
 * Sensor: disparity quantisation (2 mm steps at 800 mm), noise, missing readings at depth edges and
   at random; background: a tilted wall behind the hand (or none: no reading), per ``background``.
 * Scene (``--clutter``, off by default): :func:`add_clutter` around the same hands: a torso and
@@ -330,12 +331,14 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 
 
 def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=None,
-                size_range=None, wrist=False):
+                size_range=None, wrist=False, thickness_range=None):
     """Render ``n`` frames -> (depth ``(n, H, W)`` uint16 mm, uvd ``(n, 36, 3)``, xyz ``(n, 36, 3)``, theta).
 
     ``size_range``: ``(lo, hi)`` a per-frame factor on the hand's size (the labels follow the
     rendered joints: normalised, they are ``size * forward(theta)``); None: the model's size.
-    ``wrist``: bend the forearm at the wrist (:func:`render_depth`).
+    ``wrist``: bend the forearm at the wrist (:func:`render_depth`). ``thickness_range``:
+    ``(lo, hi)`` a per-frame factor on the body's thickness (``render_depth``'s ``thickness``);
+    None: 1 (nothing drawn, so sets made without it are unchanged).
     """
     body = sampler.body
     theta = sampler.sample(rng, n)
@@ -348,7 +351,8 @@ def make_frames(sampler, rng, n, background="wall", camera=NYU_CAMERA, sensor=No
     xyz = body.joints36(kp_mm)
     xyz[:, nyu.PALM_JOINT] = com                                      # exact (is com up to rounding)
     uvd = camera.xyz_to_uvd(xyz)
-    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor, wrist=wrist)
+    thickness = 1.0 if thickness_range is None else rng.uniform(*thickness_range, n)
+    depth = render_depth(body, kp_mm, com, rng, camera, background, sensor, thickness, wrist=wrist)
     return depth, uvd, xyz, theta
 
 
@@ -356,8 +360,8 @@ def render_depth(body, kp_mm, com, rng, camera, background="wall", sensor=None, 
                  wrist=False):
     """Depth frames of hands: keypoints ``(n, 31, 3)`` mm in the camera frame (any hand: mirrored
     keypoints give the mirrored hand), ``com`` ``(n, 3)`` mm the hand's centre (places the wall)
-    -> ``(n, H, W)`` uint16 mm (0 = no reading). ``thickness`` multiplies the body's radii (the
-    per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`.
+    -> ``(n, H, W)`` uint16 mm (0 = no reading). ``thickness`` (a number or ``(n,)``) multiplies
+    the body's radii (the per-frame factor 0.9-1.1 comes on top); the sensor model as :class:`SensorModel`.
     ``wrist``: the forearm leaves the hand at a wrist angle drawn per frame, uniform within
     ``WRIST_RANGE_DEG`` (flexion and deviation); False (nothing drawn, so sets made without it
     are unchanged): it continues the hand's axis."""
@@ -507,11 +511,11 @@ PROFILES = ("default", "realistic")
 
 
 def _worker_init(rot_deg, background, compression, profile="default", clutter=False, wrist=False,
-                 relief=False):
+                 relief=False, vary_body=False):
     from hand_model import HandModel
     _G["background"], _G["compression"] = background, compression
     _G["clutter"], _G["wrist"] = clutter, wrist
-    _G["sensor"], _G["size_range"] = None, None
+    _G["sensor"], _G["size_range"], _G["thickness_range"] = None, None, None
     if profile == "realistic":         # data_prep/realism.py
         from data_prep import realism
         _G["sampler"] = realism.realistic_sampler(HandModel.nyu())
@@ -521,6 +525,10 @@ def _worker_init(rot_deg, background, compression, profile="default", clutter=Fa
         _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
     if relief:
         _G["sampler"].body = type(_G["sampler"].body)(_G["sampler"].model, relief=True)
+    if vary_body:                      # domain randomisation of body and sensor (realism.py)
+        from data_prep import realism
+        _G["sensor"] = realism.VaryingSensorModel()
+        _G["thickness_range"] = realism.THICKNESS_RANGE
 
 
 def _make_chunk(task):
@@ -534,7 +542,8 @@ def _make_chunk(task):
         k = min(BATCH, count - b)
         depth, uvd, xyz, theta = make_frames(_G["sampler"], rng, k, _G["background"],
                                              sensor=_G["sensor"], size_range=_G["size_range"],
-                                             wrist=_G.get("wrist", False))
+                                             wrist=_G.get("wrist", False),
+                                             thickness_range=_G.get("thickness_range"))
         if _G.get("clutter"):
             depth = add_clutter(depth, xyz, scene_rng, near_object=CLUTTER_NEAR_OBJECT)
         for i in range(k):
@@ -578,7 +587,8 @@ def is_current(root):
         return False
 
 
-def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief):
+def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief,
+               vary_body=False):
     """What ``synthetic.json`` says of a set (but its ``seconds``): the options that make it,
     the profile and the scene options only when not the default."""
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
@@ -588,7 +598,8 @@ def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wri
         raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
     if profile != "default":
         params["profile"] = profile
-    for name, on in (("clutter", clutter), ("wrist", wrist), ("relief", relief)):
+    for name, on in (("clutter", clutter), ("wrist", wrist), ("relief", relief),
+                     ("vary_body", vary_body)):
         if on:
             params[name] = True
     return params
@@ -596,7 +607,8 @@ def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wri
 
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
-             chunk=64, profile="default", clutter=False, wrist=False, relief=False):
+             chunk=64, profile="default", clutter=False, wrist=False, relief=False,
+             vary_body=False):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
 
     ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
@@ -617,16 +629,21 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     the palm and the back of a hand differ in depth, not only by the thumb's side; ``"relief":
     true`` in ``synthetic.json``. Off by default.
 
+    ``vary_body``: domain randomisation of the body's thickness and the sensor's silhouette
+    growth per frame (``data_prep/realism.py``: ``THICKNESS_RANGE``, ``GROW_PX``); ``"vary_body":
+    true`` in ``synthetic.json``. Off by default.
+
     Deterministic: the same arguments give identical files whatever ``workers`` is.
     Returns the parameters written to ``synthetic.json``.
     """
     out = pathlib.Path(out)
-    params = set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief)
+    params = set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief,
+                        vary_body)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     workers = workers or os.cpu_count() or 1
     init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist),
-            bool(relief))
+            bool(relief), bool(vary_body))
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
@@ -674,6 +691,9 @@ def parse_args(argv):
                         "drawn per frame) instead of continuing the hand's axis")
     p.add_argument("--relief", action="store_true",
                    help="thenar and hypothenar bulges on the palm's side, so palm and back differ")
+    p.add_argument("--vary-body", action="store_true",
+                   help="domain randomisation: the body's thickness (x0.9-1.4) and the sensor's "
+                        "silhouette growth (0-2 pixels) drawn per frame")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
     p.add_argument("--profile", choices=PROFILES, default="default",
@@ -698,13 +718,13 @@ def main(argv=None):
         old = json.loads((args.out / "synthetic.json").read_text())
         old.pop("seconds", None)
         if old == set_params(args.train, args.test, args.seed, args.background, args.rot_deg,
-                             args.profile, args.clutter, args.wrist, args.relief):
+                             args.profile, args.clutter, args.wrist, args.relief, args.vary_body):
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
              args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
-             clutter=args.clutter, wrist=args.wrist, relief=args.relief)
+             clutter=args.clutter, wrist=args.wrist, relief=args.relief, vary_body=args.vary_body)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

@@ -168,3 +168,46 @@ def test_relief_is_on_the_palm_side_only():
             assert changed.sum() > 50 and np.all(b[changed] < a[changed]), changed.sum()
         else:
             assert changed.sum() < 10, changed.sum()
+
+
+def test_varying_sensor_draws_the_growth_per_frame():
+    """``VaryingSensorModel``: each call grows the silhouette by a whole number of pixels drawn
+    in ``GROW_PX`` (a 10x10 square becomes 10x10, 12x12 or 14x14), every one of them drawn."""
+    depth = np.full((24, 24), 1000.0, np.float32)
+    depth[7:17, 7:17] = 500.0
+    fg = depth < 900
+    sensor = realism.VaryingSensorModel(grow_px=(0, 2), noise=0.0, edge_drop=0.0, drop=0.0)
+    rng = np.random.default_rng(3)
+    sizes = [int((sensor.apply(depth.copy(), fg, rng) < 700).sum()) for _ in range(60)]
+    assert set(sizes) == {100, 144, 196}
+    assert realism.GROW_PX == (0, 2)
+
+
+def test_vary_body_thickens_the_body_and_keeps_the_labels(project_root, tmp_path):
+    """``make_frames(thickness_range=)`` renders the same hands (labels, theta) with a thicker
+    body; ``--vary-body`` is recorded in synthetic.json and changes the frames."""
+    from tests.data_helpers import run_module
+
+    model = HandModel.nyu()
+    sampler = synthetic.PoseSampler(model)
+    plain_sensor = dict(sensor=realism.GrowingSensorModel(grow_px=0, noise=0.0, edge_drop=0.0, drop=0.0))
+    d1, uvd1, xyz1, th1 = synthetic.make_frames(sampler, np.random.default_rng(9), 8,
+                                                thickness_range=(1.0, 1.0), **plain_sensor)
+    d2, uvd2, xyz2, th2 = synthetic.make_frames(sampler, np.random.default_rng(9), 8,
+                                                thickness_range=(1.4, 1.4), **plain_sensor)
+    np.testing.assert_array_equal(xyz1, xyz2)
+    np.testing.assert_array_equal(th1, th2)
+    # the hand (nearer than 400 mm behind joint 34) covers more pixels in every frame
+    behind = xyz1[:, nyu.PALM_JOINT, 2, None, None] + 400
+    near = [((d > 0) & (d < behind)).sum(axis=(-2, -1)) for d in (d1, d2)]
+    assert np.all(near[1] > 1.15 * near[0]), (near[0], near[1])
+    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "v",
+                      "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
+                      "--vary-body")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "v" / "synthetic.json").read_text())["vary_body"] is True
+    plain = synthetic.generate(tmp_path / "p", n_train=4, n_test=2, seed=2, workers=1, progress=False)
+    assert "vary_body" not in plain
+    a = nyu.read_depth(nyu.depth_file(tmp_path / "p" / "train", 0))
+    b = nyu.read_depth(nyu.depth_file(tmp_path / "v" / "train", 0))
+    assert (a != b).mean() > 0.001
