@@ -62,6 +62,23 @@ class PriorPoseSampler(PoseSampler):
         return theta
 
 
+class MixedPoseSampler(PoseSampler):
+    """Each frame's pose from :class:`PriorPoseSampler` with probability ``share``, else from the
+    generator's gesture mixture (:class:`data_prep.synthetic.PoseSampler`), both with the same
+    global rotations (``rot_deg``): real hands' finger poses beside the gestures."""
+
+    def __init__(self, model, prior, rot_deg=(35.0, 50.0, 60.0), share=0.5):
+        super().__init__(model, rot_deg)
+        self.prior_sampler = PriorPoseSampler(model, prior, rot_deg)
+        self.share = float(share)
+
+    def sample(self, rng, n):
+        """-> theta ``(n, 26)`` with joint 34 (``HandBody.palm_point``) at the origin of ``forward``."""
+        gestures = super().sample(rng, n)
+        real = self.prior_sampler.sample(rng, n)
+        return np.where((rng.random(n) < self.share)[:, None], real, gestures)
+
+
 def main(argv=None):
     p = ArgumentParser(
         prog="python -m data_prep.pose_prior",

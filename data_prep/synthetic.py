@@ -13,6 +13,8 @@ How a frame is made (all vectorised over a batch of frames):
   counting/pointing gestures with independent extended or flexed fingers), correlated within a
   finger (DIP follows PIP) and across the hand (spread shrinks as the hand closes; the thumb follows
   the mean curl), mapped into each angle's range; everything clipped to ``HandModel.lower/upper``.
+  With ``--poses prior`` (or ``both``: half the frames), poses around those fitted to real ICVL
+  labels instead (``data_prep/pose_prior.py``).
   Global rotation: uniform within +-``rot_deg`` (x, y, z) of the rest orientation.
 * Joints: the model's 31 keypoints (``HandModel.nyu().forward``) give the 31 NYU joints they map
   to; the 5 others are placed from them: 26 between thumb joints 25 and 27, 29 on the thumb's
@@ -508,10 +510,11 @@ _G = {}
 
 
 PROFILES = ("default", "realistic")
+POSES = ("mixture", "prior", "both")   # where the default profile's poses come from
 
 
 def _worker_init(rot_deg, background, compression, profile="default", clutter=False, wrist=False,
-                 relief=False, vary_body=False):
+                 relief=False, vary_body=False, poses="mixture"):
     from hand_model import HandModel
     _G["background"], _G["compression"] = background, compression
     _G["clutter"], _G["wrist"] = clutter, wrist
@@ -521,8 +524,13 @@ def _worker_init(rot_deg, background, compression, profile="default", clutter=Fa
         _G["sampler"] = realism.realistic_sampler(HandModel.nyu())
         _G["sensor"] = realism.GrowingSensorModel()
         _G["size_range"] = realism.SIZE_RANGE
-    else:
+    elif poses == "mixture":
         _G["sampler"] = PoseSampler(HandModel.nyu(), rot_deg)
+    else:                              # the ICVL prior's poses (data_prep/pose_prior.py)
+        from data_prep import pose_prior
+        prior, model = pose_prior.load_prior(), HandModel.nyu()
+        _G["sampler"] = (pose_prior.PriorPoseSampler(model, prior, rot_deg) if poses == "prior"
+                         else pose_prior.MixedPoseSampler(model, prior, rot_deg))
     if relief:
         _G["sampler"].body = type(_G["sampler"].body)(_G["sampler"].model, relief=True)
     if vary_body:                      # domain randomisation of body and sensor (realism.py)
@@ -588,7 +596,7 @@ def is_current(root):
 
 
 def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief,
-               vary_body=False):
+               vary_body=False, poses="mixture"):
     """What ``synthetic.json`` says of a set (but its ``seconds``): the options that make it,
     the profile and the scene options only when not the default."""
     params = dict(format=FORMAT_VERSION, train=int(n_train), test=int(n_test), seed=int(seed),
@@ -598,6 +606,13 @@ def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wri
         raise InputError(f"profile {profile!r}: expected one of {', '.join(PROFILES)}")
     if profile != "default":
         params["profile"] = profile
+    if poses not in POSES:
+        raise InputError(f"poses {poses!r}: expected one of {', '.join(POSES)}")
+    if poses != "mixture":
+        if profile != "default":
+            raise InputError(f"poses {poses!r}: only with the default profile (the realistic "
+                             "profile draws its own poses from the prior)")
+        params["poses"] = poses
     for name, on in (("clutter", clutter), ("wrist", wrist), ("relief", relief),
                      ("vary_body", vary_body)):
         if on:
@@ -608,7 +623,7 @@ def set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wri
 def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED, workers=None,
              progress=True, background="wall", compression=1, rot_deg=(35.0, 50.0, 60.0),
              chunk=64, profile="default", clutter=False, wrist=False, relief=False,
-             vary_body=False):
+             vary_body=False, poses="mixture"):
     """Write the synthetic set to ``out`` (built under a temporary name, renamed when complete).
 
     ``profile``: ``"default"`` (the world of the paper's Table 1 here) or ``"realistic"``
@@ -633,17 +648,25 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     growth per frame (``data_prep/realism.py``: ``THICKNESS_RANGE``, ``GROW_PX``); ``"vary_body":
     true`` in ``synthetic.json``. Off by default.
 
+    ``poses``: ``"mixture"`` (default) the gesture mixture of :class:`PoseSampler`; ``"prior"``
+    poses around those fitted to real ICVL labels (``data_prep/pose_prior.py``, ``make
+    pose-prior``); ``"both"``: each frame from one or the other, half and half; the global
+    rotations are ``rot_deg``'s in all three. Recorded in ``synthetic.json`` when not the default.
+
     Deterministic: the same arguments give identical files whatever ``workers`` is.
     Returns the parameters written to ``synthetic.json``.
     """
     out = pathlib.Path(out)
     params = set_params(n_train, n_test, seed, background, rot_deg, profile, clutter, wrist, relief,
-                        vary_body)
+                        vary_body, poses)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
+    if poses != "mixture":
+        from data_prep.pose_prior import load_prior
+        load_prior()                   # a missing or broken prior file: one line, before any work
     workers = workers or os.cpu_count() or 1
     init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist),
-            bool(relief), bool(vary_body))
+            bool(relief), bool(vary_body), poses)
     results = {"train": [], "test": []}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
@@ -694,6 +717,9 @@ def parse_args(argv):
     p.add_argument("--vary-body", action="store_true",
                    help="domain randomisation: the body's thickness (x0.9-1.4) and the sensor's "
                         "silhouette growth (0-2 pixels) drawn per frame")
+    p.add_argument("--poses", choices=POSES, default="mixture",
+                   help="mixture: the generator's gestures (default); prior: around poses fitted "
+                        "to real ICVL labels (make pose-prior); both: half and half")
     p.add_argument("--compression", type=int, default=1, choices=range(0, 10), metavar="0-9",
                    help="PNG compression level (default 1: fast)")
     p.add_argument("--profile", choices=PROFILES, default="default",
@@ -718,13 +744,15 @@ def main(argv=None):
         old = json.loads((args.out / "synthetic.json").read_text())
         old.pop("seconds", None)
         if old == set_params(args.train, args.test, args.seed, args.background, args.rot_deg,
-                             args.profile, args.clutter, args.wrist, args.relief, args.vary_body):
+                             args.profile, args.clutter, args.wrist, args.relief, args.vary_body,
+                             args.poses):
             print(f"[synthetic] {args.out}: already holds this set (--force regenerates)")
             return 0
     t0 = time.perf_counter()
     generate(args.out, args.train, args.test, args.seed, args.workers, not args.quiet,
              args.background, args.compression, tuple(args.rot_deg), profile=args.profile,
-             clutter=args.clutter, wrist=args.wrist, relief=args.relief, vary_body=args.vary_body)
+             clutter=args.clutter, wrist=args.wrist, relief=args.relief, vary_body=args.vary_body,
+             poses=args.poses)
     dt = time.perf_counter() - t0
     n = args.train + args.test
     print(f"[synthetic] {n} frames ({args.train} train, {args.test} test) -> {args.out} in {dt:.1f} s "

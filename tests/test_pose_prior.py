@@ -58,3 +58,39 @@ def test_bad_prior_file(tmp_path):
         load_prior(bad)
     with pytest.raises(InputError, match="not a pose prior"):
         load_prior(tmp_path / "missing.npz")
+
+
+def test_mixed_sampler_draws_from_the_prior_and_the_gestures(prior, project_root, tmp_path):
+    """``MixedPoseSampler``: about ``share`` of the poses lie near a prior pose (within the
+    jitter), the others are the gesture mixture's (none of which lies that near); the global
+    rotations stay within ``rot_deg``; ``--poses both`` is recorded and refused with the
+    realistic profile."""
+    import json
+
+    from data_prep.pose_prior import MixedPoseSampler
+    from tests.data_helpers import run_module
+
+    model = HandModel.nyu()
+    fingers = np.clip(prior, model.lower, model.upper)[None, :, 6:]
+
+    def near_prior(theta):
+        return np.sqrt(((theta[:, None, 6:] - fingers) ** 2).sum(axis=2)).min(axis=1) < 0.8
+
+    for share, lo, hi in ((0.0, 0.0, 0.0), (0.5, 0.4, 0.6), (1.0, 1.0, 1.0)):
+        sampler = MixedPoseSampler(model, prior, rot_deg=(10.0, 180.0, 20.0), share=share)
+        theta = sampler.sample(np.random.default_rng(1), 400)
+        assert lo <= near_prior(theta).mean() <= hi, share
+        assert np.all(theta >= model.lower - 1e-9) and np.all(theta <= model.upper + 1e-9)
+        rot = theta[:, [sampler.col[model.param_id(f"global rotation {a}")] for a in "xyz"]]
+        assert np.all(np.abs(rot) <= np.radians([10.0, 180.0, 20.0]) + 1e-9)
+        kp = model.forward(theta)
+        np.testing.assert_allclose(np.einsum("k,bkd->bd", sampler.body.palm_point, kp), 0, atol=1e-9)
+    out = tmp_path / "s"
+    args = ["-m", "data_prep.synthetic", "--out", out, "--train", "4", "--test", "2", "--quiet",
+            "--workers", "1", "--poses", "both"]
+    proc = run_module(project_root, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "synthetic.json").read_text())["poses"] == "both"
+    proc = run_module(project_root, *args, "--profile", "realistic", "--force")
+    assert proc.returncode != 0 and "only with the default profile" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
