@@ -1,4 +1,5 @@
 """The repository stands alone: nothing refers to a folder beside it, the reference data is small."""
+import os
 import pathlib
 import subprocess
 import sys
@@ -81,3 +82,25 @@ def test_tools_run_from_another_working_directory(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "12.238" in proc.stdout and "ICCVW17_NYU_DeepPrior++ " in proc.stdout
     assert (tmp_path / "cmp" / "eval.json").is_file()
+
+
+def test_scripts_with_a_shebang_are_executable(tmp_path):
+    """Every tracked file starting with ``#!`` is committed executable (the docs run them as
+    ``tools/score_real.py ...``), and one runs that way from a fresh shell."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: the tracked modes are unknown")
+    out = subprocess.run(["git", "ls-files", "-s", "-z"], cwd=ROOT, capture_output=True, check=True)
+    not_exec = []
+    for entry in out.stdout.decode().split("\0"):
+        if not entry:
+            continue
+        meta, path = entry.split("\t", 1)
+        file = ROOT / path
+        if file.is_file() and not file.is_symlink() and file.read_bytes()[:2] == b"#!" \
+                and meta.split()[0] != "100755":
+            not_exec.append(path)
+    assert not_exec == [], f"scripts with a shebang committed without the executable bit: {not_exec}"
+    env = dict(os.environ, PATH=str(pathlib.Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    proc = subprocess.run([str(ROOT / "tools" / "score_real.py"), "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "--weights" in proc.stdout, proc.stderr
