@@ -53,6 +53,7 @@ def test_solver_settings_are_the_papers(project_root):
         assert (s.type, s.lr_policy) == ("SGD", "fixed")
         assert (s.base_lr, s.momentum) == (pytest.approx(0.003), pytest.approx(0.9))
         assert s.solver_mode == caffe_pb2.SolverParameter.CPU
+        assert s.clip_gradients == pytest.approx(mn.CLIP_GRADIENTS)
         assert s.net == f"prototxt/{files['train_val']}" and (project_root / s.net).is_file()
         assert s.snapshot_prefix.startswith("results/snapshots/")
         net = caffe_pb2.NetParameter()
@@ -63,6 +64,43 @@ def test_solver_settings_are_the_papers(project_root):
         assert batches == {**{(caffe_pb2.TRAIN, f"data/lmdb/nyu_train_{k}"): 512 for k in kinds},
                            **{(caffe_pb2.TEST, f"data/lmdb/nyu_test_{k}"): mn.TEST_BATCH
                               for k in kinds}}
+
+
+def test_solver_clips_a_large_gradient_to_its_norm(tmp_path):
+    """The generated solver, run by Caffe on a net whose gradient is known (a zero fully
+    connected layer from 10 ones to 3 outputs, targets 1000: every one of the 33 parameters'
+    gradients is -1000, norm 1000 sqrt(33)): the first update's norm is base_lr x
+    CLIP_GRADIENTS; with clipping off it is base_lr x 1000 sqrt(33)."""
+    import caffe
+
+    caffe.set_mode_cpu()
+    net = tmp_path / "net.prototxt"
+    net.write_text("""
+layer { name: "x" type: "DummyData" top: "x"
+  dummy_data_param { shape { dim: 4 dim: 10 } data_filler { type: "constant" value: 1 } } }
+layer { name: "y" type: "DummyData" top: "y"
+  dummy_data_param { shape { dim: 4 dim: 3 } data_filler { type: "constant" value: 1000 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+  inner_product_param { num_output: 3 weight_filler { type: "constant" value: 0 }
+                        bias_filler { type: "constant" value: 0 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "loss" }
+""")
+    full = 1000.0 * np.sqrt(33.0)
+    assert full > 10 * mn.CLIP_GRADIENTS
+    for clip, want in ((None, mn.CLIP_GRADIENTS), (-1.0, full)):
+        s = mn.solver("paper", net_path=str(net), max_iter=1, snapshot=0,
+                      snapshot_prefix=str(tmp_path / "snap"))
+        del s.test_iter[:]
+        s.test_interval = 0
+        if clip is not None:
+            s.clip_gradients = clip
+        path = tmp_path / "solver.prototxt"
+        path.write_text(text_format.MessageToString(s))
+        solver = caffe.SGDSolver(str(path))
+        solver.step(1)
+        w, b = (p.data.astype(np.float64) for p in solver.net.params["fc"])
+        step = np.sqrt((w ** 2).sum() + (b ** 2).sum())         # from zeros
+        assert step == pytest.approx(mn.BASE_LR * want, rel=1e-4), (clip, step)
 
 
 def _build(make_net, proto, phase):

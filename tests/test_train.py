@@ -142,6 +142,23 @@ def test_a_run_that_has_not_learnt_is_flagged(project_root, tiny, tmp_path):
     assert "has not learnt" in proc.stderr and "--seed" in proc.stderr
 
 
+def test_a_run_shorter_than_the_test_interval_is_tested_at_its_end(project_root, tiny, tmp_path):
+    """The test interval is capped at the run's length, so the loss curve ends with a test pass
+    after training and the has-it-learnt check uses that one (not the pass before the first
+    update, which would call every short run stuck)."""
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 30, "--batch", 16,
+                  "--no-eval")
+    assert proc.returncode == 0, proc.stderr
+    assert "test_interval: 30\n" in (res / "solver.prototxt").read_text()
+    log = (res / "train.log").read_text()
+    assert "Iteration 0, Testing net" in log and "Iteration 30, Testing net" in log
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["final_test_iteration"] == 30
+    assert summary["final_test_loss"] < 0.8 * summary["average_pose_test_loss"]
+    assert summary["stuck"] is False and "has not learnt" not in proc.stderr
+
+
 def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp_path):
     proc = _train(project_root, "--results", tmp_path / "r", "--lmdb-dir", tmp_path / "nowhere")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

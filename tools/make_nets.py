@@ -110,6 +110,12 @@ SNAPSHOT = 200
 BASE_LR = 0.003                 # the paper's SGD settings
 MOMENTUM = 0.9
 RANDOM_SEED = 1701
+# Caffe's clip_gradients: the L2 norm of all parameter gradients is scaled down to this when it is
+# larger. Without it, some initialisations (random_seed 3 and 4 of the default net) start with
+# gradient norms of 100-900 (a learning run's are mostly under 25), whose first updates leave
+# every unit of conv3 dead: the net then predicts one pose for every crop and never recovers
+# (docs/benchmarks.md, "Seeds that did not learn"). The default seed's gradients stay under it.
+CLIP_GRADIENTS = 100.0
 HAND_MODEL_PARAM = json.dumps({"model": "nyu31"})
 LIMIT_LAMBDA = 1.0              # the paper's weight of the joint-limit loss (its setting: NYU)
 
@@ -360,7 +366,8 @@ def refine_solver(net_path=None, max_iter=REFINE_MAX_ITER, snapshot_prefix=None)
 
 def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test_iter=TEST_ITER,
            test_interval=TEST_INTERVAL, snapshot=SNAPSHOT, dataset="nyu"):
-    """SolverParameter of a variant: SGD, lr 0.003, momentum 0.9 (the paper), CPU."""
+    """SolverParameter of a variant: SGD, lr 0.003, momentum 0.9 (the paper), gradients clipped
+    at ``CLIP_GRADIENTS``, CPU."""
     _caffe()
     from caffe.proto import caffe_pb2
 
@@ -379,6 +386,7 @@ def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test
         f"{SNAPSHOT_DIR}/deepmodel{DATASETS[dataset][0]}{VARIANTS[variant][0]}")
     s.solver_mode = caffe_pb2.SolverParameter.CPU
     s.random_seed = RANDOM_SEED
+    s.clip_gradients = CLIP_GRADIENTS
     return s
 
 

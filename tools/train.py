@@ -220,6 +220,9 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     if seed is not None:
         s.random_seed = seed
     s.test_interval = test_interval or max(1, round(s.test_interval * scale))
+    # a run shorter than the test interval still gets a test pass at its end (Caffe tests at
+    # multiples of the interval): the loss curve's last point and the check that it has learnt
+    s.test_interval = min(s.test_interval, s.max_iter) if s.max_iter > 0 else s.test_interval
     s.snapshot = max(1, round(s.snapshot * scale)) if s.snapshot else 0
     # at most 2048 test frames per test pass of the loss curve (the full test set is evaluated by
     # tools/test_net.py at the end)
@@ -319,7 +322,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     start = time.monotonic()
     snapshot, it, stopped_early, interrupted = None, 0, False, False
     train_loss = test_loss = None
-    test_loss_name = None
+    test_loss_name, test_at = None, None
     diverged, snapshots = None, []
     with open(log_path, "a" if plan.get("resume") else "w") as log, tqdm(total=plan["max_iter"], desc=desc, unit="it",
                                           position=position, dynamic_ncols=True) as bar:
@@ -347,6 +350,9 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                     bar.update(it - bar.n)
                     bar.set_postfix(loss=f"{train_loss:.4g}",
                                     **({"test": f"{test_loss:.4g}"} if test_loss is not None else {}))
+                m = TEST_RE.search(line)
+                if m:
+                    test_at = int(m.group(1))
                 m = TEST_OUT_RE.search(line)
                 if m and m.group(1).endswith("_loss") and "limit" not in m.group(1):
                     test_loss, test_loss_name = float(m.group(2)), m.group(1)
@@ -393,7 +399,8 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     iterations = int(m.group(1)) if m else it
     return {"iterations": iterations, "seconds": seconds, "snapshot": snap,
             "stopped_early": stopped_early, "final_train_loss": train_loss,
-            "final_test_loss": test_loss, "test_loss_name": test_loss_name}
+            "final_test_loss": test_loss, "test_loss_name": test_loss_name,
+            "final_test_iteration": test_at}
 
 
 def average_pose_loss(lmdb_dir, dataset, kind):
@@ -409,14 +416,17 @@ def average_pose_loss(lmdb_dir, dataset, kind):
 
 def check_learnt(out, lmdb_dir, dataset):
     """``(average-pose test loss, stuck)`` for a finished run (see ``STUCK_RATIO``); warns on
-    stderr when stuck. ``(None, False)`` when the log had no test loss."""
-    if out.get("final_test_loss") is None or not out.get("test_loss_name"):
+    stderr when stuck. ``(None, False)`` when the log had no test loss after training (none at
+    all, or only the one before the first update)."""
+    if out.get("final_test_loss") is None or not out.get("test_loss_name") \
+            or not out.get("final_test_iteration"):
         return None, False
     kind = "theta" if out["test_loss_name"].startswith("theta") else "joint"
     base = average_pose_loss(lmdb_dir, dataset, kind)
     stuck = out["final_test_loss"] >= STUCK_RATIO * base
     if stuck:
-        print(f"warning: the final test loss ({out['final_test_loss']:.4g}) is "
+        print(f"warning: the test loss at iteration {out['final_test_iteration']} "
+              f"({out['final_test_loss']:.4g}) is "
               f"{100 * out['final_test_loss'] / base:.0f}% of always predicting the average "
               f"pose ({base:.4g}): the net has not learnt; train again with another --seed",
               file=sys.stderr)
@@ -491,6 +501,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "seconds": round(out["seconds"], 1), "train_frames": plan["n_train"],
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
                "final_test_loss": out["final_test_loss"],
+               "final_test_iteration": out.get("final_test_iteration"),
                "deploy": f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"}
     summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
