@@ -87,7 +87,9 @@ def test_paper_batch_keeps_the_committed_solver(project_root, tiny, tmp_path):
                   "--iters", 1, "--no-eval")
     assert proc.returncode == 0, proc.stderr
     solver = (res / "solver.prototxt").read_text()
-    assert "max_iter: 1\n" in solver and "test_interval: 100\n" in solver
+    # the committed solver's settings; its test interval (100) capped at the run's length
+    assert "max_iter: 1\n" in solver and "test_interval: 1\n" in solver
+    assert "clip_gradients: 100\n" in solver and "base_lr: 0.003\n" in solver
     net = (res / "train_val.prototxt").read_text()      # only the LMDB folder differs
     assert net.count("batch_size: 512") == 2 and f'source: "{tiny}/nyu_train_depth"' in net
     assert json.loads((res / "train.json").read_text())["batch"] == 512
@@ -282,5 +284,5 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     assert "Restoring previous solver status" in log or "Resuming from" in log
     assert (res / "snapshots" / "deepmodel_iter_24.caffemodel").is_file()
     assert json.loads((res / "train.json").read_text())["iterations"] == 24
-    proc = _train(project_root, *args[:-2], "--test-interval", 999, "--resume")   # another solver
+    proc = _train(project_root, *args[:-2], "--test-interval", 12, "--resume")    # another solver
     assert proc.returncode == 0 and "training from the start" in proc.stderr

@@ -25,8 +25,10 @@ in RESULTS/train.json.
 Faults: a diverged run (a NaN or infinite training loss in Caffe's log) is stopped at once, its
 non-finite snapshots removed, and reported with the last finite snapshot. A run that has not
 learnt (its final test loss at least 80% of always predicting the mean test label: stuck at the
-average pose from the start) gets a warning to train again with another ``--seed`` and
-``"stuck": true`` in RESULTS/train.json. ``--resume`` (what
+average pose from the start; the test pass after training is used, the test interval being
+capped at the run's length) gets a warning to train again with another ``--seed`` and
+``"stuck": true`` in RESULTS/train.json. (The cause seen so far, first updates that kill every
+unit of a layer, is what the generated solvers' gradient clipping prevents.) ``--resume`` (what
 `make train` runs) continues an interrupted run from its newest ``.solverstate`` in
 RESULTS/snapshots, when the solver written for this run is the one that state was saved with.
 """
@@ -57,8 +59,8 @@ BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
 # a run whose final test loss is at least this share of the loss of always predicting the test
-# labels' mean has not learnt (stuck at the average pose from the start; seen once in a harder
-# synthetic world, docs/realism.md): warned about, flagged in train.json
+# labels' mean has not learnt (stuck at the average pose from the start; seen with seeds 3 and 4
+# before the solvers clipped the gradient, docs/benchmarks.md): warned about, flagged in train.json
 STUCK_RATIO = 0.8
 ITER_RE = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
 TEST_RE = re.compile(r"Iteration (\d+), Testing net")
