@@ -29,6 +29,8 @@ ANGLES = slice(6, 26)            # the 20 finger and thumb angles of a 26-wide t
 def load_prior(path=DEFAULT_PRIOR):
     """``(M, 26)`` float64 fitted poses of a prior file; InputError naming the file otherwise."""
     path = pathlib.Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such pose prior (`make pose-prior` writes the default one)")
     try:
         with np.load(path) as npz:
             theta = np.asarray(npz["theta"], np.float64)

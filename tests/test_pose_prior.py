@@ -56,8 +56,11 @@ def test_bad_prior_file(tmp_path):
     np.savez(bad, theta=np.zeros((3, 25)))
     with pytest.raises(InputError, match="expected finite"):
         load_prior(bad)
-    with pytest.raises(InputError, match="not a pose prior"):
+    with pytest.raises(InputError, match="no such pose prior.*make pose-prior"):
         load_prior(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_text("not an npz")
+    with pytest.raises(InputError, match="not a pose prior"):
+        load_prior(tmp_path / "junk.npz")
 
 
 def test_mixed_sampler_draws_from_the_prior_and_the_gestures(prior, project_root, tmp_path):
