@@ -82,6 +82,32 @@ def test_exact_pose_scores_zero_and_shift_is_ignored(project_root, tmp_path, lab
     assert min(r["net_mm"][i] for i in (0, 2, 3, 4)) > 5.0
 
 
+def test_several_weights_are_scored_on_their_average(project_root, tmp_path, labels_xyz):
+    """Two nets bent the opposite ways around frame 772's true pose (+-D per joint): each scores
+    more than 5 mm there, their average of keypoints 0."""
+    rng = np.random.default_rng(0)
+    bend = rng.normal(0.0, 15.0, (14, 3))
+    files = []
+    for sign, name in ((1.0, "a"), (-1.0, "b")):
+        folder = tmp_path / name
+        folder.mkdir()
+        files.append(const_weights(folder, to93((labels_xyz[772] + sign * bend) / 150.0)))
+    model = files[0][0]
+    singles = []
+    for _, w in files:
+        proc = run_tool(project_root, "--weights", w, "--model", model, "--json", tmp_path / "one.json")
+        assert proc.returncode == 0, proc.stderr
+        singles.append(json.loads((tmp_path / "one.json").read_text())["net_mm"][1])
+    assert min(singles) > 5.0
+    proc = run_tool(project_root, "--weights", files[0][1], files[1][1], "--model", model,
+                    "--json", tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["net_mm"][1] == pytest.approx(0.0, abs=1e-3)
+    assert r["weights"] == [str(files[0][1]), str(files[1][1])]
+    assert "average of 2 nets" in proc.stdout
+
+
 def test_subject_two_frames_use_the_smaller_cube():
     from tools.score_real import half_cube_mm
     np.testing.assert_allclose(half_cube_mm([0, 2439, 2440, 8251]), [150, 150, 130.5, 130.5])

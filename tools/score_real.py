@@ -16,6 +16,10 @@ The crops are a test: nothing in the project is tuned on them.
 
     tools/score_real.py --weights results/deepmodel.caffemodel
     tools/score_real.py                  # the newest weights in results/, else the shipped ones
+    tools/score_real.py --weights A.caffemodel B.caffemodel ...   # several nets, keypoints averaged
+
+With several weights files (nets of the same ``--model``), the frames are scored on the average
+of their keypoints (an ensemble): whether nets of different seeds or worlds share their error.
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     import _venv_check  # noqa: F401
@@ -120,9 +124,10 @@ def build_parser():
         description="Score a trained net on the five real NYU test crops of the repository "
                     "(14 joints, centred on their mean, mm) beside the mean-pose baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--weights", default=None, help=".caffemodel (default: the newest in results/ "
-                   "or results/snapshots/, else the shipped models/default/ weights for the "
-                   "default --model)")
+    p.add_argument("--weights", default=None, nargs="+", metavar="CAFFEMODEL",
+                   help=".caffemodel (default: the newest in results/ or results/snapshots/, else "
+                   "the shipped models/default/ weights for the default --model); several: "
+                   "their keypoints averaged")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
@@ -136,22 +141,29 @@ def main(argv=None):
     from tools.net_io import input_blob, load_net, output_blob
 
     if args.weights:
-        weights = args.weights
+        all_weights = list(args.weights)
     else:
         weights, where = default_weights(PROJECT / "results", args.model)
         print(f"weights: {where}: {weights}")
+        all_weights = [weights]
     data = real_crops(args.crops)
-    net = load_net(args.model, weights)
-    data_blob = input_blob(net, None, args.model)
-    if tuple(net.blobs[data_blob].data.shape[1:]) != data["crops"].shape[1:]:
-        raise InputError(f"{args.model}: input '{data_blob}' has shape "
-                         f"{tuple(net.blobs[data_blob].data.shape[1:])}, the crops "
-                         f"{data['crops'].shape[1:]}")
-    joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
-    result = score(net_keypoints(net, data_blob, joints_blob, data["crops"]), data)
+    keypoints = []
+    for w in all_weights:
+        net = load_net(args.model, w)
+        data_blob = input_blob(net, None, args.model)
+        if tuple(net.blobs[data_blob].data.shape[1:]) != data["crops"].shape[1:]:
+            raise InputError(f"{args.model}: input '{data_blob}' has shape "
+                             f"{tuple(net.blobs[data_blob].data.shape[1:])}, the crops "
+                             f"{data['crops'].shape[1:]}")
+        joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
+        keypoints.append(net_keypoints(net, data_blob, joints_blob, data["crops"]))
+    result = score(np.mean(keypoints, axis=0), data)
+    weights = all_weights[0] if len(all_weights) == 1 else \
+        f"the average of {len(all_weights)} nets' keypoints ({', '.join(map(str, all_weights))})"
     print_report(result, weights)
     if args.json:
-        write_json(args.json, {"weights": str(weights), "model": str(args.model),
+        write_json(args.json, {"weights": [str(w) for w in all_weights] if len(all_weights) > 1
+                               else str(all_weights[0]), "model": str(args.model),
                                "frames": result["frames"],
                                "net_mm": [float(x) for x in result["net_mm"]],
                                "mean_pose_mm": [float(x) for x in result["mean_pose_mm"]],
