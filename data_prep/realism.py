@@ -55,7 +55,11 @@ class GrowingSensorModel(SensorModel):
         self.grow_px = int(grow_px)
 
     def apply(self, depth, fg, rng):
-        return super().apply(depth, self._grow(depth, fg, self.grow_px), rng)
+        return super().apply(depth, self._grow(depth, fg, self.growth(rng)), rng)
+
+    def growth(self, rng):
+        """Pixels to grow this frame's silhouette by (``grow_px``; nothing drawn)."""
+        return self.grow_px
 
     def _grow(self, depth, fg, px):
         """Spread the foreground's depth ``px`` pixels over nearer-than-``edge_mm`` farther
@@ -81,9 +85,8 @@ class VaryingSensorModel(GrowingSensorModel):
         super().__init__(grow_px=hi, **kw)
         self.grow_range = (lo, hi)
 
-    def apply(self, depth, fg, rng):
-        px = rng.integers(self.grow_range[0], self.grow_range[1] + 1)
-        return SensorModel.apply(self, depth, self._grow(depth, fg, px), rng)
+    def growth(self, rng):
+        return int(rng.integers(self.grow_range[0], self.grow_range[1] + 1))
 
 
 def realistic_sampler(model, prior=None):
