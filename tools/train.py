@@ -222,9 +222,10 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     if seed is not None:
         s.random_seed = seed
     s.test_interval = test_interval or max(1, round(s.test_interval * scale))
-    # a run shorter than the test interval still gets a test pass at its end (Caffe tests at
-    # multiples of the interval): the loss curve's last point and the check that it has learnt
-    s.test_interval = min(s.test_interval, s.max_iter) if s.max_iter > 0 else s.test_interval
+    if s.max_iter > 0:
+        # a run shorter than the test interval still gets a test pass at its end (Caffe tests at
+        # multiples of the interval): the loss curve's last point and the check that it has learnt
+        s.test_interval = min(s.test_interval, s.max_iter)
     s.snapshot = max(1, round(s.snapshot * scale)) if s.snapshot else 0
     # at most 2048 test frames per test pass of the loss curve (the full test set is evaluated by
     # tools/test_net.py at the end)
