@@ -17,6 +17,10 @@ The crops are a test: nothing in the project is tuned on them.
     tools/score_real.py --weights results/deepmodel.caffemodel
     tools/score_real.py                  # the newest weights in results/, else the shipped ones
     tools/score_real.py --weights A.caffemodel B.caffemodel ...   # several nets, keypoints averaged
+    tools/score_real.py --fit            # also the net's pose fitted to each crop's depth
+
+With ``--fit`` each net's pose (its ``theta`` blob, the hand model layer's input) is also fitted
+to the crop's depth (:class:`data_prep.depth_fit.DepthFitter`) and scored beside the net's own.
 
 With several weights files (nets of the same ``--model``), the frames are scored on the average
 of their keypoints (an ensemble): whether nets of different seeds or worlds share their error.
@@ -113,10 +117,12 @@ def score(pred93, data):
 
 def print_report(result, weights):
     print(f"real NYU test crops, 14 joints, centred on their mean (mm); weights {weights}")
-    print(f"{'frame':>6}  {'net':>7}  {'mean pose':>9}")
-    for f, a, b in zip(result["frames"], result["net_mm"], result["mean_pose_mm"]):
-        print(f"{f:>6d}  {a:>7.2f}  {b:>9.2f}")
-    print(f"{'mean':>6}  {np.mean(result['net_mm']):>7.2f}  {np.mean(result['mean_pose_mm']):>9.2f}")
+    cols = [("net", "net_mm")] + ([("net + fit", "fit_mm")] if "fit_mm" in result else []) \
+        + [("mean pose", "mean_pose_mm")]
+    print(f"{'frame':>6}" + "".join(f"  {name:>9}" for name, _ in cols))
+    for i, f in enumerate(result["frames"]):
+        print(f"{f:>6d}" + "".join(f"  {result[key][i]:>9.2f}" for _, key in cols))
+    print(f"{'mean':>6}" + "".join(f"  {np.mean(result[key]):>9.2f}" for _, key in cols))
 
 
 def build_parser():
@@ -132,8 +138,26 @@ def build_parser():
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
                    "0-based test-frame index")
+    p.add_argument("--fit", action="store_true", help="also fit each net's pose (its --theta-blob) "
+                   "to the crop's depth and score the fitted keypoints (data_prep/depth_fit.py)")
+    p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles the hand "
+                   "model layer takes (for --fit)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return p
+
+
+def fitted_keypoints(net, theta_blob, model_path, crops, n):
+    """The net's angles (after a forward pass) fitted to the crops' depth -> ``(n, 93)``."""
+    from data_prep.depth_fit import DepthFitter
+    from hand_model import HandModel
+
+    model = HandModel.nyu()
+    if theta_blob not in net.blobs or net.blobs[theta_blob].data.size != n * model.num_free:
+        raise InputError(f"{model_path}: --fit needs the hand model layer's input, a blob "
+                         f"'{theta_blob}' of {model.num_free} angles per frame (--theta-blob)")
+    theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
+    fitted = DepthFitter(model).fit(crops[:, 0], theta)["theta"]
+    return model.forward(fitted).reshape(n, -1)
 
 
 def main(argv=None):
@@ -147,7 +171,8 @@ def main(argv=None):
         print(f"weights: {where}: {weights}")
         all_weights = [weights]
     data = real_crops(args.crops)
-    keypoints = []
+    keypoints, fitted = [], []
+    n = len(data["crops"])
     for w in all_weights:
         net = load_net(args.model, w)
         data_blob = input_blob(net, None, args.model)
@@ -157,7 +182,11 @@ def main(argv=None):
                              f"{data['crops'].shape[1:]}")
         joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
         keypoints.append(net_keypoints(net, data_blob, joints_blob, data["crops"]))
+        if args.fit:
+            fitted.append(fitted_keypoints(net, args.theta_blob, args.model, data["crops"], n))
     result = score(np.mean(keypoints, axis=0), data)
+    if args.fit:
+        result["fit_mm"] = score(np.mean(fitted, axis=0), data)["net_mm"]
     weights = all_weights[0] if len(all_weights) == 1 else \
         f"the average of {len(all_weights)} nets' keypoints ({', '.join(map(str, all_weights))})"
     print_report(result, weights)
@@ -168,7 +197,10 @@ def main(argv=None):
                                "net_mm": [float(x) for x in result["net_mm"]],
                                "mean_pose_mm": [float(x) for x in result["mean_pose_mm"]],
                                "net_mean_mm": float(np.mean(result["net_mm"])),
-                               "mean_pose_mean_mm": float(np.mean(result["mean_pose_mm"]))})
+                               "mean_pose_mean_mm": float(np.mean(result["mean_pose_mm"])),
+                               **({"fit_mm": [float(x) for x in result["fit_mm"]],
+                                   "fit_mean_mm": float(np.mean(result["fit_mm"]))}
+                                  if args.fit else {})})
     return 0
 
 

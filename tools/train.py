@@ -454,9 +454,12 @@ def evaluate(weights, deploy, lmdb_prefix, out):
 
 def score_real_crops(weights, deploy, out_json):
     """Run tools/score_real.py (the real NYU crops, centred 14-joint error, beside the mean
-    pose); returns its JSON (dict) or None (with a warning) when it fails."""
+    pose; with ``--fit`` when the net has the hand model layer's angles, a ``theta`` blob);
+    returns its JSON (dict) or None (with a warning) when it fails."""
     cmd = [sys.executable, str(PROJECT / "tools" / "score_real.py"), "--weights", str(weights),
            "--model", str(deploy), "--json", str(out_json)]
+    if 'top: "theta"' in pathlib.Path(deploy).read_text():
+        cmd.append("--fit")
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -519,8 +522,9 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
             real = score_real_crops(weights, PROJECT / summary["deploy"],
                                     results / "eval" / "real_crops.json")
         if real is not None:
-            summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "mean_pose_mean_mm",
-                                                          "frames")}
+            summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "fit_mean_mm",
+                                                          "mean_pose_mean_mm", "frames")
+                                     if k in real}
     write_json(results / "train.json", summary)
     return summary
 
@@ -607,9 +611,11 @@ def main(argv=None):
         print(f"test: {describe_eval(summary['eval'])}")
         if "real_crops" in summary:
             r = summary["real_crops"]
+            fit = (f", fitted to the depth {r['fit_mean_mm']:.2f} mm" if "fit_mean_mm" in r
+                   else "")
             print(f"real NYU test crops ({len(r['frames'])}, 14 joints centred on their mean): "
-                  f"{r['net_mean_mm']:.2f} mm (mean-pose baseline {r['mean_pose_mean_mm']:.2f} mm; "
-                  "tools/score_real.py)")
+                  f"{r['net_mean_mm']:.2f} mm{fit} (mean-pose baseline {r['mean_pose_mean_mm']:.2f} "
+                  f"mm; tools/score_real.py{' --fit' if fit else ''})")
         print(f"evaluation (JSON, plots, predictions): {summary['eval_dir']}/")
     return 0
 
