@@ -177,3 +177,19 @@ def test_fit_depth_tool_on_a_rendered_lmdb(project_root, tmp_path):
                     "--weights", project_root / "models" / "default" / "deepmodel.caffemodel")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "none" in proc.stderr
+
+
+def test_demo_draws_the_fitted_hand(project_root, tmp_path, model):
+    """tools/demo.py --fit on the real crops: demo.json holds the fitted keypoints (the model's
+    forward pass of the written angles) beside the net's own, which differ."""
+    out = tmp_path / "demo"
+    proc = run_tool(project_root, "demo.py", "--fit", "--out", out, "--weights",
+                    project_root / "models" / "default" / "deepmodel.caffemodel")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads((out / "demo.json").read_text())
+    assert r["fit_to_depth"] is True and len(r["inputs"]) == 5
+    for e in r["inputs"]:
+        fitted = np.array(e["keypoints_normalised"])
+        np.testing.assert_allclose(fitted, model.forward(np.array([e["theta"]]))[0], atol=1e-9)
+        assert np.abs(fitted - np.array(e["net_keypoints_normalised"])).max() > 1e-3
+    assert (out / "overview.png").is_file()

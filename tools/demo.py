@@ -29,6 +29,11 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
     tools/demo.py --out results/demo       # the newest trained weights, else the shipped ones
     tools/demo.py frame.png --weights W.caffemodel --out results/demo      # centre detected
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
+    tools/demo.py --fit                    # the net's pose fitted to each crop's depth
+
+With ``--fit`` the net's angles (its ``theta`` blob) are fitted to each crop's depth
+(:class:`data_prep.depth_fit.DepthFitter`, with the crop centre when it is known) and the fitted
+hand is drawn and written instead of the net's; ``demo.json`` keeps the net's keypoints too.
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     import _venv_check  # noqa: F401
@@ -354,6 +359,8 @@ def build_parser():
                    default=None, help="camera intrinsics of raw frames (override --camera)")
     p.add_argument("--cube", type=finite_float(10, 2000), default=nyu.CUBE_MM,
                    help="crop cube edge in mm (10..2000)")
+    p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
+                   "(data_prep/depth_fit.py) and draw the fitted hand")
     p.add_argument("--out", default="results/demo", help="output folder")
     return p
 
@@ -415,6 +422,15 @@ def main(argv=None):
                              f"{len(files)} inputs; diverged training?)")
 
     model = HandModel.nyu()
+    net_joints = None
+    if args.fit:
+        if theta is None or theta.shape[1] != model.num_free:
+            raise InputError(f"{args.model}: --fit needs the hand model layer's input, a blob "
+                             f"'{args.theta_blob}' of {model.num_free} angles per frame (--theta-blob)")
+        from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
+        center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
+        theta = DepthFitter(model, cube_mm=args.cube).fit(batch[:, 0], theta, center)["theta"]
+        net_joints, joints = joints, model.forward(theta).reshape(len(items), -1)
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -425,23 +441,27 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     with OutputSet(out / "demo.json") as outs:       # demo.json last, beside its files
         written = write_outputs(args, outs, out, files, items, joints, theta, outside, weights,
-                                camera, in_shape[1], model)
+                                camera, in_shape[1], model, net_joints)
     print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
     return 0
 
 
 def write_outputs(args, outs, out, files, items, joints, theta, outside, weights, camera, size,
-                  model):
+                  model, net_joints=None):
     """Every output of the demo, each written to its staged name of ``outs``; returns the
-    per-input files."""
+    per-input files. ``net_joints``: with ``--fit``, the net's own keypoints (``joints`` are
+    then the fitted ones)."""
     edges = [tuple(int(v) for v in e) for e in model.edges]
     finger = model.finger_of_keypoint
     free_ids = np.asarray(model.free_ids)
-    report = {"weights": str(weights), "model": str(args.model), "inputs": []}
+    report = {"weights": str(weights), "model": str(args.model), "fit_to_depth": bool(args.fit),
+              "inputs": []}
     overlays, names, written = [], [], []
     for i, (f, item, name) in enumerate(zip(files, items, unique_names(files))):
         norm = joints[i].reshape(-1, 3)
         entry = {"input": str(f), "name": name, "keypoints_normalised": norm.tolist()}
+        if net_joints is not None:
+            entry["net_keypoints_normalised"] = net_joints[i].reshape(-1, 3).tolist()
         if "center" in item:
             xyz, uvd, crop_px = exact_pixels(norm, item, args, camera, size)
             entry.update({"center_uvd": item["center"].tolist(), "cube_mm": args.cube,
@@ -459,7 +479,8 @@ def write_outputs(args, outs, out, files, items, joints, theta, outside, weights
         p_overlay = out / f"{name}_overlay.png"
         _save_png_rgb(outs.stage(p_overlay), rgb)
         p3d = out / f"{name}_3d.png"
-        draw_3d(outs.stage(p3d), norm, item["crop"], edges, finger, f"{name}: predicted skeleton (normalised units)")
+        what = "fitted to the depth" if args.fit else "predicted"
+        draw_3d(outs.stage(p3d), norm, item["crop"], edges, finger, f"{name}: {what} skeleton (normalised units)")
         written += [p_overlay, p3d]
         if "center" in item:
             p_frame = out / f"{name}_frame.png"
