@@ -147,12 +147,15 @@ class DepthFitter:
         kp = self.model.forward(theta)                                    # (n, 31, 3)
         c = np.einsum("sk,nkd->nsd", self.W, kp)                          # (n, S, 3)
         pts, mask = fr["pts"], fr["mask"]
-        d = pts[:, :, None, :] - c[:, None, :, :]                         # (n, P, S, 3)
-        dist = np.sqrt(np.einsum("npsd,npsd->nps", d, d))
-        surf = dist - self.radius
+        # |p - c|^2 as |p|^2 - 2 p.c + |c|^2 (one matrix product, no (n, P, S, 3) array)
+        d2 = (np.einsum("npd,npd->np", pts, pts)[:, :, None] - 2.0 * pts @ c.transpose(0, 2, 1)
+              + np.einsum("nsd,nsd->ns", c, c)[:, None, :])
+        surf = np.sqrt(np.maximum(d2, 0.0)) - self.radius                 # (n, P, S)
         best = np.argmin(np.abs(surf), axis=2)                            # (n, P)
         ni, pi = np.arange(n)[:, None], np.arange(pts.shape[1])[None, :]
-        r_data = surf[ni, pi, best]
+        d = pts - c[ni, best]                                             # (n, P, 3) to its sphere
+        dist = np.sqrt(np.einsum("npd,npd->np", d, d))
+        r_data = dist - self.radius[best]
         # the forearm: readings behind the wrist along the hand's axis
         wrist = np.einsum("k,nkd->nd", self.wrist_w, kp)
         axis = kp[:, 24] - wrist
@@ -180,7 +183,7 @@ class DepthFitter:
             return res, None
         jk = self.model.jacobian(theta).reshape(n, -1, 3, theta.shape[1])
         jc = np.einsum("sk,nkdj->nsdj", self.W, jk)                       # (n, S, 3, 26)
-        normal = d[ni, pi, best] / np.maximum(dist[ni, pi, best], 1e-12)[..., None]
+        normal = d / np.maximum(dist, 1e-12)[..., None]
         j_data = -np.einsum("npd,npdj->npj", normal, jc[ni, best]) * w_data[..., None]
         # the nearest pixel's lateral position moves with the sphere's depth (linear in z)
         x0, y0 = self.lateral(qr, qc, 0.0, h, w, view)
