@@ -490,6 +490,29 @@ def cases():
              "error", ("no crops",)))
     add(Case(SR, "json_is_folder", ("--weights", "{ws}/random.caffemodel", "--json", "{ws}/victim/inner"),
              "error", ("inner",)))
+    add(Case(SR, "fit_theta_bogus", ("--weights", "{ws}/random.caffemodel", "--fit", "--theta-blob",
+                                     "nope"), "error", ("--theta-blob", "nope")))
+    FD = "tools/fit_depth.py"
+    FW = ("--weights", "{ws}/random.caffemodel", "--lmdb", "{ws}/lmdb/nyu_test")
+    add(Case(FD, "ok", FW + ("--frames", "4"), "ok"))
+    add(Case(FD, "weights_missing", ("--weights", "{ws}/none.caffemodel", "--lmdb", "{ws}/lmdb/nyu_test"),
+             "error", ("none.caffemodel",)))
+    add(Case(FD, "weights_garbage", ("--weights", "{ws}/garbage.caffemodel", "--lmdb",
+                                     "{ws}/lmdb/nyu_test"), "error", ("garbage.caffemodel",)))
+    add(Case(FD, "lmdb_missing", ("--weights", "{ws}/random.caffemodel", "--lmdb", "{ws}/nowhere/nyu_test"),
+             "error", ("nowhere",)))
+    add(Case(FD, "lmdb_empty", ("--weights", "{ws}/random.caffemodel", "--lmdb", "{ws}/lmdb_empty/nyu_test"),
+             "error", ("empty",)))
+    add(Case(FD, "lmdb_nanmeta", ("--weights", "{ws}/random.caffemodel", "--lmdb",
+                                  "{ws}/lmdb_nanmeta/nyu_test"), "error", ("non-finite com",)))
+    add(Case(FD, "lmdb_nan", ("--weights", "{ws}/random.caffemodel", "--lmdb", "{ws}/lmdb_nan/nyu_test"),
+             "error", ("record 5", "NaN")))
+    add(Case(FD, "frames_0", FW + ("--frames", "0"), "error", ("--frames",)))
+    add(Case(FD, "theta_blob_bogus", FW + ("--theta-blob", "nope"), "error", ("nope",)))
+    add(Case(FD, "json_is_folder", FW + ("--frames", "2", "--json", "{ws}/victim/inner"), "error",
+             ("inner",)))
+    add(Case(D, "fit_theta_bogus", ("--weights", "{ws}/random.caffemodel", "--fit", "--theta-blob", "nope",
+                                    "--out", "{ws}/out/d_fit"), "error", ("--theta-blob", "nope")))
     MN = "tools/make_nets.py"
     add(Case(MN, "out_is_file", ("--out", "{ws}/victim/plain.txt"), "error", ("plain.txt",)))
     # ----------------------------------------------------------------- ICVL, realism, raw frames
@@ -534,7 +557,7 @@ def cases():
     add(Case(F, "model_bogus", ("{ws}/lab.txt", "--model", "nope", "--out", "{ws}/out/f_m.npz"),
              "error", ("nope",)))
     # ----------------------------------------------------------------- outside the venv
-    for tool in (T, P, D, F, S, L, B, T1, R, SR, MN, IH, CC, RF, TR):
+    for tool in (T, P, D, F, S, L, B, T1, R, SR, FD, MN, IH, CC, RF, TR):
         add(Case(tool, "outside_venv", ("--help",), "error", ("venv", "activate")))
     for mod in (M, SY, PP, SI):
         add(Case(mod, "outside_venv", ("--help",), "error", ("venv", "activate")))

@@ -85,6 +85,12 @@ def main(argv=None):
         crops = next(iter(depth.iter_batches(n, None)))[1]
         _, true = joint.read_all()
     true = np.asarray(true[:n], np.float64)
+    if len(true) < n:
+        raise InputError(f"{args.lmdb}: the joint LMDB has {len(true)} records, the depth LMDB {n}")
+    bad = ~np.all(np.isfinite(true), axis=1)
+    if bad.any():
+        raise InputError(f"{args.lmdb}: record {int(np.flatnonzero(bad)[0])} has a NaN or infinite "
+                         "label")
     if true.shape[1] != 93:
         raise InputError(f"{args.lmdb}: joint records hold {true.shape[1]} values, not the 31 "
                          "keypoints (93) of the hand model")
