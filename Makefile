@@ -11,7 +11,7 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -48,6 +48,11 @@ nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 
 train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evaluate, plot (results/; DATASET=icvl: results/icvl)
 	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl) --resume
+
+train-real: caffe ## the recipe for real depth (docs/realism.md): ICVL prior poses, randomised body, bent wrist, both faces, augmented LMDB -> results/real, real crops scored with and without the depth fit (~25 min)
+	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
+	@$(RUN) $(PY) -m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2
+	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_real --max-minutes 40 --resume
 
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
 	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
