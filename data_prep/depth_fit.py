@@ -53,8 +53,11 @@ FINGER_COLUMNS = slice(6, None)   # theta columns of the thumb and fingers (0-5:
 class DepthFitter:
     """Fit :class:`hand_model.HandModel` angles to depth crops.
 
-    ``fit(crops (N, H, W), theta (N, 26), center_mm=None)`` -> ``dict(theta (N, 26), cost_start
-    (N,), cost (N,), start (N,) int: 0 = from the given pose, 1 = from the open hand)``.
+    ``fit(crops (N, H, W), theta (N, 26), center_mm=None, cube_mm=None)`` -> ``dict(theta
+    (N, 26), cost_start (N,), cost (N,), start (N,) int: 0 = from the given pose, 1 = from the
+    open hand)``. ``cube_mm``: the crops' cube edge (a number, or per frame in ``fit``; default
+    twice the model's mm per unit, NYU's 300 mm); ``starts``: 1 (the given pose only) or 2;
+    ``chunk``: frames solved together (memory: about ``chunk x max_points x spheres`` doubles).
     """
 
     def __init__(self, model, iterations=ITERATIONS, trim_mm=TRIM_MM, margin_mm=MARGIN_MM,
@@ -64,7 +67,7 @@ class DepthFitter:
             raise ValueError(f"starts must be 1 or 2, not {starts!r}")
         self.model = model
         self.unit = float(model.mm_per_unit)
-        self.half_cube = float(cube_mm / 2.0 if cube_mm else self.unit)
+        self.cube = float(cube_mm) if cube_mm else 2.0 * self.unit
         body = HandBody(model)
         self.wrist_w = body.wrist_w
         W = list(body.W[:body.forearm.start])          # fingers, thumb, palm rim (no forearm)
@@ -81,7 +84,7 @@ class DepthFitter:
                     W.append(eye[24] + s * ((1 - t) * a + t * b))
                     R.append(body.PALM_RADIUS)
         self.W = np.array(W)                            # (S, 31) keypoint weights
-        self.radius = np.array(R) / self.unit      # (S,) normalised units
+        self.radius = np.array(R) / self.unit           # (S,) normalised units
         self.iterations = int(iterations)
         self.trim = trim_mm / self.unit
         self.margin = margin_mm / self.unit
@@ -114,7 +117,7 @@ class DepthFitter:
         rows = np.rint(h / 2 * (1 - (xyz[..., 1] - sy * z) / f) - 0.5).astype(np.int64)
         return np.clip(rows, 0, h - 1), np.clip(cols, 0, w - 1)
 
-    def _frames(self, crops, center):
+    def _frames(self, crops, center, cube):
         """Per-frame data of a chunk: sampled points ``(n, P, 3)`` with a mask, the hand mask and,
         per pixel, the nearest hand pixel (for the silhouette term)."""
         n, h, w = crops.shape
@@ -122,7 +125,7 @@ class DepthFitter:
         mask = np.zeros((n, self.max_points))
         fg = crops < 1.0 - 1e-3
         near = np.zeros((n, 2, h, w), np.int64)
-        view = np.stack([np.full(n, self.half_cube), center[:, 0], center[:, 1]]) / center[:, 2]
+        view = np.stack([cube / 2.0, center[:, 0], center[:, 1]]) / center[:, 2]
         for i in range(n):                              # setup only: sampling and distance maps
             # a regular grid of the hand's pixels, as fine as max_points allows
             step = max(1, int(np.sqrt(fg[i].sum() / self.max_points)))
@@ -225,16 +228,21 @@ class DepthFitter:
             damp = np.where(ok, np.maximum(damp / 3.0, 1e-4), damp * 4.0)
         return theta, cost0, cost
 
-    def fit(self, crops, theta, center_mm=None):
+    def fit(self, crops, theta, center_mm=None, cube_mm=None):
         """Fit every crop from ``theta``; ``center_mm``: ``(N, 3)`` or ``(3,)`` each crop's
         centre in the camera frame (x right, y up, z = depth; default on the optical axis at
-        ``NOMINAL_DEPTH_MM``). See the class docstring for shapes."""
+        ``NOMINAL_DEPTH_MM``); ``cube_mm``: a number or ``(N,)`` (default the fitter's). See the
+        class docstring for shapes."""
         crops = np.asarray(crops, np.float64)
         theta = np.asarray(theta, np.float64)
         center = np.broadcast_to(np.asarray((0.0, 0.0, NOMINAL_DEPTH_MM) if center_mm is None
                                             else center_mm, np.float64), (len(crops), 3))
         if not np.all(center[:, 2] > 0):
             raise ValueError(f"crop centre depths must be positive, got {center[:, 2].min()}")
+        cube = np.broadcast_to(np.asarray(self.cube if cube_mm is None else cube_mm, np.float64),
+                               (len(crops),))
+        if not np.all(cube > 0):
+            raise ValueError(f"cube edges must be positive, got {cube.min()}")
         if crops.ndim != 3 or theta.shape != (len(crops), self.model.num_free):
             raise ValueError(f"fit takes crops (N, H, W) and theta (N, {self.model.num_free}); "
                              f"got {crops.shape} and {theta.shape}")
@@ -244,7 +252,7 @@ class DepthFitter:
                "cost": np.empty(len(theta)), "start": np.zeros(len(theta), np.int64)}
         for lo in range(0, len(crops), self.chunk):
             sl = slice(lo, lo + self.chunk)
-            fr = self._frames(crops[sl], center[sl])
+            fr = self._frames(crops[sl], center[sl], cube[sl])
             t, c0, c = self._solve(theta[sl], fr)
             if self.starts == 2:
                 t2, _, c2 = self._solve(open_hand[sl], fr)

@@ -119,6 +119,8 @@ def test_bad_arguments(model):
         DepthFitter(model).fit(np.zeros((2, 128, 128)), np.zeros((3, 26)))
     with pytest.raises(ValueError, match="positive"):
         DepthFitter(model).fit(np.zeros((1, 128, 128)), np.zeros((1, 26)), (0.0, 0.0, -5.0))
+    with pytest.raises(ValueError, match="cube"):
+        DepthFitter(model).fit(np.zeros((1, 128, 128)), np.zeros((1, 26)), None, 0.0)
     with pytest.raises(ValueError, match="starts"):
         DepthFitter(model, starts=3)
 

@@ -103,7 +103,7 @@ def main(argv=None):
     center = None if args.nominal_depth else np.asarray(meta.com, np.float64)[:n]
     cube = np.asarray(meta.cube, np.float64)[:n]
     start = time.time()
-    fit = DepthFitter(model, cube_mm=float(cube[0])).fit(crops[:, 0], theta, center)
+    fit = DepthFitter(model).fit(crops[:, 0], theta, center, cube)
     seconds = time.time() - start
     fitted = model.forward(fit["theta"]).reshape(n, -1)
     net_abs, net_c = errors_mm(pred, true, cube / 2)

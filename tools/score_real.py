@@ -146,8 +146,10 @@ def build_parser():
     return p
 
 
-def fitted_keypoints(net, theta_blob, model_path, crops, n):
-    """The net's angles (after a forward pass) fitted to the crops' depth -> ``(n, 93)``."""
+def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
+    """The net's angles (after a forward pass) fitted to the crops' depth (``(N, 1, H, W)``,
+    cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints."""
+    n = len(crops)
     from data_prep.depth_fit import DepthFitter
     from hand_model import HandModel
 
@@ -156,7 +158,7 @@ def fitted_keypoints(net, theta_blob, model_path, crops, n):
         raise InputError(f"{model_path}: --fit needs the hand model layer's input, a blob "
                          f"'{theta_blob}' of {model.num_free} angles per frame (--theta-blob)")
     theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
-    fitted = DepthFitter(model).fit(crops[:, 0], theta)["theta"]
+    fitted = DepthFitter(model).fit(crops[:, 0], theta, cube_mm=cube_mm)["theta"]
     return model.forward(fitted).reshape(n, -1)
 
 
@@ -172,7 +174,6 @@ def main(argv=None):
         all_weights = [weights]
     data = real_crops(args.crops)
     keypoints, fitted = [], []
-    n = len(data["crops"])
     for w in all_weights:
         net = load_net(args.model, w)
         data_blob = input_blob(net, None, args.model)
@@ -183,7 +184,8 @@ def main(argv=None):
         joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
         keypoints.append(net_keypoints(net, data_blob, joints_blob, data["crops"]))
         if args.fit:
-            fitted.append(fitted_keypoints(net, args.theta_blob, args.model, data["crops"], n))
+            fitted.append(fitted_keypoints(net, args.theta_blob, args.model, data["crops"],
+                                           2.0 * half_cube_mm(data["frames"])))
     result = score(np.mean(keypoints, axis=0), data)
     if args.fit:
         result["fit_mm"] = score(np.mean(fitted, axis=0), data)["net_mm"]
