@@ -58,7 +58,7 @@ def test_crop_geometry_is_the_crops(model, frames):
 def test_jacobian_matches_finite_differences(model, frames):
     fitter = DepthFitter(model)
     theta = frames["theta"][:3] + np.random.default_rng(2).normal(0, 0.05, (3, 26))
-    fr = fitter._frames(frames["crops"][:3], frames["com"][:3])
+    fr = fitter._frames(frames["crops"][:3], frames["com"][:3], np.full(3, nyu.CUBE_MM))
     res, jac = fitter.residuals(theta, fr)
     assert np.count_nonzero(res) > 300
     eps = 1e-6
