@@ -73,3 +73,33 @@ def test_bad_input(make_net, project_root, tmp_path):
     proc = run_module(project_root, "tools/run_frames.py", frame, "--weights", tmp_path / "none.caffemodel",
                       "--out", tmp_path / "o")
     assert_one_line_error(proc, "none.caffemodel")
+
+
+def test_fit_writes_the_fitted_hand(project_root, reference_data, tmp_path, model):
+    """--fit with the shipped net on the raw NYU frame: the written keypoints are the model's
+    forward pass of the net's angles fitted to the crop at the found centre (checked against
+    DepthFitter run here on the same crop and centre), not the net's own keypoints."""
+    import caffe
+
+    from data_prep.depth_fit import DepthFitter
+
+    weights = project_root / "models" / "default" / "deepmodel.caffemodel"
+    out = tmp_path / "out"
+    proc = run_module(project_root, "tools/run_frames.py", reference_data / "nyu" / "depth_1_0000001.png",
+                      "--weights", weights, "--out", out, "--quiet", "--fit")
+    assert proc.returncode == 0, proc.stderr
+    assert "model layer + fit" in proc.stdout
+    kp = np.loadtxt(out / "keypoints_mm.txt").reshape(31, 3)
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    center, cube = locate_hand(depth, NYU_CAMERA)
+    net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), str(weights), caffe.TEST)
+    net.blobs["depth"].reshape(1, 1, 128, 128)
+    net.reshape()
+    net.blobs["depth"].data[0, 0] = crop_depth(depth, center, cube, NYU_CAMERA)
+    net.forward()
+    com = nyu_uvd_to_xyz(center)
+    own = net.blobs["joints"].data[0].reshape(31, 3) * 150.0 + com
+    fitted = DepthFitter(model).fit(net.blobs["depth"].data[:, 0], net.blobs["theta"].data.astype(float),
+                                    com[None], cube)["theta"]
+    np.testing.assert_allclose(kp, model.forward(fitted)[0] * 150.0 + com, atol=2e-3)
+    assert np.abs(kp - own).max() > 5.0

@@ -9,7 +9,9 @@ For every frame (a folder's ``*.png`` in name order, or the files given): read t
 (:func:`data_prep.localize.locate_hand`, with the learned refinement when its weights are
 present), crop the cube around it (:func:`data_prep.crop.crop_depth`), run the deploy net
 (``--model``, its ``joints`` blob: the model layer's 31 keypoints in half-cube units) and map the
-keypoints to mm (camera frame) and to pixels. Writes into ``--out``:
+keypoints to mm (camera frame) and to pixels; with ``--fit``, the net's angles (its ``theta``
+blob) are first fitted to the crop's depth (:class:`data_prep.depth_fit.DepthFitter`, with the
+crop centre found) and the fitted hand's keypoints are written. Writes into ``--out``:
 
 * ``frames.txt``: the frame files, one a line: line i of every other file is this frame;
 * ``keypoints_mm.txt``: 31 keypoints x (x, y, z) mm, 93 values a line;
@@ -77,10 +79,22 @@ class FramePipeline:
     ``pipeline(depth_mm) -> (keypoints_mm (31, 3), keypoints_uvd (31, 3), center_uvd (3,))``.
     """
 
-    def __init__(self, model, weights, camera, cube_mm, blob="joints"):
+    def __init__(self, model, weights, camera, cube_mm, blob="joints", fit=False, theta_blob="theta"):
         self.net = load_net(model, weights)
         self.input = input_blob(self.net, None, model)
         self.blob = output_blob(self.net, blob, 93, model)
+        self.fitter = None
+        if fit:
+            from data_prep.depth_fit import DepthFitter
+            from hand_model import HandModel
+
+            hand = HandModel.nyu()
+            if theta_blob not in self.net.blobs or \
+                    self.net.blobs[theta_blob].data[0].size != hand.num_free:
+                raise InputError(f"{model}: --fit needs the hand model layer's input, a blob "
+                                 f"'{theta_blob}' of {hand.num_free} angles per frame")
+            self.hand, self.theta_blob = hand, theta_blob
+            self.fitter = DepthFitter(hand, cube_mm=cube_mm, chunk=1)
         shape = self.net.blobs[self.input].data.shape
         if tuple(shape[1:]) != (1, 128, 128):
             raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
@@ -96,7 +110,12 @@ class FramePipeline:
         self.data[0, 0] = crop_depth(depth, center, cube, self.camera)
         self.net.forward()
         kp = self.net.blobs[self.blob].data[0].reshape(31, 3).astype(np.float64)
-        xyz = kp * (cube / 2.0) + self.camera.uvd_to_xyz(center)
+        com = self.camera.uvd_to_xyz(center)
+        if self.fitter is not None:
+            theta = self.net.blobs[self.theta_blob].data[:1].astype(np.float64).reshape(1, -1)
+            theta = self.fitter.fit(self.data[:1, 0], theta, com[None], cube)["theta"]
+            kp = self.hand.forward(theta)[0]
+        xyz = kp * (cube / 2.0) + com
         return xyz, self.camera.xyz_to_uvd(xyz), center
 
 
@@ -111,6 +130,8 @@ def build_parser():
                    help="camera, cube (NYU 300 mm, ICVL 250 mm) and the kit's joints (default nyu)")
     p.add_argument("--cube", type=finite_float(50.0, 1000.0), default=None,
                    help="cube edge in mm, 50-1000 (default: the dataset's)")
+    p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
+                   "(data_prep/depth_fit.py) and write the fitted hand's keypoints")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -127,7 +148,7 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     frames = find_frames(args.inputs)
-    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob)
+    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob, args.fit)
     from data_prep.labels import NYU14_KEYPOINTS
     n = len(frames)
     xyz = np.full((n, 31, 3), np.nan)
@@ -163,7 +184,8 @@ def main(argv=None):
             np.savetxt(tmp, rows, fmt="%.3f", delimiter=" ")
     write_text(out / "failures.txt", "".join(f"{p}: {why}\n" for p, why in failures))
     print(f"[frames] {ok} of {n} frames -> {out} ({', '.join(files)}) in {wall:.1f} s; "
-          f"detection + crop + net + model layer {1000 * busy / ok:.2f} ms a frame "
+          f"detection + crop + net + model layer{' + fit' if args.fit else ''} "
+          f"{1000 * busy / ok:.2f} ms a frame "
           f"({ok / busy:.0f} frames/s)")
     if failures:
         print(f"[frames] {len(failures)} frames failed (nan lines), listed in "
