@@ -204,6 +204,8 @@ class DepthFitter:
 
     # ------------------------------------------------------------------ solver
     def _solve(self, theta, fr):
+        """Damped Gauss-Newton on a chunk from ``theta`` ``(n, 26)`` (clipped to the limits, the
+        prior's anchor) -> (theta, the cost at the start, the final cost)."""
         theta = np.clip(theta, self.lower, self.upper)
         anchor = theta.copy()
         k = theta.shape[1]
