@@ -34,8 +34,11 @@ pinhole camera. A crop alone does not say where its centre was: without ``center
 centre is taken on the optical axis at ``NOMINAL_DEPTH_MM``. The body's radii are the model's
 millimetres in its units (``model.mm_per_unit``).
 """
+import sys
+
 import numpy as np
 from scipy import ndimage
+from tqdm import tqdm
 
 from data_prep.synthetic import HandBody
 
@@ -230,11 +233,11 @@ class DepthFitter:
             damp = np.where(ok, np.maximum(damp / 3.0, 1e-4), damp * 4.0)
         return theta, cost0, cost
 
-    def fit(self, crops, theta, center_mm=None, cube_mm=None):
+    def fit(self, crops, theta, center_mm=None, cube_mm=None, progress=False):
         """Fit every crop from ``theta``; ``center_mm``: ``(N, 3)`` or ``(3,)`` each crop's
         centre in the camera frame (x right, y up, z = depth; default on the optical axis at
-        ``NOMINAL_DEPTH_MM``); ``cube_mm``: a number or ``(N,)`` (default the fitter's). See the
-        class docstring for shapes."""
+        ``NOMINAL_DEPTH_MM``); ``cube_mm``: a number or ``(N,)`` (default the fitter's);
+        ``progress``: a progress bar (frames) on stderr. See the class docstring for shapes."""
         crops = np.asarray(crops, np.float64)
         theta = np.asarray(theta, np.float64)
         center = np.broadcast_to(np.asarray((0.0, 0.0, NOMINAL_DEPTH_MM) if center_mm is None
@@ -252,6 +255,7 @@ class DepthFitter:
         open_hand[:, FINGER_COLUMNS] = 0.0
         out = {"theta": np.empty_like(theta), "cost_start": np.empty(len(theta)),
                "cost": np.empty(len(theta)), "start": np.zeros(len(theta), np.int64)}
+        bar = tqdm(total=len(crops), desc="fit", unit="frame", disable=not progress, file=sys.stderr)
         for lo in range(0, len(crops), self.chunk):
             sl = slice(lo, lo + self.chunk)
             fr = self._frames(crops[sl], center[sl], cube[sl])
@@ -262,4 +266,6 @@ class DepthFitter:
                 t[better], c[better] = t2[better], c2[better]
                 out["start"][sl] = better
             out["theta"][sl], out["cost_start"][sl], out["cost"][sl] = t, c0, c
+            bar.update(len(t))
+        bar.close()
         return out

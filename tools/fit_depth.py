@@ -59,6 +59,7 @@ def build_parser():
     p.add_argument("--nominal-depth", action="store_true", help="ignore the meta file's crop "
                    "centres (the fitter's fixed depth, as for crops whose centre is unknown)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
@@ -102,9 +103,9 @@ def main(argv=None):
     theta = np.array(net.blobs[args.theta_blob].data.reshape(n, -1), np.float64)
     center = None if args.nominal_depth else np.asarray(meta.com, np.float64)[:n]
     cube = np.asarray(meta.cube, np.float64)[:n]
-    start = time.time()
-    fit = DepthFitter(model).fit(crops[:, 0], theta, center, cube)
-    seconds = time.time() - start
+    start = time.perf_counter()
+    fit = DepthFitter(model).fit(crops[:, 0], theta, center, cube, progress=not args.quiet)
+    seconds = time.perf_counter() - start
     fitted = model.forward(fit["theta"]).reshape(n, -1)
     net_abs, net_c = errors_mm(pred, true, cube / 2)
     fit_abs, fit_c = errors_mm(fitted, true, cube / 2)
