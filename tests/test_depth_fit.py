@@ -1,6 +1,6 @@
 """data_prep/depth_fit.py: the fit's Jacobian against finite differences, the crop geometry against
-the project's crop, and poses recovered from rendered depth; tools/fit_depth.py and
-tools/score_real.py --fit through Caffe."""
+the project's crop, and poses recovered from rendered depth; tools/fit_depth.py,
+tools/score_real.py --fit and tools/demo.py --fit through Caffe."""
 import json
 import subprocess
 import sys
@@ -12,7 +12,7 @@ from data_prep import nyu
 from data_prep.camera import NYU_CAMERA
 from data_prep.crop import crop_depth
 from data_prep.depth_fit import FINGER_COLUMNS, DepthFitter
-from data_prep.synthetic import HandBody, PoseSampler, render_depth
+from data_prep.synthetic import PoseSampler, render_depth
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def frames(model):
 
 def test_crop_geometry_is_the_crops(model, frames):
     """A keypoint's pixel by the fitter's projection, with the true centre, is where the camera
-    projects it in the crop (the crop's box, scaled to 128 pixels): within half a pixel."""
+    projects it in the crop (the crop's box, scaled to 128 pixels): within a pixel (the nearest
+    pixel of a position known to the crop box's flooring)."""
     f = DepthFitter(model)
     for i in range(3):
         c = frames["com"][i]
