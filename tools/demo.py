@@ -424,9 +424,8 @@ def main(argv=None):
     model = HandModel.nyu()
     net_joints = None
     if args.fit:
-        if theta is None or theta.shape[1] != model.num_free:
-            raise InputError(f"{args.model}: --fit needs the hand model layer's input, a blob "
-                             f"'{args.theta_blob}' of {model.num_free} angles per frame (--theta-blob)")
+        output_blob(net, args.theta_blob, model.num_free, args.model, "--theta-blob")
+        theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
         from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
         theta = DepthFitter(model, cube_mm=args.cube).fit(batch[:, 0], theta, center)["theta"]

@@ -89,12 +89,9 @@ class FramePipeline:
             from hand_model import HandModel
 
             hand = HandModel.nyu()
-            if theta_blob not in self.net.blobs or \
-                    self.net.blobs[theta_blob].data[0].size != hand.num_free:
-                raise InputError(f"{model}: --fit needs the hand model layer's input, a blob "
-                                 f"'{theta_blob}' of {hand.num_free} angles per frame")
-            self.hand, self.theta_blob = hand, theta_blob
-            self.fitter = DepthFitter(hand, cube_mm=cube_mm, chunk=1)
+            self.theta_blob = output_blob(self.net, theta_blob, hand.num_free, model, "--theta-blob")
+            self.hand = hand
+            self.fitter = DepthFitter(hand, chunk=1)      # the cube comes with each frame
         shape = self.net.blobs[self.input].data.shape
         if tuple(shape[1:]) != (1, 128, 128):
             raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
@@ -132,6 +129,8 @@ def build_parser():
                    help="cube edge in mm, 50-1000 (default: the dataset's)")
     p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
                    "(data_prep/depth_fit.py) and write the fitted hand's keypoints")
+    p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles the hand "
+                   "model layer takes (for --fit)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -148,7 +147,8 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     frames = find_frames(args.inputs)
-    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob, args.fit)
+    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob, args.fit,
+                             args.theta_blob)
     from data_prep.labels import NYU14_KEYPOINTS
     n = len(frames)
     xyz = np.full((n, 31, 3), np.nan)

@@ -149,14 +149,13 @@ def build_parser():
 def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
     """The net's angles (after a forward pass) fitted to the crops' depth (``(N, 1, H, W)``,
     cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints."""
-    n = len(crops)
     from data_prep.depth_fit import DepthFitter
     from hand_model import HandModel
+    from tools.net_io import output_blob
 
+    n = len(crops)
     model = HandModel.nyu()
-    if theta_blob not in net.blobs or net.blobs[theta_blob].data.size != n * model.num_free:
-        raise InputError(f"{model_path}: --fit needs the hand model layer's input, a blob "
-                         f"'{theta_blob}' of {model.num_free} angles per frame (--theta-blob)")
+    output_blob(net, theta_blob, model.num_free, model_path, "--theta-blob")
     theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
     fitted = DepthFitter(model).fit(crops[:, 0], theta, cube_mm=cube_mm)["theta"]
     return model.forward(fitted).reshape(n, -1)
