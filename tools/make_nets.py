@@ -166,6 +166,12 @@ def variant_files(variant, dataset="nyu"):
             "solver": f"solver{suffix}.prototxt"}
 
 
+def has_theta_blob(variant):
+    """True when the variant's deploy net has the hand model layer's input, a ``theta`` blob of
+    the angles (every head but direct joint regression)."""
+    return VARIANTS[variant][1] != "joints"
+
+
 def needs_theta_labels(variant):
     """True when the variant trains against the true angles (the ``nyu_<split>_theta`` LMDB)."""
     return VARIANTS[variant][1] == "params"

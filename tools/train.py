@@ -452,14 +452,12 @@ def evaluate(weights, deploy, lmdb_prefix, out):
     return json.loads(json_path.read_text())
 
 
-def score_real_crops(weights, deploy, out_json):
+def score_real_crops(weights, deploy, out_json, fit):
     """Run tools/score_real.py (the real NYU crops, centred 14-joint error, beside the mean
-    pose; with ``--fit`` when the net has the hand model layer's angles, a ``theta`` blob);
-    returns its JSON (dict) or None (with a warning) when it fails."""
+    pose; with ``--fit`` when ``fit``: the net has the hand model layer's angles, a ``theta``
+    blob); returns its JSON (dict) or None (with a warning) when it fails."""
     cmd = [sys.executable, str(PROJECT / "tools" / "score_real.py"), "--weights", str(weights),
-           "--model", str(deploy), "--json", str(out_json)]
-    if 'top: "theta"' in pathlib.Path(deploy).read_text():
-        cmd.append("--fit")
+           "--model", str(deploy), "--json", str(out_json)] + (["--fit"] if fit else [])
     proc = subprocess.run(cmd, cwd=PROJECT, capture_output=True, text=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
@@ -520,7 +518,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
         real = None
         if dataset == "nyu":       # the real crops are NYU's
             real = score_real_crops(weights, PROJECT / summary["deploy"],
-                                    results / "eval" / "real_crops.json")
+                                    results / "eval" / "real_crops.json", mn.has_theta_blob(variant))
         if real is not None:
             summary["real_crops"] = {k: real[k] for k in ("net_mean_mm", "fit_mean_mm",
                                                           "mean_pose_mean_mm", "frames")
