@@ -249,3 +249,18 @@ def test_refine_net_shapes_loss_and_weight_transfer(make_net, tmp_path):
     np.testing.assert_allclose(deploy.blobs["offset"].data, pred, atol=1e-6)
     s = mn.refine_solver()
     assert (s.type, s.base_lr, s.max_iter, s.stepsize) == ("Adam", pytest.approx(0.001), 5000, 3750)
+
+
+def test_has_theta_blob_matches_the_deploy_nets(project_root):
+    """make_nets.has_theta_blob (what make train uses to ask score_real for --fit) is true exactly
+    for the variants whose committed deploy net has a layer with top 'theta'."""
+    from caffe.proto import caffe_pb2
+
+    for variant in mn.VARIANTS:
+        for dataset in ("nyu", "icvl"):
+            net = caffe_pb2.NetParameter()
+            path = project_root / "prototxt" / mn.variant_files(variant, dataset)["deploy"]
+            text_format.Parse(path.read_text(), net)
+            tops = {t for layer in net.layer for t in layer.top}
+            assert ("theta" in tops) == mn.has_theta_blob(variant), (variant, dataset)
+    assert not mn.has_theta_blob("direct_joints") and mn.has_theta_blob("paper")
