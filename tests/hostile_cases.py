@@ -459,6 +459,22 @@ def cases():
     add(Case(M, "icvl_root_missing", ("icvl", "--root", "{ws}/nowhere", "--out", "{ws}/out/m"), "error",
              ("nowhere",)))
     add(Case(M, "dataset_bogus", ("msra",), "error", ("dataset",)))
+    MG = "-m data_prep.merge_lmdb"
+    MO = ("--out", "{ws}/out/mg")
+    add(Case(MG, "ok", MO + ("--train", "{ws}/lmdb", "{ws}/lmdb_other:8", "--quiet"), "ok"))
+    add(Case(MG, "count_too_big", MO + ("--train", "{ws}/lmdb", "{ws}/lmdb_other:17"), "error",
+             ("lmdb_other:17", "asks for 17")))
+    add(Case(MG, "count_0", MO + ("--train", "{ws}/lmdb:0"), "error", ("lmdb:0", "positive")))
+    add(Case(MG, "source_missing", MO + ("--train", "{ws}/nowhere"), "error", ("nowhere",)))
+    add(Case(MG, "source_mixed_build", MO + ("--train", "{ws}/lmdb_mixed"), "error",
+             ("lmdb_mixed", "not of one build")))
+    add(Case(MG, "test_missing", MO + ("--train", "{ws}/lmdb", "--test", "{ws}/nowhere"), "error",
+             ("nowhere",)))
+    add(Case(MG, "out_is_source", ("--out", "{ws}/lmdb", "--train", "{ws}/lmdb"), "error",
+             ("output folder",)))
+    add(Case(MG, "out_is_file", ("--out", "{ws}/victim/plain.txt", "--train", "{ws}/lmdb"), "error",
+             ("plain.txt",)))
+    add(Case(MG, "seed_-1", MO + ("--train", "{ws}/lmdb", "--seed", "-1"), "error", ("--seed",)))
     SY = "-m data_prep.synthetic"
     for opt, v in (("--rot-deg", "nan"), ("--rot-deg", "inf"), ("--rot-deg", "-10"), ("--rot-deg", "720"),
                    ("--train", "-1"), ("--test", "-4"), ("--workers", "0"), ("--seed", "-1"),

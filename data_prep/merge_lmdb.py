@@ -1,0 +1,205 @@
+"""Mix the training splits of several LMDB folders into one: ``python -m data_prep.merge_lmdb``.
+
+    python -m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
+
+Each ``--train`` source is a folder written by ``data_prep.make_lmdb`` (``<dataset>_train_depth``,
+``_joint``, ``_theta`` and ``_meta.npz``); ``FOLDER:N`` takes N of its records, drawn at random
+without replacement (seeded), plain ``FOLDER`` all of them. The records of all sources are written
+in one seeded random order (Caffe's Data layers read an LMDB in key order, so the sources are
+interleaved, not one after the other) into ``OUT/<dataset>_train_*``, with a meta file whose
+arrays follow the same order (plus ``source``: which ``--train`` each record came from). The test
+split of ``--test`` (default: the first source) is copied as it is, so ``tools/train.py
+--lmdb-dir OUT`` evaluates on it.
+
+Records are copied byte for byte (no decoding); every source must hold the same dataset, the same
+record shapes and the same kinds (all with true angles, or none). An output built from the same
+sources (their build ids), counts and seed is up to date and skipped (``--force`` rebuilds).
+Everything is written under temporary names and renamed when complete.
+"""
+if __name__ == "__main__":   # outside the venv: one line on how to activate it
+    from tools import _venv_check  # noqa: F401
+import json
+import pathlib
+import shutil
+
+import lmdb
+import numpy as np
+from tqdm import tqdm
+
+from data_prep import datum
+from data_prep.lmdb_io import BUILD_ID_FILE, key, read_build_id
+from data_prep.split import KINDS, LmdbSplit
+from plumbing import InputError, ArgumentParser, nonneg_int, replace_atomically, run, tmp_name
+
+
+def parse_source(text):
+    """``"FOLDER"`` or ``"FOLDER:N"`` -> ``(Path, N or None)``."""
+    folder, sep, count = str(text).rpartition(":")
+    if not sep or not count.isdigit():
+        return pathlib.Path(text), None
+    if int(count) <= 0:
+        raise InputError(f"--train {text}: the record count must be positive")
+    return pathlib.Path(folder), int(count)
+
+
+class Source:
+    """One ``--train`` source: its training split, meta, kinds and the records drawn from it."""
+
+    def __init__(self, text, dataset):
+        self.text = text
+        self.folder, self.count = parse_source(text)
+        self.split = LmdbSplit.of(self.folder, dataset, "train")
+        if not self.split.lmdb("depth").is_dir():
+            raise InputError(f"--train {text}: no {self.split.lmdb('depth')} (build it with "
+                             "python -m data_prep.make_lmdb)")
+        self.meta = self.split.read_meta()
+        if self.meta.dataset != dataset:
+            raise InputError(f"--train {text}: holds {self.meta.dataset} frames, not {dataset}")
+        self.kinds = KINDS if self.meta.theta is not None else KINDS[:2]
+        for kind in self.kinds:
+            n = self.split.count(kind)
+            if n != len(self.meta):
+                raise InputError(f"{self.split.lmdb(kind)}: {n} records, its meta file "
+                                 f"{len(self.meta)}: build it again")
+        if self.count is not None and self.count > len(self.meta):
+            raise InputError(f"--train {text}: asks for {self.count} records, the split has "
+                             f"{len(self.meta)}")
+        self.build_id = read_build_id(self.split.lmdb("depth"))
+
+    def shapes(self):
+        """``{kind: shape}`` of the first record of each LMDB."""
+        out = {}
+        for kind in self.kinds:
+            with lmdb.open(str(self.split.lmdb(kind)), readonly=True, lock=False) as env, \
+                    env.begin() as txn:
+                out[kind] = tuple(datum.decode(txn.get(key(0)))[0])
+        return out
+
+
+def plan(sources, seed):
+    """``(n, 2)`` rows ``(source, record)`` in the merged order: each source's draw, then one
+    random order over all of them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s, src in enumerate(sources):
+        n = len(src.meta)
+        pick = np.arange(n) if src.count is None else rng.choice(n, src.count, replace=False)
+        rows.append(np.stack([np.full(len(pick), s), pick], 1))
+    rows = np.concatenate(rows)
+    return rows[rng.permutation(len(rows))]
+
+
+def copy_test_split(folder, out, dataset, force=False):
+    """Copy ``folder``'s test split (LMDBs and meta) into ``out``; skipped when ``out`` holds the
+    same build. Returns the number of records."""
+    src = LmdbSplit.of(folder, dataset, "test")
+    dst = LmdbSplit.of(out, dataset, "test")
+    meta = src.read_meta()
+    build = read_build_id(src.lmdb("depth"))
+    kinds = [k for k in KINDS if src.lmdb(k).is_dir()]
+    if not force and build is not None and all(read_build_id(dst.lmdb(k)) == build for k in kinds) \
+            and dst.meta_path.is_file() and dst.count() == len(meta):
+        return len(meta)
+    dst.meta_path.unlink(missing_ok=True)       # never a meta beside LMDBs of another build
+    for kind in kinds:
+        tmp = tmp_name(dst.lmdb(kind))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in ("data.mdb", BUILD_ID_FILE):
+            if (src.lmdb(kind) / name).is_file():
+                shutil.copyfile(src.lmdb(kind) / name, tmp / name)
+        replace_atomically(tmp, dst.lmdb(kind))
+    tmp = tmp_name(dst.meta_path)
+    shutil.copyfile(src.meta_path, tmp)
+    replace_atomically(tmp, dst.meta_path)
+    return len(meta)
+
+
+def merge(sources, out, dataset, seed=0, force=False, progress=True):
+    """Write the mixed training split of ``sources`` into ``out``; returns ``(records, written)``
+    (``written`` False when an identical build was already there)."""
+    shapes = sources[0].shapes()
+    for src in sources[1:]:
+        if src.kinds != sources[0].kinds:
+            raise InputError(f"--train {src.text}: {'has' if len(src.kinds) == 3 else 'lacks'} true "
+                             f"angles (a theta LMDB), --train {sources[0].text} "
+                             f"{'does' if len(sources[0].kinds) == 3 else 'does not'}")
+        other = src.shapes()
+        for kind, shape in shapes.items():
+            if other[kind] != shape:
+                raise InputError(f"--train {src.text}: {kind} records of shape {other[kind]}, "
+                                 f"--train {sources[0].text} {shape}")
+    fingerprint = json.dumps({"sources": [[s.build_id, s.count] for s in sources], "seed": seed,
+                              "merge": 1})
+    split = LmdbSplit.of(out, dataset, "train")
+    if not force and split.is_current(fingerprint):
+        return len(split.read_meta()), False
+    rows = plan(sources, seed)
+    kinds = sources[0].kinds
+    sizes = {k: sum(pathlib.Path(s.split.lmdb(k), "data.mdb").stat().st_size for s in sources)
+             for k in kinds}
+    envs = [{k: lmdb.open(str(s.split.lmdb(k)), readonly=True, lock=False, readahead=False)
+             for k in kinds} for s in sources]
+    try:
+        txns = [{k: e.begin() for k, e in env.items()} for env in envs]
+        pathlib.Path(out).mkdir(parents=True, exist_ok=True)
+        with split.writer(kinds, {k: 2 * v + (256 << 20) for k, v in sizes.items()}) as w:
+            for s, r in tqdm(rows, desc=f"{dataset}_train LMDBs", unit="record",
+                             disable=not progress, smoothing=0.05):
+                w.put({k: txns[s][k].get(key(int(r))) for k in kinds})
+            w.commit(before_rename=lambda: split.meta_path.unlink(missing_ok=True))
+    finally:
+        for env in envs:
+            for e in env.values():
+                e.close()
+
+    def gather(name):
+        return np.concatenate([np.asarray(getattr(sources[s].meta, name))[[r]] for s, r in rows])
+
+    split.write_meta(com=gather("com"), cube=gather("cube"), frame=gather("frame"),
+                     theta=gather("theta") if len(kinds) == 3 else None,
+                     fingerprint=np.array(fingerprint), dataset=np.array(dataset),
+                     source=rows[:, 0].astype(np.int64))
+    return len(rows), True
+
+
+def parse_args(argv):
+    p = ArgumentParser(
+        prog="python -m data_prep.merge_lmdb",
+        description="Mix the training splits of several LMDB folders (make_lmdb's) into one, in a "
+                    "random order, and copy one folder's test split beside it.")
+    p.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
+    p.add_argument("--train", nargs="+", required=True, metavar="FOLDER[:N]",
+                   help="LMDB folders whose training splits are mixed; FOLDER:N takes N random "
+                        "records of that folder (default: all)")
+    p.add_argument("--test", type=pathlib.Path, default=None,
+                   help="folder whose test split is copied (default: the first --train)")
+    p.add_argument("--dataset", choices=("nyu", "icvl"), default="nyu",
+                   help="whose splits (<dataset>_train_*, default nyu)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the draws and the order")
+    p.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    sources = [Source(text, args.dataset) for text in args.train]
+    out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {args.out}: is a file, not a folder")
+    for src in sources:
+        if src.folder.resolve() == out:
+            raise InputError(f"--train {src.text}: is the output folder; give another --out")
+    n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
+    test_from = args.test if args.test is not None else sources[0].folder
+    n_test = copy_test_split(test_from, args.out, args.dataset, args.force)
+    parts = " + ".join(f"{len(s.meta) if s.count is None else s.count} of {s.folder}"
+                       for s in sources)
+    print(f"{args.out}: {n} training records ({parts}){'' if written else ', up to date'}; "
+          f"{n_test} test records of {test_from}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
