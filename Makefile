@@ -49,10 +49,11 @@ nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evaluate, plot (results/; DATASET=icvl: results/icvl)
 	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl) --resume
 
-train-real: caffe ## the recipe for real depth (docs/realism.md): ICVL prior poses, randomised body, bent wrist, both faces, augmented LMDB -> results/real, real crops scored with and without the depth fit (~25 min)
+train-real: caffe lmdb-nyu ## the recipe for real depth (docs/realism.md): the default synthetic set mixed half and half with a world of ICVL prior poses, randomised body, bent wrist, both faces (augmented) -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
 	@$(RUN) $(PY) -m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2
-	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_real --max-minutes 40 --resume
+	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
+	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_mix --max-minutes 40 --resume
 
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
 	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
