@@ -154,7 +154,13 @@ def merge(sources, out, dataset, seed=0, force=False, progress=True):
                 e.close()
 
     def gather(name):
-        return np.concatenate([np.asarray(getattr(sources[s].meta, name))[[r]] for s, r in rows])
+        """The meta array ``name`` of every merged record, in the merged order."""
+        first = np.asarray(getattr(sources[0].meta, name))
+        out = np.empty((len(rows),) + first.shape[1:], first.dtype)
+        for i, src in enumerate(sources):
+            mine = rows[:, 0] == i
+            out[mine] = np.asarray(getattr(src.meta, name))[rows[mine, 1]]
+        return out
 
     split.write_meta(com=gather("com"), cube=gather("cube"), frame=gather("frame"),
                      theta=gather("theta") if len(kinds) == 3 else None,
@@ -191,8 +197,11 @@ def main(argv=None):
     for src in sources:
         if src.folder.resolve() == out:
             raise InputError(f"--train {src.text}: is the output folder; give another --out")
-    n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
     test_from = args.test if args.test is not None else sources[0].folder
+    if pathlib.Path(test_from).resolve() == out:
+        raise InputError(f"--test {test_from}: is the output folder; give another --out")
+    LmdbSplit.of(test_from, args.dataset, "test").read_meta()    # checked before anything is written
+    n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
     n_test = copy_test_split(test_from, args.out, args.dataset, args.force)
     parts = " + ".join(f"{len(s.meta) if s.count is None else s.count} of {s.folder}"
                        for s in sources)

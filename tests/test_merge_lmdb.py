@@ -97,3 +97,13 @@ def test_bad_sources_are_one_line_errors(project_root, sources, tmp_path, bad, n
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and needle in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_bad_test_source_writes_nothing(project_root, sources, tmp_path):
+    a, _ = sources
+    out = tmp_path / "mix"
+    proc = merge(project_root, "--out", out, "--train", a, "--test", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "nowhere" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+    proc = merge(project_root, "--out", out, "--train", a, "--test", out)
+    assert proc.returncode == 2 and "--test" in proc.stderr and not out.exists()
