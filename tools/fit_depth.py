@@ -26,6 +26,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from data_prep.labels import NYU14_KEYPOINTS
 from data_prep.split import LmdbSplit
 from plumbing import PROJECT, ArgumentParser, InputError, positive_int, run, write_json
+from tools.metrics import joint_errors
+from tools.score_real import centred_error, net_keypoints
 from tools.weights import default_weights
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
@@ -38,10 +40,7 @@ def errors_mm(pred93, true93, half_cube_mm):
     idx = list(NYU14_KEYPOINTS)
     p = np.asarray(pred93).reshape(len(pred93), -1, 3)[:, idx] * half_cube_mm[:, None, None]
     q = np.asarray(true93).reshape(len(true93), -1, 3)[:, idx] * half_cube_mm[:, None, None]
-    absolute = np.linalg.norm(p - q, axis=2).mean(axis=1)
-    centred = np.linalg.norm((p - p.mean(axis=1, keepdims=True)) - (q - q.mean(axis=1, keepdims=True)),
-                             axis=2).mean(axis=1)
-    return absolute, centred
+    return joint_errors(p, q).mean(axis=1), centred_error(p, q)
 
 
 def build_parser():
@@ -95,11 +94,7 @@ def main(argv=None):
     if true.shape[1] != 93:
         raise InputError(f"{args.lmdb}: joint records hold {true.shape[1]} values, not the 31 "
                          "keypoints (93) of the hand model")
-    net.blobs[data_blob].reshape(*crops.shape)
-    net.reshape()
-    net.blobs[data_blob].data[...] = crops
-    net.forward()
-    pred = np.array(net.blobs[args.blob].data.reshape(n, -1), np.float64)
+    pred = net_keypoints(net, data_blob, args.blob, crops)
     theta = np.array(net.blobs[args.theta_blob].data.reshape(n, -1), np.float64)
     center = None if args.nominal_depth else np.asarray(meta.com, np.float64)[:n]
     cube = np.asarray(meta.cube, np.float64)[:n]
