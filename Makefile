@@ -58,7 +58,7 @@ train-real: caffe lmdb-nyu ## the recipe for real depth (docs/realism.md): the d
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
 	@$(RUN) $(PY) tools/table1.py --dataset $(DATASET) --results $(RESULTS)/table1$(if $(filter icvl,$(DATASET)),_icvl)
 
-demo: caffe ## the newest net trained in results/ (else the shipped models/default/) on the five real NYU crops -> results/demo
+demo: caffe ## the newest net trained in results/ (else the shipped models/real/, make train-real's net) on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
 
 refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/refine/ (4-7 min, once)

@@ -296,6 +296,25 @@ def test_bad_inputs_are_one_line_errors(reference_data, project_root, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_without_weights_the_shipped_real_depth_net(reference_data, project_root, tmp_path):
+    """No --weights and nothing trained under the results folder: the net shipped for real depth
+    (models/real/), named in the output; its keypoints are those of caffe.Net with those weights."""
+    import caffe
+
+    from tools.weights import SHIPPED_REAL
+
+    crop = reference_data / "nyu" / "test_crops" / "1739.png"
+    proc = run_demo(project_root, crop, "--out", tmp_path / "res" / "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "shipped" in proc.stdout and str(SHIPPED_REAL) in proc.stdout
+    e = json.loads((tmp_path / "res" / "demo" / "demo.json").read_text())["inputs"][0]
+    net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), str(SHIPPED_REAL), caffe.TEST)
+    net.blobs["depth"].data[0, 0] = cv2.imread(str(crop), cv2.IMREAD_GRAYSCALE) / 255.0 * 2.0 - 1.0
+    net.forward()
+    np.testing.assert_allclose(e["keypoints_normalised"], net.blobs["joints"].data.reshape(31, 3),
+                               atol=1e-5)
+
+
 def test_project_deploy_net(reference_data, project_root, tmp_path):
     """The default --model (prototxt/deploy.prototxt) with random weights on a real crop."""
     import caffe

@@ -26,7 +26,7 @@ is used.
 The net may be the project's deploy net (fc 26 -> HandModelLayer) or the released network's layout
 (fc 47 -> HandModelLayer); only the (N, 93) output blob (``--blob``) is needed.
 
-    tools/demo.py --out results/demo       # the newest trained weights, else the shipped ones
+    tools/demo.py --out results/demo       # the newest trained weights, else models/real/'s
     tools/demo.py frame.png --weights W.caffemodel --out results/demo      # centre detected
     tools/demo.py frame.png --center 277 200 750 --weights W.caffemodel --out results/demo
     tools/demo.py --fit                    # the net's pose fitted to each crop's depth
@@ -52,7 +52,7 @@ from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, Output
                       check_center, console, finite_float, run, save_figure, write_json)
 from data_prep.frames import png_files
 from data_prep.reference import NYU_TEST_CROPS
-from tools.weights import default_weights
+from tools.weights import SHIPPED_REAL, default_weights
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_CROPS = NYU_TEST_CROPS
@@ -343,7 +343,8 @@ def build_parser():
                    "the five real NYU test crops in data/reference/nyu/test_crops)")
     p.add_argument("--weights", default=None, help=".caffemodel (default: the newest trained "
                    "weights in the parent of --out, e.g. results/snapshots; with nothing trained, "
-                   "the weights shipped in models/default/ for the default --model)")
+                   "the weights shipped in models/real/ (make train-real's net, for real "
+                   "depth) for the default --model)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt (input: the depth "
                    "crop; output blob --blob of shape (N, 93))")
     p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
@@ -385,7 +386,8 @@ def main(argv=None):
     if args.weights:
         weights = pathlib.Path(args.weights)
     else:
-        weights, where = default_weights(pathlib.Path(args.out).parent, args.model)
+        weights, where = default_weights(pathlib.Path(args.out).parent, args.model,
+                                        shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
 
     from hand_model import HandModel

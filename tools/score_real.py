@@ -15,7 +15,7 @@ The baseline predicts, for every frame, the average centred pose of all 8252 NYU
 The crops are a test: nothing in the project is tuned on them.
 
     tools/score_real.py --weights results/deepmodel.caffemodel
-    tools/score_real.py                  # the newest weights in results/, else the shipped ones
+    tools/score_real.py                  # the newest weights in results/, else models/real/'s
     tools/score_real.py --weights A.caffemodel B.caffemodel ...   # several nets, keypoints averaged
     tools/score_real.py --fit            # also the net's pose fitted to each crop's depth
 
@@ -41,7 +41,7 @@ from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
 from plumbing import PROJECT, InputError, run, write_json
 from plumbing import ArgumentParser  # options checked as parsed
-from tools.weights import default_weights
+from tools.weights import SHIPPED_REAL, default_weights
 
 DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
@@ -132,7 +132,8 @@ def build_parser():
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default=None, nargs="+", metavar="CAFFEMODEL",
                    help=".caffemodel (default: the newest in results/ or results/snapshots/, else "
-                   "the shipped models/default/ weights for the default --model); several: "
+                   "the shipped models/real/ weights (make train-real's net, for real "
+                   "depth) for the default --model); several: "
                    "their keypoints averaged")
     p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
@@ -168,7 +169,7 @@ def main(argv=None):
     if args.weights:
         all_weights = list(args.weights)
     else:
-        weights, where = default_weights(PROJECT / "results", args.model)
+        weights, where = default_weights(PROJECT / "results", args.model, shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
         all_weights = [weights]
     data = real_crops(args.crops)

@@ -5,14 +5,19 @@
 ``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``; ``tools/score_real.py``:
 ``results/``), for ``snapshots/*.caffemodel`` and ``*.caffemodel``: the newest file wins (ties:
 the higher snapshot iteration). With nothing trained, the paper's deploy net (``prototxt/deploy.prototxt``) falls back
-to the weights shipped with the repository, :data:`SHIPPED` (trained by ``make train``; how, and
-what they score, in ``models/default/README.md``).
+to weights shipped with the repository: :data:`SHIPPED` (trained by ``make train`` on the default
+synthetic world; ``models/default/README.md``) for the tools on synthetic test sets, and
+:data:`SHIPPED_REAL` (trained by ``make train-real``, the recipe for real depth of
+docs/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
+``tools/score_real.py``).
 """
 import pathlib
 
 from plumbing import PROJECT, InputError
 
 SHIPPED = PROJECT / "models" / "default" / "deepmodel.caffemodel"
+SHIPPED_REAL = PROJECT / "models" / "real" / "deepmodel.caffemodel"
+_SHIPPED_WHAT = {SHIPPED: "make train's", SHIPPED_REAL: "make train-real's, for real depth"}
 SHIPPED_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
 
@@ -42,15 +47,18 @@ def is_shipped_model(model):
         return False
 
 
-def default_weights(results, model):
+def default_weights(results, model, shipped=SHIPPED):
     """``(path, where)``: the weights to use when ``--weights`` is not given, looked up in the
-    folder ``results``, and a few words saying which they are (printed by the tools). Raises
-    :class:`InputError` when there are none."""
+    folder ``results``, else ``shipped`` (:data:`SHIPPED` or :data:`SHIPPED_REAL`), and a few
+    words saying which they are (printed by the tools). Raises :class:`InputError` when there are
+    none."""
     trained = newest_trained(results)
     if trained is not None:
         return trained, f"the newest trained weights in {trained.parent}"
-    if is_shipped_model(model) and SHIPPED.is_file():
-        return SHIPPED, "the weights shipped with the repository (nothing trained yet)"
+    if is_shipped_model(model) and shipped.is_file():
+        what = _SHIPPED_WHAT.get(shipped, "")
+        return shipped, (f"the weights shipped with the repository ({what + '; ' if what else ''}"
+                         "nothing trained yet)")
     where = pathlib.Path(results)
     why = ("" if is_shipped_model(model) else
            f"; the shipped weights belong to {SHIPPED_MODEL.relative_to(PROJECT)}, not {model}")
