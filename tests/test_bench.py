@@ -52,6 +52,11 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     assert f"{res['net_forward_fps_b1']:.0f} frames/s" in proc.stdout
     assert f"{res['model_layer_forward_ms_b1']:.3f} ms" in proc.stdout
     assert f"{res['model_layer_forward_ms_b1_warm']:.3f} ms" in proc.stdout
+    # the hand-up net: its turn layer is part of its forward
+    assert 0 < res["hand_turn_layer_forward_ms_b1"] < res["hand_up_net_forward_ms_b1"]
+    assert math.isclose(res["hand_up_net_forward_fps_b1"], 1000 / res["hand_up_net_forward_ms_b1"])
+    assert _positive(res["hand_turn_layer_forward_ms_b8"])
+    assert f"{res['hand_up_net_forward_fps_b1']:.0f} frames/s" in proc.stdout
 
 
 def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):

@@ -25,7 +25,7 @@ def test_committed_prototxt_are_current(project_root):
     proc = subprocess.run([PY, "tools/make_nets.py", "--check"], cwd=project_root,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "27 prototxt files are current" in proc.stdout   # 4 variants x 3 x NYU, ICVL; the refinement net x 3
+    assert "30 prototxt files are current" in proc.stdout   # (5 NYU + 4 ICVL variants) x 3; the refinement net x 3
 
 
 def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
@@ -40,7 +40,7 @@ def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
                           cwd=project_root, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "deploy.prototxt: missing" in proc.stderr
-    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 27" in proc.stderr
+    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 30" in proc.stderr
 
 
 def test_solver_settings_are_the_papers(project_root):
@@ -136,14 +136,15 @@ def test_train_nets_build_and_backpropagate(make_net, variant):
     out = net.forward()
     losses = {"paper": {"joint_loss", "limit_loss", "out_of_limits"},
               "nolimit": {"joint_loss"}, "direct_joints": {"joint_loss"},
-              "direct_params": {"theta_loss"}}[variant]
+              "direct_params": {"theta_loss"},
+              "hand_up": {"joint_loss", "limit_loss", "out_of_limits"}}[variant]
     assert set(out) == losses
     main = out["theta_loss" if variant == "direct_params" else "joint_loss"]
     pred = net.blobs["theta" if variant == "direct_params" else "joints"].data
     gt = net.blobs["theta_gt" if variant == "direct_params" else "joint_gt"].data
     # Caffe's Euclidean loss: sum of squares / (2 N)
     assert main.sum() == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
-    if variant == "paper":
+    if variant in ("paper", "hand_up"):
         # the paper's hinge, averaged over the batch, from the model's limits
         from hand_model import HandModel
 
@@ -256,8 +257,8 @@ def test_has_theta_blob_matches_the_deploy_nets(project_root):
     for the variants whose committed deploy net has a layer with top 'theta'."""
     from caffe.proto import caffe_pb2
 
-    for variant in mn.VARIANTS:
-        for dataset in ("nyu", "icvl"):
+    for dataset, variants in mn.DATASET_VARIANTS.items():
+        for variant in variants:
             net = caffe_pb2.NetParameter()
             path = project_root / "prototxt" / mn.variant_files(variant, dataset)["deploy"]
             text_format.Parse(path.read_text(), net)

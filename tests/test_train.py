@@ -288,3 +288,21 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     assert json.loads((res / "train.json").read_text())["iterations"] == 24
     proc = _train(project_root, *args[:-2], "--test-interval", 12, "--resume")    # another solver
     assert proc.returncode == 0 and "training from the start" in proc.stderr
+
+
+def test_train_hand_up_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
+    """The variant that turns its crops hand-up trains through Caffe (the turn layers in the
+    TRAIN and TEST phases), is evaluated, and its real-crop score includes the depth fit in the
+    turned crops."""
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 20, "--batch", 16,
+                  "--test-interval", 20, "--variant", "hand_up")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["iterations"] == 20 and summary["deploy"] == "prototxt/deploy_hand_up.prototxt"
+    assert (res / "deepmodel_hand_up.caffemodel").is_file()
+    log = (res / "train.log").read_text()
+    assert "Test net output #0: joint_loss" in log and "out_of_limits" in log
+    assert "turn" not in re.findall(r"Train net output #\d+: (\w+)", log)
+    real = json.loads((res / "eval" / "real_crops.json").read_text())
+    assert summary["real_crops"]["fit_mean_mm"] == pytest.approx(real["fit_mean_mm"])

@@ -18,6 +18,8 @@ Measured (median over repeats, after a warm-up):
      model layer alone: right after the layers below it, as the net runs it (the goal's figure),
      and repeated at once (warm caches; interleaved in one loop, measured first: after the
      batch-512 work the single-frame figures were less stable);
+  4b. the same for the hand-up deploy net (tools/make_nets.py, variant hand_up), its HandTurnLayer
+     alone inside it, and that layer's forward at make train's batch (64);
   5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B;
   6. label-free hand localisation (data_prep.localize.locate_hand, with its learned refinement)
      + the crop (data_prep.crop) on the raw 640x480 NYU test frame, one frame at a time
@@ -49,6 +51,7 @@ from plumbing import ArgumentParser, positive_int  # options checked as parsed
 from data_prep.split import LmdbSplit
 from tools.net_io import import_caffe
 
+TURN_BATCH = 64                 # make train's batch (tools/train.py), for the HandTurnLayer's figure
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0, "localize_crop_fps": 300.0,
          "raw_path_fps": 250.0, "model_layer_ms_b1": 0.1}
 
@@ -220,6 +223,41 @@ def bench_deploy(caffe, repeats, folder, depth):
     return tuple(1000 * statistics.median(x) for x in (full, trunk, layer, warm))
 
 
+def bench_turn(caffe, repeats, folder, depth):
+    """The turn to the hand (tools/make_nets.py, variant hand_up): median ms of the hand-up deploy
+    net's single-frame forward, of its HandTurnLayer alone inside it, and of a HandTurnLayer
+    forward at the batch of ``depth`` (make train's batch: 64), interleaved in one loop."""
+    import make_nets as mn
+    from caffe import layers as L
+
+    net, _ = build_net(caffe, mn.deploy_net("hand_up", batch=1), caffe.TEST, folder, "deploy_up")
+    net.blobs["depth"].data[...] = depth[:1]
+    turn_idx = list(net._layer_names).index("depth_up")
+    n = caffe.NetSpec()
+    n.depth = L.Input(shape={"dim": list(depth.shape)})
+    n.depth_up, n.turn = L.Python(n.depth, ntop=2, python_param={
+        "module": "hand_turn_layer", "layer": "HandTurnLayer"})
+    batch_net, _ = build_net(caffe, n.to_proto(), caffe.TEST, folder, "turn_batch")
+    batch_net.blobs["depth"].data[...] = depth
+    for _ in range(20):
+        net.forward()
+    batch_net.forward()
+    full, alone, batch = [], [], []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        net.forward()
+        t1 = time.perf_counter()
+        net._forward(turn_idx, turn_idx)
+        t2 = time.perf_counter()
+        full.append(t1 - t0)
+        alone.append(t2 - t1)
+        if i % 10 == 0:                         # the batch forward is longer: fewer of them
+            t3 = time.perf_counter()
+            batch_net.forward()
+            batch.append(time.perf_counter() - t3)
+    return tuple(1000 * statistics.median(x) for x in (full, alone, batch))
+
+
 def bench_data(caffe, batch, repeats, folder, lmdb_dir):
     """ms per batch delivered by the native Data layers (depth + joint) from the train LMDBs."""
     from caffe import layers as L, params as P
@@ -318,9 +356,10 @@ def main(argv=None):
            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
     iter_repeats = max(2, args.repeats // 4)
     depth, joints, res["inputs"] = sample_inputs(args.lmdb_dir, b, rng)
+    turn_b = min(TURN_BATCH, len(depth))
     with tempfile.TemporaryDirectory() as folder:
         # deploy first: after the batch-512 iteration the single-frame times were less stable
-        steps = ["deploy", "localize", "model", "layer", "iteration", "data"]
+        steps = ["deploy", "turn", "localize", "model", "layer", "iteration", "data"]
         from tqdm import tqdm
 
         bar = tqdm(steps, desc="bench", leave=False)
@@ -350,6 +389,12 @@ def main(argv=None):
                 res["net_forward_fps_b1"] = 1000 / full
                 res["net_forward_ms_b1_without_model_layer"] = trunk
                 res["net_forward_fps_b1_without_model_layer"] = 1000 / trunk
+            elif step == "turn":
+                full, alone, batch = bench_turn(caffe, args.frames, folder, depth[:turn_b])
+                res["hand_up_net_forward_ms_b1"] = full
+                res["hand_up_net_forward_fps_b1"] = 1000 / full
+                res["hand_turn_layer_forward_ms_b1"] = alone
+                res[f"hand_turn_layer_forward_ms_b{turn_b}"] = batch
             elif step == "localize":
                 lc = bench_localize(caffe, args.frames, folder)
                 res["localize_ms"] = lc["loc"]
@@ -388,6 +433,17 @@ def main(argv=None):
          f"forward, one frame, right after the layers below it (goal <= {GOALS['model_layer_ms_b1']:g} ms)"),
         ("  the model layer alone, warm", f"{res['model_layer_forward_ms_b1_warm']:.3f} ms",
          "the same forward repeated at once (its caches still warm)"),
+    ]
+    rows += [
+        ("hand-up deploy net (variant hand_up), single frame",
+         f"{res['hand_up_net_forward_ms_b1']:.3f} ms",
+         f"{res['hand_up_net_forward_fps_b1']:.0f} frames/s: the crop turned hand-up first"),
+        ("  its HandTurnLayer alone", f"{res['hand_turn_layer_forward_ms_b1']:.3f} ms",
+         "forward, one frame: the angle and the turn"),
+        (f"HandTurnLayer forward, batch {turn_b}",
+         f"{res[f'hand_turn_layer_forward_ms_b{turn_b}']:.2f} ms",
+         "make train's batch (in the training iteration)" if turn_b == TURN_BATCH else
+         f"make train's batch is {TURN_BATCH} (--batch smaller)"),
     ]
     rows += [
         ("hand localisation + crop, raw 640x480 NYU frame", f"{res['localize_crop_ms']:.3f} ms",

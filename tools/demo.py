@@ -52,9 +52,9 @@ from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, Output
                       check_center, console, finite_float, run, save_figure, write_json)
 from data_prep.frames import png_files
 from data_prep.reference import NYU_TEST_CROPS
+from tools.net_io import MODEL_HELP
 from tools.weights import SHIPPED_REAL, default_weights
 
-DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
@@ -345,8 +345,8 @@ def build_parser():
                    "weights in the parent of --out, e.g. results/snapshots; with nothing trained, "
                    "the weights shipped in models/real/ (make train-real's net, for real "
                    "depth) for the default --model)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt (input: the depth "
-                   "crop; output blob --blob of shape (N, 93))")
+    p.add_argument("--model", default=None, help=MODEL_HELP + "; input: the depth crop, output "
+                   "blob --blob of shape (N, 93)")
     p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
     p.add_argument("--theta-blob", default="theta", help="blob with the predicted parameters, "
                    "(N, 26) or the released (N, 47); optional")
@@ -393,10 +393,10 @@ def main(argv=None):
     from hand_model import HandModel
 
     from tools import metrics
-    from tools.net_io import input_blob, load_net, output_blob
+    from tools.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
+                              theta_frame)
 
-    if args.model == DEFAULT_MODEL and not os.path.exists(args.model):
-        args.model = str(PROJECT / DEFAULT_MODEL)       # run from another folder
+    args.model = args.model or default_model(weights)
     net = load_net(args.model, weights)
     data = input_blob(net, None, args.model)
     in_shape = tuple(net.blobs[data].data.shape[1:])
@@ -430,8 +430,9 @@ def main(argv=None):
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
         from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
-        theta = DepthFitter(model, cube_mm=args.cube).fit(batch[:, 0], theta, center)["theta"]
-        net_joints, joints = joints, model.forward(theta).reshape(len(items), -1)
+        posed, angles = theta_frame(net, batch)     # a net that turns its crops: fit in them
+        theta = DepthFitter(model, cube_mm=args.cube).fit(posed[:, 0], theta, center)["theta"]
+        net_joints, joints = joints, keypoints_of_theta(model, theta, angles)
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):

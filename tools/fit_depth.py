@@ -28,9 +28,9 @@ from data_prep.split import LmdbSplit
 from plumbing import PROJECT, ArgumentParser, InputError, positive_int, run, write_json
 from tools.metrics import joint_errors
 from tools.score_real import centred_error, net_keypoints
+from tools.net_io import MODEL_HELP
 from tools.weights import default_weights
 
-DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 DEFAULT_LMDB = PROJECT / "data" / "lmdb" / "nyu_test"
 
 
@@ -49,7 +49,7 @@ def build_parser():
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--weights", default=None, help=".caffemodel (default: the newest in results/, "
                    "else the shipped models/default/ weights)")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--lmdb", default=str(DEFAULT_LMDB), help="test split prefix (<prefix>_depth, "
                    "_joint, _meta.npz)")
     p.add_argument("--frames", type=positive_int, default=400, help="the first N records")
@@ -66,13 +66,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from data_prep.depth_fit import DepthFitter
     from hand_model import HandModel
-    from tools.net_io import input_blob, load_net, output_blob
+    from tools.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
+                              theta_frame)
 
     if args.weights:
         weights = args.weights
     else:
         weights, where = default_weights(PROJECT / "results", args.model)
         print(f"weights: {where}: {weights}")
+    args.model = args.model or default_model(weights)
     net = load_net(args.model, weights)
     data_blob = input_blob(net, None, args.model)
     output_blob(net, args.blob, 93, args.model, "--blob")
@@ -99,9 +101,10 @@ def main(argv=None):
     center = None if args.nominal_depth else np.asarray(meta.com, np.float64)[:n]
     cube = np.asarray(meta.cube, np.float64)[:n]
     start = time.perf_counter()
-    fit = DepthFitter(model).fit(crops[:, 0], theta, center, cube, progress=not args.quiet)
+    posed, angles = theta_frame(net, crops)     # a net that turns its crops: fit in them
+    fit = DepthFitter(model).fit(posed[:, 0], theta, center, cube, progress=not args.quiet)
     seconds = time.perf_counter() - start
-    fitted = model.forward(fit["theta"]).reshape(n, -1)
+    fitted = keypoints_of_theta(model, fit["theta"], angles)
     net_abs, net_c = errors_mm(pred, true, cube / 2)
     fit_abs, fit_c = errors_mm(fitted, true, cube / 2)
     better, worse = float(np.mean(fit_c < net_c - 1.0)), float(np.mean(fit_c > net_c + 1.0))

@@ -28,9 +28,17 @@ Variants (Table 1 of the paper), each as train_val / deploy / solver with the su
                      its deploy net adds the model layer so evaluation gets ``joints`` as for the
                      others (no loss on them while training; a 512x93 net output would also flood
                      Caffe's log at every display).
+    "_hand_up"       the paper's net on crops turned in their plane so that the hand points up
+                     (docs/realism.md, "Every crop turned to its hand"): a ``HandTurnLayer``
+                     (python_layers/hand_turn_layer.py) between the input and conv1 (blobs
+                     ``depth_up``, the turned crops, and ``turn`` (N, 1), the angles, radians),
+                     the model layer's keypoints (blob ``keypoints_up``) turned back to the crop's
+                     frame by a ``PointTurnLayer`` (python_layers/point_turn_layer.py) into
+                     ``joints``; the loss and the labels as for the paper's net. Its ``theta``
+                     poses the hand in the turned crop. NYU only.
 
-ICVL (the paper's section 4.2: the same NYU hand, only the angles learned): the same four variants
-with ``_icvl`` after ``train_val``/``deploy``/``solver`` (e.g. ``deploy_icvl_direct_joints``),
+ICVL (the paper's section 4.2: the same NYU hand, only the angles learned): the same four variants (not
+``_hand_up``) with ``_icvl`` after ``train_val``/``deploy``/``solver`` (e.g. ``deploy_icvl_direct_joints``),
 reading the ``icvl_<split>_*`` LMDBs (16 joints, 48 values, 250 mm cube). The model variants put a
 ``JointSetLayer`` (python_layers/joint_set_layer.py) after the hand model layer: its 31 keypoints
 (blob ``keypoints``) become ICVL's 16 joints (blob ``joints``, (N, 48)): the model's joint set
@@ -156,7 +164,13 @@ VARIANTS = {
     "direct_joints": ("_direct_joints", "joints", False, "direct joint regression (fc 93)"),
     "direct_params": ("_direct_params", "params", False,
                       "direct parameter regression (fc 26 against the true angles)"),
+    "hand_up": ("_hand_up", "model", True,
+                "the paper's net on crops turned so that the hand points up"),
 }
+# Variants that turn every crop so that its hand points up (HandTurnLayer after the input) and the
+# model's keypoints back to the crop's frame (PointTurnLayer after the hand model layer): NYU only
+TURNED = {"hand_up"}
+DATASET_VARIANTS = {"nyu": list(VARIANTS), "icvl": [v for v in VARIANTS if v not in TURNED]}
 
 
 def variant_files(variant, dataset="nyu"):
@@ -219,6 +233,17 @@ def _hand_model(theta):
                                          "param_str": HAND_MODEL_PARAM})
 
 
+def _net_input(n, variant, depth):
+    """The blob the trunk reads: ``depth``, or for a turned variant the crops turned hand-up
+    (blob ``depth_up``; the angles in blob ``turn``, (N, 1) radians)."""
+    if variant not in TURNED:
+        return depth
+    _, L, _ = _caffe()
+    n.depth_up, n.turn = L.Python(depth, ntop=2, python_param={
+        "module": "hand_turn_layer", "layer": "HandTurnLayer"})
+    return n.depth_up
+
+
 def _head(n, variant, fc2, deploy, dataset="nyu"):
     """Add the output layers (and, unless deploy, the losses) of a variant."""
     _, L, _ = _caffe()
@@ -228,7 +253,12 @@ def _head(n, variant, fc2, deploy, dataset="nyu"):
         n.joints = L.InnerProduct(fc2, num_output=width, **_fillers(0.001))
     else:
         n.theta = L.InnerProduct(fc2, num_output=NUM_PARAMS, **_fillers(0.001))
-        if (head == "model" or deploy) and joint_set is None:
+        if (head == "model" or deploy) and variant in TURNED:
+            n.keypoints_up = _hand_model(n.theta)
+            n.joints = L.Python(n.keypoints_up, n.turn, python_param={
+                "module": "point_turn_layer", "layer": "PointTurnLayer",
+                "param_str": json.dumps({"inverse": True})})
+        elif (head == "model" or deploy) and joint_set is None:
             n.joints = _hand_model(n.theta)
         elif head == "model" or deploy:
             n.keypoints = _hand_model(n.theta)
@@ -270,7 +300,8 @@ def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_
 
     train = caffe.NetSpec()
     _data_layers(train, variant, "train", train_batch, caffe.TRAIN, lmdb_dir, dataset)
-    _head(train, variant, _trunk(train, train.depth, deploy=False), deploy=False, dataset=dataset)
+    _head(train, variant, _trunk(train, _net_input(train, variant, train.depth), deploy=False),
+          deploy=False, dataset=dataset)
     test = caffe.NetSpec()
     _data_layers(test, variant, "test", test_batch, caffe.TEST, lmdb_dir, dataset)
     train_proto, test_proto = train.to_proto(), test.to_proto()
@@ -288,7 +319,8 @@ def deploy_net(variant, batch=1, dataset="nyu"):
     caffe, L, _ = _caffe()
     n = caffe.NetSpec()
     n.depth = L.Input(shape={"dim": [batch, 1, CROP, CROP]})
-    _head(n, variant, _trunk(n, n.depth, deploy=True), deploy=True, dataset=dataset)
+    _head(n, variant, _trunk(n, _net_input(n, variant, n.depth), deploy=True), deploy=True,
+          dataset=dataset)
     net = n.to_proto()
     net.name = f"DeepModel{DATASETS[dataset][0]}{VARIANTS[variant][0]}_deploy"
     return net
@@ -307,7 +339,7 @@ def bench_train_net(variant="paper", batch=TRAIN_BATCH):
         n.theta_gt = L.Input(shape={"dim": [batch, NUM_PARAMS]})
     else:
         n.joint_gt = L.Input(shape={"dim": [batch, NUM_JOINT_VALUES]})
-    _head(n, variant, _trunk(n, n.depth, deploy=False), deploy=False)
+    _head(n, variant, _trunk(n, _net_input(n, variant, n.depth), deploy=False), deploy=False)
     net = n.to_proto()
     net.name = f"DeepModel{VARIANTS[variant][0]}_bench"
     net.force_backward = True
@@ -406,7 +438,7 @@ def to_text(proto, what):
 def generate():
     """All generated files: dict file name -> text."""
     files = {}
-    for dataset, variant in ((d, v) for d in DATASETS for v in VARIANTS):
+    for dataset, variant in ((d, v) for d in DATASETS for v in DATASET_VARIANTS[d]):
         desc = VARIANTS[variant][3] + ("" if dataset == "nyu" else f", {dataset.upper()}")
         names = variant_files(variant, dataset)
         files[names["train_val"]] = to_text(train_val_net(variant, dataset=dataset),

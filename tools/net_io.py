@@ -13,7 +13,16 @@ import numpy as np
 # Caffe logs every net it builds at INFO level; a tool's stderr stays for its own messages.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from plumbing import InputError
+from plumbing import PROJECT, InputError
+
+# The project's deploy nets: the paper's, and the one that turns its crops hand-up first
+# (tools/make_nets.py, variant hand_up). Their learned layers are the same, so weights of one load
+# into the other: which one weights belong to is read from the layers saved with them.
+PLAIN_MODEL = "prototxt/deploy.prototxt"
+TURNED_MODEL = "prototxt/deploy_hand_up.prototxt"
+HAND_TURN_LAYER = "HandTurnLayer"
+MODEL_HELP = (f"deploy prototxt; when not given, the one the weights belong to: {PLAIN_MODEL}, "
+              f"or {TURNED_MODEL} for weights trained on crops turned hand-up")
 
 
 def import_caffe():
@@ -105,12 +114,8 @@ def _legacy(shape):
     return (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
 
 
-def check_weights(weights, net, model="the model"):
-    """Check that a .caffemodel fits a built ``caffe.Net`` blob for blob, before Caffe copies it.
-
-    Every layer of ``net`` that has parameters must be in the weights file (matched by name,
-    as Caffe does) with the same number of blobs, the same shapes and complete data.
-    """
+def read_weights(weights):
+    """The ``caffe_pb2.NetParameter`` of a .caffemodel (its layers and their blobs)."""
     from caffe.proto import caffe_pb2
 
     weights = str(weights)
@@ -123,6 +128,34 @@ def check_weights(weights, net, model="the model"):
         param.ParseFromString(raw)
     except Exception as err:  # protobuf's DecodeError and friends
         raise InputError(f"{weights}: not a Caffe weights file ({_one_line(err)})") from None
+    return param
+
+
+def turns_crops(net_param):
+    """True when a net (a prototxt's or a .caffemodel's ``NetParameter``) turns its crops
+    hand-up (has a ``HandTurnLayer``)."""
+    return any(layer.type == "Python" and layer.python_param.layer == HAND_TURN_LAYER
+               for layer in net_param.layer)
+
+
+def default_model(weights):
+    """The project's deploy net for ``weights`` (absolute path): ``prototxt/deploy_hand_up.prototxt``
+    for weights trained on crops turned hand-up, else ``prototxt/deploy.prototxt`` (also when the
+    weights cannot be read: :func:`load_net` then says why)."""
+    try:
+        turned = weights is not None and turns_crops(read_weights(weights))
+    except InputError:
+        turned = False
+    return str(PROJECT / (TURNED_MODEL if turned else PLAIN_MODEL))
+
+
+def check_weights(weights, net, model="the model"):
+    """Check that a .caffemodel fits a built ``caffe.Net`` blob for blob, before Caffe copies it.
+
+    Every layer of ``net`` that has parameters must be in the weights file (matched by name,
+    as Caffe does) with the same number of blobs, the same shapes and complete data.
+    """
+    param = read_weights(weights)
     source = {}
     for layer in list(param.layer) + list(param.layers):
         if layer.blobs:
@@ -163,13 +196,19 @@ def load_net(model, weights):
     model = str(model)
     if weights is not None and not os.path.isfile(str(weights)):
         raise InputError(f"{weights}: no such weights file")
-    check_model(model)
+    model_param = check_model(model)
     try:
         net = caffe.Net(model, caffe.TEST)
     except Exception as err:  # e.g. an exception raised in a Python layer's setup
         raise InputError(f"{model}: Caffe cannot build the net ({_one_line(err)})") from None
     if weights is not None:
-        check_weights(weights, net, model)
+        trained_turned = turns_crops(check_weights(weights, net, model))
+        if trained_turned != turns_crops(model_param):
+            how = "on crops turned hand-up" if trained_turned else "on crops as they come"
+            does = "does not turn its input" if trained_turned else "turns its input hand-up"
+            right = TURNED_MODEL if trained_turned else PLAIN_MODEL
+            raise InputError(f"{weights}: trained {how}, but {model} {does}: use --model {right} "
+                             "(or a net like it)")
         net.copy_from(str(weights))
     return net
 
@@ -196,3 +235,31 @@ def output_blob(net, name, width, model="the model", option="--blob"):
     if len(shape) < 2 or int(np.prod(shape[1:])) != width:
         raise InputError(f"{model}: blob '{name}' has shape {tuple(shape)}, expected (N, {width})")
     return name
+
+
+# the blobs of a net that turns its crops so that the hand points up (tools/make_nets.py,
+# variant hand_up): its theta poses the hand in the turned crops
+TURNED_CROPS, TURN_ANGLES = "depth_up", "turn"
+
+
+def theta_frame(net, crops):
+    """After a forward pass of ``crops`` ``(N, 1, H, W)``: ``(crops, angles)``, the crops the net's
+    ``theta`` blob poses the hand in and the angles (``(N,)`` radians, counter-clockwise, y up)
+    that turned them: for a net that turns its input (blobs ``depth_up`` and ``turn``), its turned
+    crops and their angles; for any other net, ``crops`` and None. A depth fit of theta
+    (data_prep.depth_fit) runs on these crops; :func:`keypoints_of_theta` turns its keypoints
+    back."""
+    if TURNED_CROPS in net.blobs and TURN_ANGLES in net.blobs:
+        n = len(crops)
+        turned = np.array(net.blobs[TURNED_CROPS].data[:n], dtype=np.float32)
+        return turned, np.array(net.blobs[TURN_ANGLES].data.reshape(n), dtype=np.float64)
+    return crops, None
+
+
+def keypoints_of_theta(model, theta, angles=None):
+    """``(N, 93)`` keypoints of the hand model posed by ``theta`` ``(N, 26)``, turned back by
+    ``angles`` (from :func:`theta_frame`; None: not turned) into the crops' own frame."""
+    from hand_turn import turn_points
+
+    keypoints = model.forward(theta).reshape(len(theta), -1)
+    return keypoints if angles is None else turn_points(keypoints, -np.asarray(angles))

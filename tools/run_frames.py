@@ -45,10 +45,10 @@ from data_prep.frames import BadFrame, png_files, quiet_imdecode, read_bytes
 from data_prep.localize import locate_hand
 from plumbing import (ArgumentParser, InputError, atomic_path, console, finite_float, run,
                       write_text)
-from tools.net_io import input_blob, load_net, output_blob
+from tools.net_io import (MODEL_HELP, default_model, input_blob, keypoints_of_theta, load_net,
+                          output_blob, theta_frame)
 
 DATASETS = {"nyu": (NYU_CAMERA, 300.0), "icvl": (ICVL_CAMERA, 250.0)}
-DEFAULT_MODEL = "prototxt/deploy.prototxt"
 
 
 def read_frame(path):
@@ -110,8 +110,9 @@ class FramePipeline:
         com = self.camera.uvd_to_xyz(center)
         if self.fitter is not None:
             theta = self.net.blobs[self.theta_blob].data[:1].astype(np.float64).reshape(1, -1)
-            theta = self.fitter.fit(self.data[:1, 0], theta, com[None], cube)["theta"]
-            kp = self.hand.forward(theta)[0]
+            posed, angles = theta_frame(self.net, self.data[:1])  # a net that turns its crop
+            theta = self.fitter.fit(posed[:, 0], theta, com[None], cube)["theta"]
+            kp = keypoints_of_theta(self.hand, theta, angles).reshape(31, 3)
         xyz = kp * (cube / 2.0) + com
         return xyz, self.camera.xyz_to_uvd(xyz), center
 
@@ -121,7 +122,7 @@ def build_parser():
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", help="a folder of raw depth frames (*.png) or frame files")
     p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"deploy prototxt (default {DEFAULT_MODEL})")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="nyu",
                    help="camera, cube (NYU 300 mm, ICVL 250 mm) and the kit's joints (default nyu)")
@@ -147,7 +148,7 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     frames = find_frames(args.inputs)
-    pipeline = FramePipeline(args.model, args.weights, camera, cube, args.blob, args.fit,
+    pipeline = FramePipeline(args.model or default_model(args.weights), args.weights, camera, cube, args.blob, args.fit,
                              args.theta_blob)
     from data_prep.labels import NYU14_KEYPOINTS
     n = len(frames)

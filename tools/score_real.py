@@ -41,9 +41,9 @@ from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
 from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
 from plumbing import PROJECT, InputError, run, write_json
 from plumbing import ArgumentParser  # options checked as parsed
+from tools.net_io import MODEL_HELP
 from tools.weights import SHIPPED_REAL, default_weights
 
-DEFAULT_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
 
 def half_cube_mm(frames):
@@ -135,7 +135,7 @@ def build_parser():
                    "the shipped models/real/ weights (make train-real's net, for real "
                    "depth) for the default --model); several: "
                    "their keypoints averaged")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="deploy prototxt")
+    p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
                    "0-based test-frame index")
@@ -149,22 +149,24 @@ def build_parser():
 
 def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
     """The net's angles (after a forward pass) fitted to the crops' depth (``(N, 1, H, W)``,
-    cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints."""
+    cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints (for a net that turns its
+    crops, fitted in the turned crops and turned back)."""
     from data_prep.depth_fit import DepthFitter
     from hand_model import HandModel
-    from tools.net_io import output_blob
+    from tools.net_io import keypoints_of_theta, output_blob, theta_frame
 
     n = len(crops)
     model = HandModel.nyu()
     output_blob(net, theta_blob, model.num_free, model_path, "--theta-blob")
     theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
-    fitted = DepthFitter(model).fit(crops[:, 0], theta, cube_mm=cube_mm)["theta"]
-    return model.forward(fitted).reshape(n, -1)
+    posed, angles = theta_frame(net, crops)
+    fitted = DepthFitter(model).fit(posed[:, 0], theta, cube_mm=cube_mm)["theta"]
+    return keypoints_of_theta(model, fitted, angles)
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from tools.net_io import input_blob, load_net, output_blob
+    from tools.net_io import default_model, input_blob, load_net, output_blob
 
     if args.weights:
         all_weights = list(args.weights)
@@ -174,17 +176,18 @@ def main(argv=None):
         all_weights = [weights]
     data = real_crops(args.crops)
     keypoints, fitted = [], []
-    for w in all_weights:
-        net = load_net(args.model, w)
-        data_blob = input_blob(net, None, args.model)
+    models = [args.model or default_model(w) for w in all_weights]
+    for w, model in zip(all_weights, models):
+        net = load_net(model, w)
+        data_blob = input_blob(net, None, model)
         if tuple(net.blobs[data_blob].data.shape[1:]) != data["crops"].shape[1:]:
-            raise InputError(f"{args.model}: input '{data_blob}' has shape "
+            raise InputError(f"{model}: input '{data_blob}' has shape "
                              f"{tuple(net.blobs[data_blob].data.shape[1:])}, the crops "
                              f"{data['crops'].shape[1:]}")
-        joints_blob = output_blob(net, args.blob, 93, args.model, "--blob")
+        joints_blob = output_blob(net, args.blob, 93, model, "--blob")
         keypoints.append(net_keypoints(net, data_blob, joints_blob, data["crops"]))
         if args.fit:
-            fitted.append(fitted_keypoints(net, args.theta_blob, args.model, data["crops"],
+            fitted.append(fitted_keypoints(net, args.theta_blob, model, data["crops"],
                                            2.0 * half_cube_mm(data["frames"])))
     result = score(np.mean(keypoints, axis=0), data)
     if args.fit:
@@ -194,7 +197,8 @@ def main(argv=None):
     print_report(result, weights)
     if args.json:
         write_json(args.json, {"weights": [str(w) for w in all_weights] if len(all_weights) > 1
-                               else str(all_weights[0]), "model": str(args.model),
+                               else str(all_weights[0]),
+                               "model": str(models[0]) if len(set(models)) == 1 else list(map(str, models)),
                                "frames": result["frames"],
                                "net_mm": [float(x) for x in result["net_mm"]],
                                "mean_pose_mm": [float(x) for x in result["mean_pose_mm"]],

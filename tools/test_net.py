@@ -54,13 +54,13 @@ from data_prep.split import LmdbSplit, to_mm
 from plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
                       open_text, positive_int, run, save_figure, write_json, write_npz)
 from tools import metrics
+from tools.net_io import MODEL_HELP
 from tools.weights import default_weights
 
 # the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
 DATASET_CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 REFERENCE_LABELS = {"nyu": NYU_LABELS, "icvl": ICVL_LABELS}
 
-DEFAULT_MODEL = "prototxt/deploy.prototxt"
 DEFAULT_LMDB = "data/lmdb/nyu_test"
 DEFAULT_OUT = "results/eval"
 
@@ -424,11 +424,10 @@ def _default_path(value, default):
 
 def run_weights(args):
     from hand_model import HandModel
+    from tools.net_io import default_model, input_blob, load_net, output_blob
 
-    args.model = _default_path(args.model, DEFAULT_MODEL)
+    args.model = args.model or default_model(args.weights)
     args.lmdb = _default_path(args.lmdb, DEFAULT_LMDB)
-
-    from tools.net_io import input_blob, load_net, output_blob
 
     net = load_net(args.model, args.weights)
     data_blob = input_blob(net, args.input, args.model)
@@ -533,7 +532,7 @@ def build_parser():
                       "--predictions are given: the newest trained weights in the parent of --out "
                       "(results/), else the weights shipped in models/default/ for the default "
                       "--model)")
-    mode.add_argument("--model", default=DEFAULT_MODEL, help="deploy prototxt")
+    mode.add_argument("--model", default=None, help=MODEL_HELP)
     mode.add_argument("--lmdb", default=DEFAULT_LMDB,
                       help="LMDB prefix: reads PREFIX_depth, PREFIX_joint, PREFIX_meta.npz")
     mode.add_argument("--input", default=None, help="the net's image input blob (default: its "
@@ -572,8 +571,7 @@ def main(argv=None):
     if args.batch_size < 1:
         raise InputError(f"--batch-size {args.batch_size}: must be positive")
     if args.weights is None:          # the card's `python tools/test_net.py`: the obvious net
-        model = _default_path(args.model, DEFAULT_MODEL)
-        args.weights, where = default_weights(pathlib.Path(args.out).parent, model)
+        args.weights, where = default_weights(pathlib.Path(args.out).parent, args.model)
         print(f"weights: {where}: {args.weights}", flush=True)
     return run_weights(args)
 

@@ -67,7 +67,8 @@ TEST_RE = re.compile(r"Iteration (\d+), Testing net")
 TEST_OUT_RE = re.compile(r"Test net output #\d+: (\w+) = (\S+)")
 SNAPSHOT_RE = re.compile(r"Snapshotting to binary proto file (\S+)")
 WEIGHT_NAMES = {"paper": "deepmodel", "nolimit": "deepmodel_nolimit",
-                "direct_joints": "deepmodel_direct_joints", "direct_params": "deepmodel_direct_params"}
+                "direct_joints": "deepmodel_direct_joints", "direct_params": "deepmodel_direct_params",
+                "hand_up": "deepmodel_hand_up"}
 
 
 def weight_name(variant, dataset="nyu"):

@@ -4,12 +4,14 @@
 ``python tools/test_net.py``) look, never recursively, in the results folder: the parent of their
 ``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``; ``tools/score_real.py``:
 ``results/``), for ``snapshots/*.caffemodel`` and ``*.caffemodel``: the newest file wins (ties:
-the higher snapshot iteration). With nothing trained, the paper's deploy net (``prototxt/deploy.prototxt``) falls back
-to weights shipped with the repository: :data:`SHIPPED` (trained by ``make train`` on the default
+the higher snapshot iteration). With nothing trained, a tool given no ``--model`` (or the deploy
+net the shipped weights belong to) falls back to weights shipped with the repository: :data:`SHIPPED` (trained by ``make train`` on the default
 synthetic world; ``models/default/README.md``) for the tools on synthetic test sets, and
 :data:`SHIPPED_REAL` (trained by ``make train-real``, the recipe for real depth of
 docs/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
-``tools/score_real.py``).
+``tools/score_real.py``). Without ``--model`` the tools then take the deploy net the weights
+belong to (:func:`tools.net_io.default_model`: ``prototxt/deploy_hand_up.prototxt`` for weights
+trained on crops turned hand-up, else ``prototxt/deploy.prototxt``).
 """
 import pathlib
 
@@ -18,7 +20,6 @@ from plumbing import PROJECT, InputError
 SHIPPED = PROJECT / "models" / "default" / "deepmodel.caffemodel"
 SHIPPED_REAL = PROJECT / "models" / "real" / "deepmodel.caffemodel"
 _SHIPPED_WHAT = {SHIPPED: "make train's", SHIPPED_REAL: "make train-real's, for real depth"}
-SHIPPED_MODEL = PROJECT / "prototxt" / "deploy.prototxt"
 
 
 def _iteration(path):
@@ -39,10 +40,15 @@ def newest_trained(results):
     return None
 
 
-def is_shipped_model(model):
-    """True when ``model`` is the deploy net the shipped weights belong to."""
+def is_shipped_model(model, shipped=SHIPPED):
+    """True when ``model`` is None (the tools then take the deploy net the weights belong to) or
+    the deploy net the ``shipped`` weights belong to (:func:`tools.net_io.default_model`)."""
+    if model is None:
+        return True
+    from tools.net_io import default_model
+
     try:
-        return pathlib.Path(model).resolve() == SHIPPED_MODEL.resolve()
+        return pathlib.Path(model).resolve() == pathlib.Path(default_model(shipped)).resolve()
     except OSError:
         return False
 
@@ -55,12 +61,17 @@ def default_weights(results, model, shipped=SHIPPED):
     trained = newest_trained(results)
     if trained is not None:
         return trained, f"the newest trained weights in {trained.parent}"
-    if is_shipped_model(model) and shipped.is_file():
+    if is_shipped_model(model, shipped) and shipped.is_file():
         what = _SHIPPED_WHAT.get(shipped, "")
         return shipped, (f"the weights shipped with the repository ({what + '; ' if what else ''}"
                          "nothing trained yet)")
     where = pathlib.Path(results)
-    why = ("" if is_shipped_model(model) else
-           f"; the shipped weights belong to {SHIPPED_MODEL.relative_to(PROJECT)}, not {model}")
+    if is_shipped_model(model, shipped):
+        why = ""
+    else:
+        from tools.net_io import default_model
+
+        belong = pathlib.Path(default_model(shipped)).relative_to(PROJECT)
+        why = f"; the shipped weights belong to {belong}, not {model}"
     raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}"
                      f"{why}: run `make train` or give --weights")
