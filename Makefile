@@ -46,8 +46,8 @@ lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-form
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
-train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net, evaluate, plot (results/; DATASET=icvl: results/icvl)
-	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl) --resume
+train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net on crops turned hand-up (variant hand_up; DATASET=icvl: the paper's net as it is), evaluate, plot (results/; DATASET=icvl: results/icvl)
+	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl,) $(if $(filter icvl,$(DATASET)),,--variant hand_up) --resume
 
 train-real: caffe lmdb-nyu ## the recipe for real depth (docs/realism.md): the default synthetic set mixed half and half with a world of ICVL prior poses, randomised body, bent wrist, both faces (augmented) -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior

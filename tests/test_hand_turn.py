@@ -213,7 +213,7 @@ def test_tools_take_the_deploy_net_the_weights_belong_to(make_net, project_root,
     """Weights saved through the hand-up net carry its HandTurnLayer: without --model the tools
     take prototxt/deploy_hand_up.prototxt; with the paper's deploy net (whose learned layers are
     the same, so Caffe would load them silently) a one-line error names the net to use; and the
-    other way round for the shipped paper-net weights."""
+    other way round for paper-net weights (models/real/)."""
     import json
 
     from data_helpers import assert_one_line_error, run_module
@@ -222,9 +222,11 @@ def test_tools_take_the_deploy_net_the_weights_belong_to(make_net, project_root,
     net = make_net((project_root / "prototxt" / "deploy_hand_up.prototxt").read_text())
     turned = tmp_path / "hand_up.caffemodel"
     net.save(str(turned))
-    shipped = project_root / "models" / "default" / "deepmodel.caffemodel"
+    shipped = project_root / "models" / "real" / "deepmodel.caffemodel"       # the paper's net
     assert default_model(turned) == str(project_root / "prototxt" / "deploy_hand_up.prototxt")
     assert default_model(shipped) == str(project_root / "prototxt" / "deploy.prototxt")
+    assert default_model(project_root / "models" / "default" / "deepmodel.caffemodel") == \
+        str(project_root / "prototxt" / "deploy_hand_up.prototxt")              # make train's
     proc = run_module(project_root, "tools/score_real.py", "--weights", turned,
                       "--json", tmp_path / "r.json")
     assert proc.returncode == 0, proc.stderr

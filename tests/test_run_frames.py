@@ -92,14 +92,21 @@ def test_fit_writes_the_fitted_hand(project_root, reference_data, tmp_path, mode
     kp = np.loadtxt(out / "keypoints_mm.txt").reshape(31, 3)
     depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
     center, cube = locate_hand(depth, NYU_CAMERA)
-    net = caffe.Net(str(project_root / "prototxt" / "deploy.prototxt"), str(weights), caffe.TEST)
+    from tools.net_io import default_model
+
+    net = caffe.Net(default_model(weights), str(weights), caffe.TEST)   # the hand-up net
     net.blobs["depth"].reshape(1, 1, 128, 128)
     net.reshape()
     net.blobs["depth"].data[0, 0] = crop_depth(depth, center, cube, NYU_CAMERA)
     net.forward()
     com = nyu_uvd_to_xyz(center)
     own = net.blobs["joints"].data[0].reshape(31, 3) * 150.0 + com
-    fitted = DepthFitter(model).fit(net.blobs["depth"].data[:, 0], net.blobs["theta"].data.astype(float),
-                                    com[None], cube)["theta"]
-    np.testing.assert_allclose(kp, model.forward(fitted)[0] * 150.0 + com, atol=2e-3)
+    # the shipped net turns its crop hand-up: the fit runs in the turned crop, and its keypoints
+    # are turned back by the angle (x, y by -turn about z)
+    assert "turn" in net.blobs and "depth_up" in net.blobs
+    fitted = DepthFitter(model).fit(net.blobs["depth_up"].data[:, 0],
+                                    net.blobs["theta"].data.astype(float), com[None], cube)["theta"]
+    a = -float(net.blobs["turn"].data[0, 0])
+    back = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]])
+    np.testing.assert_allclose(kp, model.forward(fitted)[0] @ back * 150.0 + com, atol=2e-3)
     assert np.abs(kp - own).max() > 5.0

@@ -614,6 +614,7 @@ def test_without_weights_the_newest_trained_else_the_shipped_ones(project_root, 
     assert "shipped" in proc.stdout and str(SHIPPED) in proc.stdout
     shipped_eval = json.loads((work / "results" / "eval" / "eval.json").read_text())
     assert shipped_eval["frames"] == 12
+    assert shipped_eval["model"].endswith("deploy_hand_up.prototxt")   # the net they belong to
 
     old = random_deploy_weights(project_root, work / "results" / "snapshots" / "deepmodel_iter_10.caffemodel", rng)
     new = random_deploy_weights(project_root, work / "results" / "deepmodel.caffemodel", rng)

@@ -17,7 +17,10 @@ For every input it writes ``<name>_overlay.png`` (the crop, 4x enlarged, with th
 ``<name>_3d.png`` (the 3D skeleton over the crop's point cloud), for raw frames also
 ``<name>_frame.png``; plus ``overview.png`` (all overlays) and ``demo.json`` (per input: the 31
 keypoints in normalised units and, when the centre is known, in mm; crop-pixel positions; theta and
-the parameters outside their limits when the net has a ``theta`` blob).
+the parameters outside their limits when the net has a ``theta`` blob). For a net that turns its
+crops hand-up first (``prototxt/deploy_hand_up.prototxt``, what ``make train`` trains), theta poses
+the hand in the turned crop and ``turn_rad`` is the crop's angle: the keypoints are the model's
+keypoints of theta turned by ``-turn_rad`` about z (x right, y up).
 
 On a crop alone the centre's depth is unknown, so keypoints are placed on the crop orthographically
 (column = 64 + 64 x, row = 64 - 64 y, in normalised units); with ``--center`` the exact projection
@@ -412,6 +415,7 @@ def main(argv=None):
     net.blobs[data].data[...] = batch
     net.forward()
     joints = net.blobs[args.blob].data.reshape(len(items), -1).astype(np.float64)
+    turn = theta_frame(net, batch)[1]    # a net that turns its crops hand-up: the angles
     theta = None
     if args.theta_blob in net.blobs and args.theta_blob != args.blob:
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
@@ -430,9 +434,9 @@ def main(argv=None):
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
         from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
-        posed, angles = theta_frame(net, batch)     # a net that turns its crops: fit in them
+        posed = theta_frame(net, batch)[0]          # a net that turns its crops: fit in them
         theta = DepthFitter(model, cube_mm=args.cube).fit(posed[:, 0], theta, center)["theta"]
-        net_joints, joints = joints, keypoints_of_theta(model, theta, angles)
+        net_joints, joints = joints, keypoints_of_theta(model, theta, turn)
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -443,16 +447,16 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     with OutputSet(out / "demo.json") as outs:       # demo.json last, beside its files
         written = write_outputs(args, outs, out, files, items, joints, theta, outside, weights,
-                                camera, in_shape[1], model, net_joints)
+                                camera, in_shape[1], model, net_joints, turn)
     print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
     return 0
 
 
 def write_outputs(args, outs, out, files, items, joints, theta, outside, weights, camera, size,
-                  model, net_joints=None):
+                  model, net_joints=None, turn=None):
     """Every output of the demo, each written to its staged name of ``outs``; returns the
     per-input files. ``net_joints``: with ``--fit``, the net's own keypoints (``joints`` are
-    then the fitted ones)."""
+    then the fitted ones). ``turn``: for a net that turns its crops hand-up, the angles (N,)."""
     edges = [tuple(int(v) for v in e) for e in model.edges]
     finger = model.finger_of_keypoint
     free_ids = np.asarray(model.free_ids)
@@ -472,6 +476,8 @@ def write_outputs(args, outs, out, files, items, joints, theta, outside, weights
         else:
             crop_px = ortho_crop_pixels(norm, size)
         entry["keypoints_crop_px"] = crop_px.tolist()
+        if turn is not None:
+            entry["turn_rad"] = float(turn[i])
         if theta is not None:
             entry["theta"] = theta[i].tolist()
             if outside is not None:
