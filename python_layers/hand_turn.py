@@ -64,6 +64,7 @@ def _as_stack(crops):
     return crops
 
 
+@functools.lru_cache(maxsize=4)
 def _perimeter(h, w):
     """``(P, 2)`` (row, col) of the border pixels, clockwise from the top-left corner."""
     top = [(0, c) for c in range(w)]
