@@ -139,9 +139,10 @@ def turns_crops(net_param):
 
 
 def default_model(weights):
-    """The project's deploy net for ``weights`` (absolute path): ``prototxt/deploy_hand_up.prototxt``
-    for weights trained on crops turned hand-up, else ``prototxt/deploy.prototxt`` (also when the
-    weights cannot be read: :func:`load_net` then says why)."""
+    """The project's deploy net for ``weights`` (absolute path):
+    ``prototxt/deploy_hand_up.prototxt`` for weights trained on crops turned hand-up, else
+    ``prototxt/deploy.prototxt`` (also when the weights cannot be read: :func:`load_net` then
+    says why)."""
     try:
         turned = weights is not None and turns_crops(read_weights(weights))
     except InputError:

@@ -148,7 +148,8 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     frames = find_frames(args.inputs)
-    pipeline = FramePipeline(args.model or default_model(args.weights), args.weights, camera, cube, args.blob, args.fit,
+    model = args.model or default_model(args.weights)
+    pipeline = FramePipeline(model, args.weights, camera, cube, args.blob, args.fit,
                              args.theta_blob)
     from data_prep.labels import NYU14_KEYPOINTS
     n = len(frames)

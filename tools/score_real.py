@@ -198,7 +198,8 @@ def main(argv=None):
     if args.json:
         write_json(args.json, {"weights": [str(w) for w in all_weights] if len(all_weights) > 1
                                else str(all_weights[0]),
-                               "model": str(models[0]) if len(set(models)) == 1 else list(map(str, models)),
+                               "model": (str(models[0]) if len(set(models)) == 1
+                                         else [str(m) for m in models]),
                                "frames": result["frames"],
                                "net_mm": [float(x) for x in result["net_mm"]],
                                "mean_pose_mm": [float(x) for x in result["mean_pose_mm"]],
