@@ -233,10 +233,9 @@ def bench_turn(caffe, repeats, folder, depth):
     net, _ = build_net(caffe, mn.deploy_net("hand_up", batch=1), caffe.TEST, folder, "deploy_up")
     net.blobs["depth"].data[...] = depth[:1]
     turn_idx = list(net._layer_names).index("depth_up")
-    n = caffe.NetSpec()
+    n = caffe.NetSpec()                         # the generator's turn layer alone, at this batch
     n.depth = L.Input(shape={"dim": list(depth.shape)})
-    n.depth_up, n.turn = L.Python(n.depth, ntop=2, python_param={
-        "module": "hand_turn_layer", "layer": "HandTurnLayer"})
+    mn._net_input(n, "hand_up", n.depth)
     batch_net, _ = build_net(caffe, n.to_proto(), caffe.TEST, folder, "turn_batch")
     batch_net.blobs["depth"].data[...] = depth
     for _ in range(20):

@@ -415,7 +415,7 @@ def main(argv=None):
     net.blobs[data].data[...] = batch
     net.forward()
     joints = net.blobs[args.blob].data.reshape(len(items), -1).astype(np.float64)
-    turn = theta_frame(net, batch)[1]    # a net that turns its crops hand-up: the angles
+    posed, turn = theta_frame(net, batch)    # a net that turns its crops: those and the angles
     theta = None
     if args.theta_blob in net.blobs and args.theta_blob != args.blob:
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
@@ -434,7 +434,6 @@ def main(argv=None):
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
         from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
-        posed = theta_frame(net, batch)[0]          # a net that turns its crops: fit in them
         theta = DepthFitter(model, cube_mm=args.cube).fit(posed[:, 0], theta, center)["theta"]
         net_joints, joints = joints, keypoints_of_theta(model, theta, turn)
     free_ids = np.asarray(model.free_ids)

@@ -5,8 +5,9 @@
 ``--out`` (``results/`` by default, the Makefile's ``$(RESULTS)``; ``tools/score_real.py``:
 ``results/``), for ``snapshots/*.caffemodel`` and ``*.caffemodel``: the newest file wins (ties:
 the higher snapshot iteration). With nothing trained, a tool given no ``--model`` (or the deploy
-net the shipped weights belong to) falls back to weights shipped with the repository: :data:`SHIPPED` (trained by ``make train`` on the default
-synthetic world; ``models/default/README.md``) for the tools on synthetic test sets, and
+net the shipped weights belong to) falls back to weights shipped with the repository:
+:data:`SHIPPED` (trained by ``make train`` on the default synthetic world;
+``models/default/README.md``) for the tools on synthetic test sets, and
 :data:`SHIPPED_REAL` (trained by ``make train-real``, the recipe for real depth of
 docs/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
 ``tools/score_real.py``). Without ``--model`` the tools then take the deploy net the weights
@@ -40,15 +41,16 @@ def newest_trained(results):
     return None
 
 
-def is_shipped_model(model, shipped=SHIPPED):
-    """True when ``model`` is None (the tools then take the deploy net the weights belong to) or
-    the deploy net the ``shipped`` weights belong to (:func:`tools.net_io.default_model`)."""
-    if model is None:
-        return True
+def _shipped_model(shipped):
+    """The deploy net ``shipped`` weights belong to (read from the layers saved with them)."""
     from tools.net_io import default_model
 
+    return pathlib.Path(default_model(shipped))
+
+
+def _same_file(a, b):
     try:
-        return pathlib.Path(model).resolve() == pathlib.Path(default_model(shipped)).resolve()
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
     except OSError:
         return False
 
@@ -61,17 +63,15 @@ def default_weights(results, model, shipped=SHIPPED):
     trained = newest_trained(results)
     if trained is not None:
         return trained, f"the newest trained weights in {trained.parent}"
-    if is_shipped_model(model, shipped) and shipped.is_file():
+    # the shipped weights' deploy net, read from their file once (only when --model is given)
+    belong = None if model is None else _shipped_model(shipped)
+    fits = model is None or _same_file(model, belong)
+    if fits and shipped.is_file():
         what = _SHIPPED_WHAT.get(shipped, "")
         return shipped, (f"the weights shipped with the repository ({what + '; ' if what else ''}"
                          "nothing trained yet)")
     where = pathlib.Path(results)
-    if is_shipped_model(model, shipped):
-        why = ""
-    else:
-        from tools.net_io import default_model
-
-        belong = pathlib.Path(default_model(shipped)).relative_to(PROJECT)
-        why = f"; the shipped weights belong to {belong}, not {model}"
+    why = "" if fits else (f"; the shipped weights belong to {belong.relative_to(PROJECT)}, "
+                           f"not {model}")
     raise InputError(f"no trained weights (snapshots/*.caffemodel or *.caffemodel) in {where}"
                      f"{why}: run `make train` or give --weights")
