@@ -11,11 +11,11 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 	@echo "Variables: NYU_ROOT=/path/to/nyu (real data; default: the embedded synthetic set), ICVL_ROOT (likewise), DATASET=nyu|icvl (train, table1), CENTERS=detected (lmdb-nyu), RESULTS=$(RESULTS)"
 
 setup: caffe ## everything needed before work: apt packages, .venv, Caffe build (cached)
@@ -46,12 +46,30 @@ lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-form
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
-train: caffe lmdb-$(DATASET) ## the main job: data, train the paper's net on crops turned hand-up (variant hand_up; DATASET=icvl: the paper's net as it is), evaluate, plot (results/; DATASET=icvl: results/icvl)
-	@$(RUN) $(PY) tools/train.py --dataset $(DATASET) --results $(RESULTS)$(if $(filter icvl,$(DATASET)),/icvl,) $(if $(filter icvl,$(DATASET)),,--variant hand_up) --resume
+# make train's training set: DATASET=icvl or NYU_ROOT given: that dataset's LMDBs as they are;
+# otherwise the embedded synthetic set mixed 5:1 with the prior-pose world (docs/realism.md)
+ifeq ($(DATASET),icvl)
+TRAIN_DATA := lmdb-icvl
+TRAIN_ARGS := --dataset icvl --results $(RESULTS)/icvl
+else ifneq ($(NYU_ROOT),)
+TRAIN_DATA := lmdb-nyu
+TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up
+else
+TRAIN_DATA := lmdb-default-mix
+TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up --lmdb-dir data/lmdb_mix51
+endif
 
-train-real: caffe lmdb-nyu ## the recipe for real depth (docs/realism.md): the default synthetic set mixed half and half with a world of ICVL prior poses, randomised body, bent wrist, both faces (augmented) -> results/real, real crops scored with and without the depth fit (~25 min)
+train: caffe $(TRAIN_DATA) ## the main job: data, train the paper's net on crops turned hand-up (variant hand_up) on the synthetic set mixed 5:1 with prior-pose hands (NYU_ROOT: on NYU; DATASET=icvl: the paper's net on ICVL), evaluate, plot (results/; DATASET=icvl: results/icvl)
+	@$(RUN) $(PY) tools/train.py $(TRAIN_ARGS) --resume
+
+lmdb-prior: caffe ## the prior-pose world: ICVL prior poses, randomised body, bent wrist, both faces (generated once) -> data/lmdb_real (two augmented copies)
 	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
 	@$(RUN) $(PY) -m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2
+
+lmdb-default-mix: lmdb-nyu lmdb-prior ## make train's set: the 12000 synthetic training crops + 2400 random records of the prior-pose world -> data/lmdb_mix51
+	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400
+
+train-real: caffe lmdb-nyu lmdb-prior ## the plain net for real depth (docs/realism.md): the default synthetic set mixed half and half with the prior-pose world -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
 	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_mix --max-minutes 40 --resume
 
