@@ -105,4 +105,4 @@ docs: caffe ## regenerate the figures of docs/
 	done; echo "wrote docs/img/published_{nyu,icvl}_{curves,per_joint}.png"
 
 clean: ## remove results and generated data (keeps .venv and the Caffe cache)
-	rm -rf $(RESULTS) data/lmdb data/synthetic
+	rm -rf $(RESULTS) data/lmdb data/synthetic data/synthetic_real data/lmdb_real data/lmdb_mix51 data/lmdb_mix

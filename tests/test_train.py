@@ -1,6 +1,7 @@
 """tools/train.py: a real `caffe train` on a tiny LMDB set (snapshot, log, loss going down), the
 early stop of --max-minutes, and bad input."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -306,3 +307,39 @@ def test_train_hand_up_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     assert "turn" not in re.findall(r"Train net output #\d+: (\w+)", log)
     real = json.loads((res / "eval" / "real_crops.json").read_text())
     assert summary["real_crops"]["fit_mean_mm"] == pytest.approx(real["fit_mean_mm"])
+
+
+def _make_dry_run(project_root, *args):
+    """The commands `make` would run (``make -n``), one per line."""
+    env = {k: v for k, v in os.environ.items()     # not the variables of a make running pytest
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "RESULTS", "NYU_ROOT", "DATASET")}
+    proc = subprocess.run(["make", "-n", "RESULTS=results", *args], cwd=project_root, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [line for line in proc.stdout.splitlines() if "python" in line]
+
+
+def test_make_train_runs_the_recipe_models_default_records(project_root):
+    """`make train` without a dataset: the prior-pose world, 2400 of its records mixed with the
+    synthetic set's 12000, the hand-up net trained on that mix (models/default/README.md); with
+    NYU_ROOT the NYU LMDBs as they are; DATASET=icvl the paper's net on ICVL."""
+    default = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=nyu")
+    steps = ["-m data_prep.make_lmdb nyu",
+             "-m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 "
+             "--vary-body --poses prior",
+             "-m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2",
+             "-m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400",
+             "tools/train.py --dataset nyu --results results --variant hand_up "
+             "--lmdb-dir data/lmdb_mix51 --resume"]
+    assert len(default) == len(steps)
+    for line, step in zip(default, steps):
+        assert step in line, (step, line)
+    readme = (project_root / "models" / "default" / "README.md").read_text()
+    assert "data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb\ndata/lmdb_real:2400" in readme
+    nyu = _make_dry_run(project_root, "train", "NYU_ROOT=/some/nyu", "DATASET=nyu")
+    assert not any("merge_lmdb" in line or "synthetic" in line for line in nyu)
+    assert "--root /some/nyu" in nyu[0] or '--root "/some/nyu"' in nyu[0]
+    assert nyu[-1].endswith("tools/train.py --dataset nyu --results results --variant hand_up --resume")
+    icvl = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=icvl")
+    assert "data_prep.make_lmdb icvl" in icvl[0]
+    assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")

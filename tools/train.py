@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Train a DeepModel net with the `caffe` command, then evaluate it and plot the loss curves.
 
-    tools/train.py --variant hand_up --results results   # what `make train` runs
+    tools/train.py --variant hand_up --lmdb-dir data/lmdb_mix51 --results results  # make train
     tools/train.py --results results                     # the paper's net as it is
     tools/train.py --variant direct_joints --iters 100 --results results/try
 
 ``make train`` trains the variant ``hand_up``: the paper's net with a layer before it that turns
 each crop so that its hand points up and one after the model layer that turns the keypoints
-back (tools/make_nets.py; docs/realism.md, "Every crop turned to its hand").
+back (tools/make_nets.py; docs/realism.md, "Every crop turned to its hand"), on the synthetic
+set's LMDBs mixed 5:1 with the prior-pose world's (``make lmdb-default-mix``: data/lmdb_mix51,
+whose test split is the synthetic set's).
 
 Steps: check the LMDBs (``make lmdb-nyu`` writes them), write the solver actually used into the
 results folder (max_iter, snapshot prefix and test_iter adapted), run ``caffe train`` from the

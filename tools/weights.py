@@ -6,8 +6,8 @@
 ``results/``), for ``snapshots/*.caffemodel`` and ``*.caffemodel``: the newest file wins (ties:
 the higher snapshot iteration). With nothing trained, a tool given no ``--model`` (or the deploy
 net the shipped weights belong to) falls back to weights shipped with the repository:
-:data:`SHIPPED` (trained by ``make train`` on the default synthetic world;
-``models/default/README.md``) for the tools on synthetic test sets, and
+:data:`SHIPPED` (trained by ``make train`` on the default synthetic world mixed 5:1 with the
+prior-pose world; ``models/default/README.md``) for the tools on synthetic test sets, and
 :data:`SHIPPED_REAL` (trained by ``make train-real``, the recipe for real depth of
 docs/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
 ``tools/score_real.py``). Without ``--model`` the tools then take the deploy net the weights
