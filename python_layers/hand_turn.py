@@ -45,13 +45,18 @@ REMAP_ROWS = 16384         # rows per cv2.remap call (it keeps source rows in 16
 @functools.lru_cache(maxsize=4)
 def _grid(h, w):
     """Pixel tables of an ``h`` x ``w`` crop (flattened): ``offsets`` (2, H*W) dx, dy from the
-    centre (image columns, rows), ``units`` their unit directions, and the indices of the pixels
-    within :data:`HAND_RADIUS` (``disk``) and beyond :data:`FAR_MIN_RADIUS` (``ring``)."""
+    centre (image columns, rows), ``units`` their unit directions, the indices of the pixels
+    within :data:`HAND_RADIUS` (``disk``) and beyond :data:`FAR_MIN_RADIUS` (``ring``), and
+    ``disk_sums`` / ``ring_sums`` ((P, 3): dx, dy, 1 and ux, uy, 1 of those pixels; a mask's
+    product with them gives the sums and the count)."""
     rows, cols = np.mgrid[0:h, 0:w]
     offsets = np.stack([cols - (w - 1) / 2.0, rows - (h - 1) / 2.0]).reshape(2, -1)
     rad = np.hypot(*offsets)
-    return {"offsets": offsets, "units": offsets / np.maximum(rad, 1e-9),
-            "disk": np.flatnonzero(rad < HAND_RADIUS), "ring": np.flatnonzero(rad > FAR_MIN_RADIUS)}
+    units = offsets / np.maximum(rad, 1e-9)
+    disk, ring = np.flatnonzero(rad < HAND_RADIUS), np.flatnonzero(rad > FAR_MIN_RADIUS)
+    return {"offsets": offsets, "units": units, "disk": disk, "ring": ring,
+            "disk_sums": np.vstack([offsets[:, disk], np.ones(len(disk))]).T,
+            "ring_sums": np.vstack([units[:, ring], np.ones(len(ring))]).T}
 
 
 def _as_stack(crops):
@@ -74,17 +79,30 @@ def _perimeter(h, w):
     return np.array(top + right + bottom + left)
 
 
+@functools.lru_cache(maxsize=4)
+def _perimeter_cumsum(h, w):
+    """``(2P + 1, 2)``: cumulative sums of the (row, col) of the border pixels gone round twice,
+    from 0 (the sum of a run of them is a difference of two rows)."""
+    per = _perimeter(h, w)
+    return np.concatenate([np.zeros((1, 2)), np.cumsum(np.concatenate([per, per]), axis=0)])
+
+
+@functools.lru_cache(maxsize=8)
+def _border_band(h, w, band):
+    """Flat pixel indices ``(P, band)``: each border pixel and the ``band - 1`` pixels inward
+    from it (a corner pixel goes inward along its row and column at once)."""
+    per = _perimeter(h, w)
+    r, c = per[:, :1], per[:, 1:]
+    k = np.arange(band)
+    rr = np.clip(np.where(r == 0, r + k, np.where(r == h - 1, r - k, r)), 0, h - 1)
+    cc = np.clip(np.where(c == 0, c + k, np.where(c == w - 1, c - k, c)), 0, w - 1)
+    return rr * w + cc
+
+
 def _border_foreground(fg, band):
     """``(N, P)``: is the border pixel, or one of the ``band`` pixels inward from it, foreground."""
-    _, h, w = fg.shape
-    per = _perimeter(h, w)
-    r, c = per[:, 0], per[:, 1]
-    out = np.zeros((len(fg), len(per)), bool)
-    for k in range(band):           # a few pixels inward, not a loop over samples
-        rr = np.clip(np.where(r == 0, r + k, np.where(r == h - 1, r - k, r)), 0, h - 1)
-        cc = np.clip(np.where(c == 0, c + k, np.where(c == w - 1, c - k, c)), 0, w - 1)
-        out |= fg[:, rr, cc]
-    return out, per
+    n, h, w = fg.shape
+    return fg.reshape(n, -1)[:, _border_band(h, w, band)].any(axis=2), _perimeter(h, w)
 
 
 def _longest_border_run(fg, band):
@@ -103,7 +121,7 @@ def _longest_border_run(fg, band):
     partial = b.any(axis=1) & ~b.all(axis=1)
     found = partial & (run >= MIN_RUN)
     # mean position of the run's pixels: differences of cumulative sums over the doubled border
-    cum = np.concatenate([np.zeros((1, 2)), np.cumsum(np.concatenate([per, per]), axis=0)])
+    cum = _perimeter_cumsum(h, w)
     n = np.maximum(run, 1)[:, None]
     mean = (cum[end + 1] - cum[end + 1 - np.maximum(run, 1)]) / n
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
@@ -129,7 +147,7 @@ def _far_direction(crops, fg):
     g = _grid(h, w)
     ring = g["ring"]                                           # the pixels far from the centre
     far = (fg.reshape(n, -1)[:, ring]) & (crops.reshape(n, -1)[:, ring] >= thr[:, None])
-    sums = far.astype(np.float64) @ np.vstack([g["units"][:, ring], np.ones(len(ring))]).T
+    sums = far.astype(np.float64) @ g["ring_sums"]
     count = sums[:, 2]
     vx, vy = sums[:, 0] / np.maximum(count, 1), sums[:, 1] / np.maximum(count, 1)
     found = enough & (count >= FAR_MIN_PIXELS[1]) & (np.hypot(vx, vy) >= FAR_MIN_LENGTH)
@@ -171,7 +189,7 @@ def hand_angle(crops):
     near = crops.reshape(n, -1)[:, disk] < FOREGROUND
     offsets = g["offsets"][:, disk]                            # (2, P): dx, dy of those pixels
     hand = near & (arm @ offsets < ARM_SIDE)                   # not far towards the forearm
-    sums = hand.astype(np.float64) @ np.vstack([offsets, np.ones(len(disk))]).T
+    sums = hand.astype(np.float64) @ g["disk_sums"]
     count = np.maximum(sums[:, 2], 1)
     mx, my = sums[:, 0] / count, sums[:, 1] / count
     off = np.hypot(mx, my) >= MIN_OFFSET
