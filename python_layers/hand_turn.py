@@ -12,9 +12,10 @@ The angle that brings a crop's hand up (:func:`hand_angle`):
 
 1. The forearm's direction ``a``: the centre of the longest run of foreground pixels
    (normalised depth under :data:`FOREGROUND`) along the crop's border, looked for in a band of
-   2 pixels, else 10 (runs of at least 6 pixels); else, for a forearm leaving the cube through its
-   back, the mean direction from the centre of the farthest quarter of the foreground more than 20
-   pixels from the centre. With none of these, ``a`` points down.
+   2 pixels, else 10 (runs of at least 18 pixels: 37-42 mm in NYU's cubes, narrower than a
+   wrist, wider than two fingers reaching the border side by side); else, for a forearm leaving
+   the cube through its back, the mean direction from the centre of the farthest quarter of the
+   foreground more than 20 pixels from the centre. With none of these, ``a`` points down.
 2. The hand's pixels: the foreground within 45 pixels of the centre and at most 8 pixels towards
    ``a`` (their offset along ``a``). The direction from the centre to their centroid points to the
    fingers; where that centroid lies within 4 pixels of the centre, the direction opposite ``a``.
@@ -31,7 +32,7 @@ import numpy as np
 
 FOREGROUND = 0.99          # normalised depth under this is foreground (the background is 1)
 BANDS = (2, 10)            # border bands (pixels) searched for the forearm, in turn
-MIN_RUN = 6                # shortest run of border pixels taken for a forearm
+MIN_RUN = 18               # shortest run of border pixels taken for a forearm
 FAR_QUANTILE = 0.75        # fall-back: the farthest quarter of the foreground ...
 FAR_MIN_RADIUS = 20.0      # ... farther than this from the centre (pixels) ...
 FAR_MIN_PIXELS = (50, 10)  # ... with at least this much foreground / far pixels ...

@@ -79,6 +79,39 @@ def test_the_angle_follows_quarter_turns(real):
     np.testing.assert_allclose(ht.hand_angle(real[2:4]), phi[2:4], atol=0)
 
 
+def _drawn_hand(finger_rows_to, arm_rows_to, arm_width=30):
+    """A 128 x 128 crop drawn by hand: a palm disk at the centre, three fingers 7 pixels wide
+    going up to row ``finger_rows_to``, a forearm ``arm_width`` pixels wide going down to row
+    ``arm_rows_to`` and farther away down its length (as an arm leaving through the cube's back)."""
+    crop = np.ones((128, 128), np.float32)
+    rows, cols = np.mgrid[0:128, 0:128]
+    crop[np.hypot(rows - 63.5, cols - 63.5) < 22] = -0.2
+    for c in (50, 61, 72):
+        crop[finger_rows_to:60, c:c + 7] = -0.3
+    left = 64 - arm_width // 2
+    arm = np.linspace(0.0, 0.9, arm_rows_to - 80)[:, None]
+    crop[80:arm_rows_to, left:left + arm_width] = arm
+    return crop
+
+
+def test_fingers_at_the_border_are_not_taken_for_the_forearm():
+    """Fingers reaching the border side by side (runs of 7 pixels) are narrower than a forearm
+    (MIN_RUN, 18): with the forearm fading out before the bottom border the angle comes from the
+    far part of the hand and keeps it upright; a forearm reaching the border is found as before,
+    narrow or wide, and the turn is the same."""
+    assert ht.MIN_RUN == 18
+    fingers_out = _drawn_hand(finger_rows_to=0, arm_rows_to=112)
+    arm_out = _drawn_hand(finger_rows_to=20, arm_rows_to=128)
+    for crop in (fingers_out, arm_out):
+        assert abs(ht.hand_angle(crop[None])[0]) < np.radians(10)
+    unit, found = ht.forearm_direction(np.stack([fingers_out, arm_out]))
+    assert found.all() and np.all(unit[:, 1] > 0.9)                     # both point down
+    # a forearm narrower than MIN_RUN at the border is not a forearm; one as wide is
+    for width, ok in ((ht.MIN_RUN - 2, False), (ht.MIN_RUN, True)):
+        crop = _drawn_hand(finger_rows_to=20, arm_rows_to=128, arm_width=width)
+        _, _, run_found = ht._longest_border_run(crop[None] < ht.FOREGROUND, ht.BANDS[0])
+        assert run_found[0] == ok, width
+
 def test_the_turn_points_labelled_synthetic_hands_up(tmp_path):
     """On synthetic frames of the default world, the labels turned by their crop's angle have
     their fingers up: the direction from the palm centre to the middle finger's base is within
