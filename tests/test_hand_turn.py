@@ -95,10 +95,10 @@ def _drawn_hand(finger_rows_to, arm_rows_to, arm_width=30):
 
 
 def test_fingers_at_the_border_are_not_taken_for_the_forearm():
-    """Fingers reaching the border side by side (runs of 7 pixels) are narrower than a forearm
-    (MIN_RUN, 18): with the forearm fading out before the bottom border the angle comes from the
-    far part of the hand and keeps it upright; a forearm reaching the border is found as before,
-    narrow or wide, and the turn is the same."""
+    """Fingers reaching the border (runs of 7 pixels) are narrower than a forearm (MIN_RUN, 18):
+    with the forearm fading out before the bottom border, the far part of the foreground gives
+    the forearm and the hand stays upright, as it does with a forearm on the border; a border run
+    counts as a forearm from MIN_RUN pixels wide, not narrower."""
     assert ht.MIN_RUN == 18
     fingers_out = _drawn_hand(finger_rows_to=0, arm_rows_to=112)
     arm_out = _drawn_hand(finger_rows_to=20, arm_rows_to=128)
@@ -111,6 +111,7 @@ def test_fingers_at_the_border_are_not_taken_for_the_forearm():
         crop = _drawn_hand(finger_rows_to=20, arm_rows_to=128, arm_width=width)
         _, _, run_found = ht._longest_border_run(crop[None] < ht.FOREGROUND, ht.BANDS[0])
         assert run_found[0] == ok, width
+
 
 def test_the_turn_points_labelled_synthetic_hands_up(tmp_path):
     """On synthetic frames of the default world, the labels turned by their crop's angle have

@@ -316,7 +316,8 @@ def _make_dry_run(project_root, *args):
     proc = subprocess.run(["make", "-n", "RESULTS=results", *args], cwd=project_root, env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    return [line for line in proc.stdout.splitlines() if "python" in line]
+    return [line for line in proc.stdout.splitlines()
+            if re.search(r"\.venv/bin/python (-m data_prep|tools/)", line)]
 
 
 def test_make_train_runs_the_recipe_models_default_records(project_root):
@@ -327,7 +328,8 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     steps = ["-m data_prep.make_lmdb nyu",
              "-m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 "
              "--vary-body --poses prior",
-             "-m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2",
+             "-m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real "
+             "--augment 2",
              "-m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400",
              "tools/train.py --dataset nyu --results results --variant hand_up "
              "--lmdb-dir data/lmdb_mix51 --resume"]
@@ -335,11 +337,13 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     for line, step in zip(default, steps):
         assert step in line, (step, line)
     readme = (project_root / "models" / "default" / "README.md").read_text()
-    assert "data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb\ndata/lmdb_real:2400" in readme
+    assert ("data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb\ndata/lmdb_real:2400"
+            in readme)
     nyu = _make_dry_run(project_root, "train", "NYU_ROOT=/some/nyu", "DATASET=nyu")
     assert not any("merge_lmdb" in line or "synthetic" in line for line in nyu)
     assert "--root /some/nyu" in nyu[0] or '--root "/some/nyu"' in nyu[0]
-    assert nyu[-1].endswith("tools/train.py --dataset nyu --results results --variant hand_up --resume")
+    assert nyu[-1].endswith("tools/train.py --dataset nyu --results results --variant hand_up "
+                            "--resume")
     icvl = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=icvl")
     assert "data_prep.make_lmdb icvl" in icvl[0]
     assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")
