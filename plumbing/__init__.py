@@ -114,7 +114,10 @@ def run(main, argv=None):
         _fail(describe_os_error(err))
     except Exception as err:  # a corrupt LMDB, else a defect: still one line, never a traceback
         if type(err).__module__ == "lmdb":
-            _fail(f"LMDB: {_one_line(err)}")
+            # LMDB reports a write that found no room as an I/O error or a full map
+            full = any(k in str(err) for k in ("Input/output error", "No space", "MAP_FULL"))
+            _fail(f"LMDB: {_one_line(err)}"
+                  + (" (is the disk full? `df -h .` shows the free space)" if full else ""))
         if os.environ.get("DEEPMODEL_TRACEBACK"):
             raise
         _fail(f"internal error ({type(err).__name__}: {_one_line(err)}); please report it "

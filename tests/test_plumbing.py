@@ -84,6 +84,20 @@ def test_os_errors_are_one_line(tmp_path):
     assert os.path.exists(tmp_path)
 
 
+
+@pytest.mark.parametrize("message, hint", [("mdb_txn_commit: Input/output error", True),
+                                           ("mdb_get: MDB_CORRUPTED: Located page was wrong type",
+                                            False)])
+def test_lmdb_errors_are_one_line_and_a_failed_write_asks_about_the_disk(message, hint):
+    code = ("import lmdb, plumbing\n"
+            "def main(argv):\n"
+            f"    raise lmdb.Error({message!r})\n"
+            "plumbing.run(main)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: LMDB: {message}")
+    assert ("disk full" in proc.stderr) == hint
+
 def _square(x):
     return x * x
 
