@@ -46,17 +46,19 @@ REMAP_ROWS = 16384         # rows per cv2.remap call (it keeps source rows in 16
 @functools.lru_cache(maxsize=4)
 def _grid(h, w):
     """Pixel tables of an ``h`` x ``w`` crop (flattened): ``offsets`` (2, H*W) dx, dy from the
-    centre (image columns, rows), ``units`` their unit directions, the indices of the pixels
-    within :data:`HAND_RADIUS` (``disk``) and beyond :data:`FAR_MIN_RADIUS` (``ring``), and
-    ``disk_sums`` / ``ring_sums`` ((P, 3): dx, dy, 1 and ux, uy, 1 of those pixels; a mask's
-    product with them gives the sums and the count)."""
+    centre (image columns, rows); the indices of the pixels within :data:`HAND_RADIUS` (``disk``)
+    and beyond :data:`FAR_MIN_RADIUS` (``ring``); ``disk_offsets`` (2, P) the offsets of the disk's
+    pixels; ``disk_sums`` / ``ring_sums`` ((P, 3): dx, dy, 1 of the disk's pixels, and their unit
+    directions ux, uy, 1 for the ring's; a mask's product with them gives the sums and the
+    count)."""
     rows, cols = np.mgrid[0:h, 0:w]
     offsets = np.stack([cols - (w - 1) / 2.0, rows - (h - 1) / 2.0]).reshape(2, -1)
     rad = np.hypot(*offsets)
     units = offsets / np.maximum(rad, 1e-9)
     disk, ring = np.flatnonzero(rad < HAND_RADIUS), np.flatnonzero(rad > FAR_MIN_RADIUS)
-    return {"offsets": offsets, "units": units, "disk": disk, "ring": ring,
-            "disk_sums": np.vstack([offsets[:, disk], np.ones(len(disk))]).T,
+    near = offsets[:, disk]
+    return {"offsets": offsets, "disk": disk, "ring": ring, "disk_offsets": near,
+            "disk_sums": np.vstack([near, np.ones(len(disk))]).T,
             "ring_sums": np.vstack([units[:, ring], np.ones(len(ring))]).T}
 
 
@@ -188,8 +190,7 @@ def hand_angle(crops):
     g = _grid(h, w)
     disk = g["disk"]                                           # the pixels near the centre
     near = crops.reshape(n, -1)[:, disk] < FOREGROUND
-    offsets = g["offsets"][:, disk]                            # (2, P): dx, dy of those pixels
-    hand = near & (arm @ offsets < ARM_SIDE)                   # not far towards the forearm
+    hand = near & (arm @ g["disk_offsets"] < ARM_SIDE)         # not far towards the forearm
     sums = hand.astype(np.float64) @ g["disk_sums"]
     count = np.maximum(sums[:, 2], 1)
     mx, my = sums[:, 0] / count, sums[:, 1] / count
