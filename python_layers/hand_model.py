@@ -617,6 +617,26 @@ class HandModel:
         """Keypoints at theta = 0: ``(31, 3)`` float64."""
         return self.forward(np.zeros((1, self.num_free)))[0]
 
+    def palm_normal(self, keypoints):
+        """Unit normal of the palm, pointing out of its inner face (the side the fingers flex
+        towards): ``(N, K, 3)`` or ``(N, 3 K)`` keypoints -> ``(N, 3)``.
+
+        From the rigid palm: the little -> index knuckle line and the wrist -> middle knuckle
+        line. In a crop (z = depth) the palm faces the camera where the normal's z is negative.
+        """
+        kp = np.asarray(keypoints, dtype=np.float64)
+        kp = kp.reshape(len(kp), self.num_keypoints, 3)
+        ids = []
+        for name in ("little MCP (base)", "index MCP (base)", "wrist middle", "middle MCP (base)"):
+            try:
+                ids.append(self.keypoint_names.index(name))
+            except ValueError:
+                raise KeyError(f"{self.source}: no keypoint named {name!r}") from None
+        little, index, wrist, middle = (kp[:, i] for i in ids)
+        # the fingers flex towards -(across x along) in this model's right hand
+        n = np.cross(middle - wrist, index - little)
+        return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+
     def __repr__(self):
         return (f"HandModel({self.name!r}: {self.num_params} params ({self.num_free} free), "
                 f"{self.num_keypoints} keypoints)")

@@ -378,3 +378,28 @@ def test_backward_after_forward_reuses_only_identical_theta(model, golden):
     np.testing.assert_array_equal(model.backward(theta, tg), fresh.backward(theta, tg))
     np.testing.assert_array_equal(model.forward(theta[:, model.free_ids]), fresh.forward(theta))
     np.testing.assert_allclose(model.backward(golden["theta47"], tg), golden["bottom_diff47"], rtol=0, atol=1e-9)
+
+
+def test_palm_normal_points_where_the_fingers_flex(model):
+    theta = np.zeros((16, model.num_free))                  # straight fingers, any global pose
+    theta[:, :6] = random_theta(model, 16, seed=11, scale=np.pi)[:, :6]
+    normal = model.palm_normal(model.forward(theta))
+    np.testing.assert_allclose(np.linalg.norm(normal, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(model.palm_normal(model.forward(theta).reshape(16, 93)), normal)
+    for finger in ("little", "ring", "middle", "index"):
+        tip = model.keypoint_names.index(f"{finger} tip")
+        flexed = theta.copy()
+        flexed[:, model.free_column(f"{finger} MCP flexion")] -= 0.5     # flexion is negative
+        moved = model.forward(flexed)[:, tip].copy() - model.forward(theta)[:, tip]
+        # the tip swings towards the palm's side, well off the palm's plane
+        assert np.all(np.einsum("nk,nk->n", moved, normal) > 0.3 * np.linalg.norm(moved, axis=1))
+
+
+def test_palm_normal_turns_with_the_hand_and_the_rest_pose_shows_the_palm(model):
+    kp = model.forward(random_theta(model, 8, seed=12))
+    a = np.radians(70.0)
+    turn = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    np.testing.assert_allclose(model.palm_normal(kp @ turn.T), model.palm_normal(kp) @ turn.T,
+                               atol=1e-12)
+    # at rest the fingers point up (+y) and curl towards the camera (-z): the palm faces it
+    assert model.palm_normal(model.rest_pose()[None])[0, 2] < -0.9

@@ -379,6 +379,17 @@ def test_net_mode_matches_independent_computation(project_root, tmp_path):
     outside = ((theta < m.lower) | (theta > m.upper)).any(1)
     np.testing.assert_array_equal(outside, [False, True, False, True, False, True, False])
     assert r["frac_out_of_limits"] == pytest.approx(outside.mean())
+    # the hand turned over: the palm's normals (wrist -> middle knuckle x little -> index
+    # knuckle) more than 90 deg apart; the back shown where the label's normal leaves the camera
+    def palm(kp):
+        kp = kp.reshape(-1, 31, 3)
+        return np.cross(kp[:, 14] - kp[:, 26], kp[:, 19] - kp[:, 4])
+    n_pred, n_true = palm(pred), palm(t["joints"].astype(np.float64))
+    wrong = np.sum(n_pred * n_true, axis=1) < 0
+    assert 0 < wrong.sum() < 7
+    assert r["frac_face_wrong"] == pytest.approx(wrong.mean())
+    assert r["frac_back_to_camera"] == pytest.approx(np.mean(n_true[:, 2] >= 0))
+    assert "turned over" in proc.stdout
 
     # the community-format predictions, in frame order, by the camera formulas
     order = np.argsort(t["meta"]["frame"])

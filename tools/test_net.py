@@ -378,6 +378,16 @@ def evaluate_net_outputs(pred93, true93, com, cube, pred_theta=None, true_theta=
         report["mean_error_nyu14_mm"] = nyu14["mean_error_mm"]
         report["per_joint_error_nyu14_mm"] = nyu14["per_joint_error_mm"]
         report["frac_max_error_within_nyu14_mm"] = nyu14["frac_max_error_within_mm"]
+    if errors.shape[1] == 31 and model is not None:
+        # the hand turned over: the palm's normal more than 90 deg from the label's
+        true_normal = model.palm_normal(true93)
+        back_true = true_normal[:, 2] >= 0          # the label shows the camera the back
+        wrong = np.einsum("nk,nk->n", model.palm_normal(pred93), true_normal) < 0
+        report["frac_back_to_camera"] = float(back_true.mean())
+        report["frac_face_wrong"] = float(wrong.mean())
+        report["frac_face_wrong_back"] = float(wrong[back_true].mean()) if back_true.any() else None
+        report["frac_face_wrong_palm"] = (float(wrong[~back_true].mean())
+                                          if (~back_true).any() else None)
 
     report["mean_angle_error_deg"] = None
     report["frac_out_of_limits"] = None
@@ -510,6 +520,13 @@ def print_net_report(report, errors, dataset, bench, json_path, outdir, uvd_name
           f"{dataset.upper()} joints, the kit's camera)")
     print(f"frames with the worst joint within 20/40/80 mm: {100 * fr['20']:.1f}% / "
           f"{100 * fr['40']:.1f}% / {100 * fr['80']:.1f}%")
+    if report.get("frac_face_wrong") is not None:
+        parts = [f"{100 * report[key]:.1f}% of those showing the {face}"
+                 for face, key in (("palm", "frac_face_wrong_palm"), ("back", "frac_face_wrong_back"))
+                 if report[key] is not None]
+        print(f"frames whose hand is turned over (palm normal over 90 deg from the label's): "
+              f"{100 * report['frac_face_wrong']:.1f}% ({', '.join(parts)}; the labels show the "
+              f"back in {100 * report['frac_back_to_camera']:.1f}%)")
     if report["mean_angle_error_deg"] is not None:
         print(f"mean angle error: {report['mean_angle_error_deg']:.2f} deg")
     else:
