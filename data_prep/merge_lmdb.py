@@ -4,7 +4,9 @@
 
 Each ``--train`` source is a folder written by ``data_prep.make_lmdb`` (``<dataset>_train_depth``,
 ``_joint``, ``_theta`` and ``_meta.npz``); ``FOLDER:N`` takes N of its records, drawn at random
-without replacement (seeded), plain ``FOLDER`` all of them. The records of all sources are written
+without replacement (seeded), plain ``FOLDER`` all of them; a ``:back`` or ``:palm`` suffix
+(``FOLDER:N:back``, ``FOLDER:back``) draws only among the records whose labelled hand shows that
+face to the camera (the palm normal of the 31 keypoints, ``HandModel.palm_normal``). The records of all sources are written
 in one seeded random order (Caffe's Data layers read an LMDB in key order, so the sources are
 interleaved, not one after the other) into ``OUT/<dataset>_train_*``, with a meta file whose
 arrays follow the same order (plus ``source``: which ``--train`` each record came from). The test
@@ -32,14 +34,38 @@ from data_prep.split import KINDS, LmdbSplit
 from plumbing import InputError, ArgumentParser, nonneg_int, replace_atomically, run, tmp_name
 
 
+FACES = ("palm", "back")
+
+
 def parse_source(text):
-    """``"FOLDER"`` or ``"FOLDER:N"`` -> ``(Path, N or None)``."""
-    folder, sep, count = str(text).rpartition(":")
+    """``"FOLDER[:N][:palm|back]"`` -> ``(Path, N or None, face or None)``."""
+    rest, face = str(text), None
+    head, sep, tail = rest.rpartition(":")
+    if sep and tail in FACES:
+        rest, face = head, tail
+    folder, sep, count = rest.rpartition(":")
     if not sep or not count.isdigit():
-        return pathlib.Path(text), None
+        return pathlib.Path(rest), None, face
     if int(count) <= 0:
         raise InputError(f"--train {text}: the record count must be positive")
-    return pathlib.Path(folder), int(count)
+    return pathlib.Path(folder), int(count), face
+
+
+def facing(joint_lmdb, n):
+    """``(n,)`` str: the face ("palm" or "back") each record of a joint LMDB (31 keypoints,
+    normalised crop units, z = depth) shows to the camera."""
+    from hand_model import HandModel
+
+    model = HandModel.nyu()
+    rows = np.empty((n, 3 * model.num_keypoints), np.float64)
+    with lmdb.open(str(joint_lmdb), readonly=True, lock=False) as env, env.begin() as txn:
+        for i in range(n):
+            shape, values = datum.decode(txn.get(key(i)))
+            if values.size != rows.shape[1]:
+                raise InputError(f"{joint_lmdb}: record {i} holds {values.size} values, not the "
+                                 f"{model.num_keypoints} keypoints x 3 a face is read from")
+            rows[i] = values
+    return np.where(model.palm_normal(rows)[:, 2] < 0, "palm", "back")
 
 
 class Source:
@@ -47,7 +73,7 @@ class Source:
 
     def __init__(self, text, dataset):
         self.text = text
-        self.folder, self.count = parse_source(text)
+        self.folder, self.count, self.face = parse_source(text)
         self.split = LmdbSplit.of(self.folder, dataset, "train")
         if not self.split.lmdb("depth").is_dir():
             raise InputError(f"--train {text}: no {self.split.lmdb('depth')} (build it with "
@@ -61,9 +87,15 @@ class Source:
             if n != len(self.meta):
                 raise InputError(f"{self.split.lmdb(kind)}: {n} records, its meta file "
                                  f"{len(self.meta)}: build it again")
-        if self.count is not None and self.count > len(self.meta):
+        # the records a draw may take: all, or those showing the asked face
+        self.eligible = np.arange(len(self.meta))
+        if self.face is not None:
+            faces = facing(self.split.lmdb("joint"), len(self.meta))
+            self.eligible = np.flatnonzero(faces == self.face)
+        if self.count is not None and self.count > len(self.eligible):
             raise InputError(f"--train {text}: asks for {self.count} records, the split has "
-                             f"{len(self.meta)}")
+                             f"{len(self.eligible)}"
+                             + (f" showing the {self.face}" if self.face else ""))
         self.build_id = read_build_id(self.split.lmdb("depth"))
 
     def shapes(self):
@@ -82,8 +114,12 @@ def plan(sources, seed):
     rng = np.random.default_rng(seed)
     rows = []
     for s, src in enumerate(sources):
-        n = len(src.meta)
-        pick = np.arange(n) if src.count is None else rng.choice(n, src.count, replace=False)
+        if src.face is None:        # drawn by position: the same draws as before faces existed
+            n = len(src.meta)
+            pick = np.arange(n) if src.count is None else rng.choice(n, src.count, replace=False)
+        else:
+            pick = (src.eligible if src.count is None
+                    else rng.choice(src.eligible, src.count, replace=False))
         rows.append(np.stack([np.full(len(pick), s), pick], 1))
     rows = np.concatenate(rows)
     return rows[rng.permutation(len(rows))]
@@ -129,8 +165,8 @@ def merge(sources, out, dataset, seed=0, force=False, progress=True):
             if other[kind] != shape:
                 raise InputError(f"--train {src.text}: {kind} records of shape {other[kind]}, "
                                  f"--train {sources[0].text} {shape}")
-    fingerprint = json.dumps({"sources": [[s.build_id, s.count] for s in sources], "seed": seed,
-                              "merge": 1})
+    fingerprint = json.dumps({"sources": [[s.build_id, s.count] + ([s.face] if s.face else [])
+                                          for s in sources], "seed": seed, "merge": 1})
     split = LmdbSplit.of(out, dataset, "train")
     if not force and split.is_current(fingerprint):
         return len(split.read_meta()), False
@@ -175,9 +211,10 @@ def parse_args(argv):
         description="Mix the training splits of several LMDB folders (make_lmdb's) into one, in a "
                     "random order, and copy one folder's test split beside it.")
     p.add_argument("--out", type=pathlib.Path, required=True, help="output folder")
-    p.add_argument("--train", nargs="+", required=True, metavar="FOLDER[:N]",
+    p.add_argument("--train", nargs="+", required=True, metavar="FOLDER[:N][:back|palm]",
                    help="LMDB folders whose training splits are mixed; FOLDER:N takes N random "
-                        "records of that folder (default: all)")
+                        "records of that folder (default: all); a :back or :palm suffix takes "
+                        "only records whose labelled hand shows that face to the camera")
     p.add_argument("--test", type=pathlib.Path, default=None,
                    help="folder whose test split is copied (default: the first --train)")
     p.add_argument("--dataset", choices=("nyu", "icvl"), default="nyu",
@@ -203,8 +240,8 @@ def main(argv=None):
     LmdbSplit.of(test_from, args.dataset, "test").read_meta()    # checked before anything is written
     n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
     n_test = copy_test_split(test_from, args.out, args.dataset, args.force)
-    parts = " + ".join(f"{len(s.meta) if s.count is None else s.count} of {s.folder}"
-                       for s in sources)
+    parts = " + ".join(f"{len(s.eligible) if s.count is None else s.count} of {s.folder}"
+                       + (f" showing the {s.face}" if s.face else "") for s in sources)
     print(f"{args.out}: {n} training records ({parts}){'' if written else ', up to date'}; "
           f"{n_test} test records of {test_from}")
     return 0

@@ -64,6 +64,31 @@ def test_merged_split_holds_the_drawn_records_aligned(project_root, sources, tmp
     LmdbSplit.of(out, "nyu", "test").check_build()
 
 
+def test_a_face_suffix_draws_only_hands_showing_that_face(project_root, sources, tmp_path):
+    a, _ = sources
+    b = write_tiny_lmdbs(tmp_path / "faces", n_train=24, n_test=4, seed=2, back_every=3)
+    turned = np.load(b / "nyu_train_meta.npz")["theta"][:, 4] != 0      # 8 of 24, backs shown
+    out = tmp_path / "mix"
+    proc = merge(project_root, "--out", out, "--train", a, f"{b}:6:back")
+    assert proc.returncode == 0, proc.stderr
+    assert "6 of" in proc.stdout and "showing the back" in proc.stdout
+    meta = np.load(out / "nyu_train_meta.npz")
+    from_b = meta["source"] == 1
+    assert from_b.sum() == 6 and np.all(meta["theta"][from_b, 4] != 0)
+    # every back-facing record, and only those; the palms likewise; the face is part of the build
+    proc = merge(project_root, "--out", out, "--train", a, f"{b}:back")
+    assert proc.returncode == 0 and "up to date" not in proc.stdout, proc.stderr
+    meta = np.load(out / "nyu_train_meta.npz")
+    assert sorted(meta["frame"][meta["source"] == 1]) == list(np.flatnonzero(turned))
+    proc = merge(project_root, "--out", out, "--train", f"{b}:palm")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(np.load(out / "nyu_train_meta.npz")["frame"]) == list(np.flatnonzero(~turned))
+    proc = merge(project_root, "--out", tmp_path / "none", "--train", a, f"{b}:9:back")
+    assert proc.returncode == 2 and "asks for 9 records, the split has 8 showing the back" in \
+        proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "none").exists()
+
+
 def test_up_to_date_is_skipped_and_force_rebuilds(project_root, sources, tmp_path):
     a, b = sources
     out = tmp_path / "mix"

@@ -23,8 +23,10 @@ def _write_split(split, arrays):
         out.commit()
 
 
-def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0):
-    """Write the tiny set into ``folder``; returns the folder (pathlib.Path)."""
+def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0, back_every=0):
+    """Write the tiny set into ``folder``; returns the folder (pathlib.Path). With
+    ``back_every`` = k, every k-th record's hand is turned half round about y (its back to the
+    camera)."""
     from hand_model import HandModel
 
     from data_prep.split import LmdbSplit
@@ -37,6 +39,8 @@ def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0):
         split = LmdbSplit.of(folder, "nyu", name)
         theta = np.zeros((n, 26))
         theta[:, :3] = rng.uniform(-0.2, 0.2, (n, 3))          # translation, normalised units
+        if back_every:
+            theta[::back_every, model.free_column("global rotation y")] = np.pi
         joints = model.forward(theta).reshape(n, 93)
         depth = np.full((n, 1, 128, 128), 1.0)
         u = (64 + 100 * theta[:, 0]).astype(int)
