@@ -279,6 +279,13 @@ def _head(n, variant, fc2, deploy, dataset="nyu"):
                           "param_str": joint_limit_param(dataset)})
 
 
+def _body(n, variant, deploy, dataset="nyu"):
+    """Everything after the input blob ``n.depth``: the turn (for a turned variant), the trunk,
+    the head and, unless ``deploy``, the losses."""
+    _head(n, variant, _trunk(n, _net_input(n, variant, n.depth), deploy=deploy), deploy=deploy,
+          dataset=dataset)
+
+
 def _data_layers(n, variant, split, batch, phase, lmdb_dir, dataset="nyu"):
     """Native Data layers reading the agreed LMDBs in step (same keys, same order, same batch)."""
     caffe, L, P = _caffe()
@@ -300,8 +307,7 @@ def train_val_net(variant, train_batch=TRAIN_BATCH, test_batch=TEST_BATCH, lmdb_
 
     train = caffe.NetSpec()
     _data_layers(train, variant, "train", train_batch, caffe.TRAIN, lmdb_dir, dataset)
-    _head(train, variant, _trunk(train, _net_input(train, variant, train.depth), deploy=False),
-          deploy=False, dataset=dataset)
+    _body(train, variant, deploy=False, dataset=dataset)
     test = caffe.NetSpec()
     _data_layers(test, variant, "test", test_batch, caffe.TEST, lmdb_dir, dataset)
     train_proto, test_proto = train.to_proto(), test.to_proto()
@@ -319,8 +325,7 @@ def deploy_net(variant, batch=1, dataset="nyu"):
     caffe, L, _ = _caffe()
     n = caffe.NetSpec()
     n.depth = L.Input(shape={"dim": [batch, 1, CROP, CROP]})
-    _head(n, variant, _trunk(n, _net_input(n, variant, n.depth), deploy=True), deploy=True,
-          dataset=dataset)
+    _body(n, variant, deploy=True, dataset=dataset)
     net = n.to_proto()
     net.name = f"DeepModel{DATASETS[dataset][0]}{VARIANTS[variant][0]}_deploy"
     return net
@@ -339,7 +344,7 @@ def bench_train_net(variant="paper", batch=TRAIN_BATCH):
         n.theta_gt = L.Input(shape={"dim": [batch, NUM_PARAMS]})
     else:
         n.joint_gt = L.Input(shape={"dim": [batch, NUM_JOINT_VALUES]})
-    _head(n, variant, _trunk(n, _net_input(n, variant, n.depth), deploy=False), deploy=False)
+    _body(n, variant, deploy=False)
     net = n.to_proto()
     net.name = f"DeepModel{VARIANTS[variant][0]}_bench"
     net.force_backward = True
