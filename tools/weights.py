@@ -17,6 +17,7 @@ trained on crops turned hand-up, else ``prototxt/deploy.prototxt``).
 import pathlib
 
 from plumbing import PROJECT, InputError
+from tools.net_io import default_model
 
 SHIPPED = PROJECT / "models" / "default" / "deepmodel.caffemodel"
 SHIPPED_REAL = PROJECT / "models" / "real" / "deepmodel.caffemodel"
@@ -41,13 +42,6 @@ def newest_trained(results):
     return None
 
 
-def _shipped_model(shipped):
-    """The deploy net ``shipped`` weights belong to (read from the layers saved with them)."""
-    from tools.net_io import default_model
-
-    return pathlib.Path(default_model(shipped))
-
-
 def _same_file(a, b):
     try:
         return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
@@ -64,7 +58,7 @@ def default_weights(results, model, shipped=SHIPPED):
     if trained is not None:
         return trained, f"the newest trained weights in {trained.parent}"
     # the shipped weights' deploy net, read from their file once (only when --model is given)
-    belong = None if model is None else _shipped_model(shipped)
+    belong = None if model is None else pathlib.Path(default_model(shipped))
     fits = model is None or _same_file(model, belong)
     if fits and shipped.is_file():
         what = _SHIPPED_WHAT.get(shipped, "")
