@@ -5,7 +5,9 @@
 #
 # 1. Debian packages Caffe compiles against (apt-get, only those missing).
 # 2. The brocolli-caffe 9.0.2 source archive via `pip download`, checked against its sha256.
-# 3. A build with Caffe's own Makefile, cached outside the clone in
+# 3. One fix to the source: `caffe train -weights W` fine-tunes from W, as in BVLC Caffe (this
+#    source parsed the flag and ignored it; scripts/caffe-train-weights.patch).
+#    A build with Caffe's own Makefile, cached outside the clone in
 #    $DEEPMODEL_CACHE (default ~/.cache/deepmodel-caffe)/<archive sha256 prefix>-<config hash>,
 #    so a second clone only links it. caffe_pb2.py is regenerated with the system protoc.
 # 4. Links the build into .venv: a .pth file (pycaffe and python_layers/ importable) and a
@@ -86,7 +88,10 @@ EOF
 CONFIG=$(make_config)
 # The key ignores where the venv is (numpy's headers live inside it): any clone with the same
 # Python, numpy major version and settings reuses the build.
-CONFIG_HASH=$(printf '%s\nnumpy%s\n' "${CONFIG//$NP_INCLUDE/numpy-include}" "$NP_MAJOR" | sha256sum | cut -c1-8)
+PATCH="$PROJECT/scripts/caffe-train-weights.patch"
+[ -f "$PATCH" ] || die "$PATCH is missing (it belongs to the repository)"
+CONFIG_HASH=$(printf '%s\nnumpy%s\n%s\n' "${CONFIG//$NP_INCLUDE/numpy-include}" "$NP_MAJOR" \
+  "$(cat "$PATCH")" | sha256sum | cut -c1-8)
 KEY="${ARCHIVE_SHA256:0:16}-$CONFIG_HASH"
 HOME_DIR="$CACHE/$KEY"
 
@@ -107,6 +112,7 @@ if [ ! -f "$HOME_DIR/.complete" ]; then
   trap 'rm -rf "$tmp"' EXIT
   tar -xzf "$archive" -C "$tmp"
   src="$tmp/brocolli-caffe-9.0.2"
+  patch -d "$src" -p1 --quiet --forward <"$PATCH" || die "$PATCH does not apply to $ARCHIVE_NAME"
   printf '%s\n' "$CONFIG" >"$src/Makefile.config"
   log="$CACHE/build-$KEY.log"
   jobs=${CAFFE_JOBS:-$(( $(nproc) + 1 ))}

@@ -88,3 +88,38 @@ def test_caffe_command_times_a_net_with_a_python_layer(layer_module):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Average Forward-Backward" in proc.stderr
     assert "affine\tforward" in proc.stderr
+
+
+def test_caffe_train_fine_tunes_from_weights(layer_module, make_net):
+    """`caffe train -weights W` starts from W (this Caffe source ignored the flag until
+    scripts/caffe-train-weights.patch): with a zero learning rate the snapshot after one
+    iteration holds W's parameters, and without -weights the filler's."""
+    exe = shutil.which("caffe")
+    assert exe, "the `caffe` command is not on PATH (run from `make test` or activate .venv)"
+    net = make_net(NET)
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=net.params["fc"][0].data.shape).astype(np.float32)
+    b = rng.normal(size=net.params["fc"][1].data.shape).astype(np.float32)
+    net.params["fc"][0].data[...] = w
+    net.params["fc"][1].data[...] = b
+    weights = layer_module / "given.caffemodel"
+    net.save(str(weights))
+    model = layer_module / "net.prototxt"
+    model.write_text(NET)
+    env = dict(os.environ, PYTHONPATH=f"{layer_module}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env["GLOG_minloglevel"] = "0"
+    got = {}
+    for name, extra in (("given", ["-weights", str(weights)]), ("filler", [])):
+        solver = layer_module / f"solver_{name}.prototxt"
+        solver.write_text(f'net: "{model}"\nbase_lr: 0\nlr_policy: "fixed"\nmax_iter: 1\n'
+                          f'snapshot_prefix: "{layer_module / name}"\nsolver_mode: CPU\n'
+                          f'random_seed: 5\n')
+        proc = subprocess.run([exe, "train", "-solver", str(solver), *extra], capture_output=True,
+                              text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert ("Finetuning from" in proc.stderr) == bool(extra)
+        snap = caffe.Net(str(model), str(layer_module / f"{name}_iter_1.caffemodel"), caffe.TEST)
+        got[name] = [p.data.copy() for p in snap.params["fc"]]
+    np.testing.assert_array_equal(got["given"][0], w)
+    np.testing.assert_array_equal(got["given"][1], b)
+    assert np.abs(got["filler"][0] - w).max() > 0.1 and np.all(got["filler"][1] == 0)
