@@ -291,6 +291,39 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     assert proc.returncode == 0 and "training from the start" in proc.stderr
 
 
+def test_weights_start_training_from_a_trained_net(project_root, tiny, tmp_path):
+    """--weights: Caffe starts from them (with a zero learning rate the next snapshot holds the
+    same parameters; without --weights it holds the fillers'); weights of another net are a
+    one-line error before anything is written."""
+    from tools.net_io import read_weights
+
+    def params(path):
+        return {l.name: [list(b.data) for b in l.blobs] for l in read_weights(path).layer if l.blobs}
+
+    first = tmp_path / "first"
+    assert _train(project_root, "--results", first, "--lmdb-dir", tiny, "--iters", 8, "--batch", 16,
+                  "--no-eval").returncode == 0
+    start = first / "deepmodel.caffemodel"
+    solver = _solver_copy(project_root, tmp_path, base_lr=0)
+    got = {}
+    for name, extra in (("tuned", ("--weights", start)), ("fresh", ())):
+        res = tmp_path / name
+        proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 1, "--batch",
+                      16, "--solver", solver, "--no-eval", *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert ("Finetuning from" in (res / "train.log").read_text()) == bool(extra)
+        summary = json.loads((res / "train.json").read_text())
+        assert summary["initial_weights"] == (str(start) if extra else None)
+        got[name] = params(res / "deepmodel.caffemodel")
+    assert got["tuned"] == params(start) and got["fresh"] != params(start)
+    other = project_root / "models" / "refine" / "refine_nyu.caffemodel"
+    proc = _train(project_root, "--results", tmp_path / "bad", "--lmdb-dir", tiny, "--iters", 1,
+                  "--weights", other)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "refine_nyu.caffemodel" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_hand_up_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     """The variant that turns its crops hand-up trains through Caffe (the turn layers in the
     TRAIN and TEST phases), is evaluated, and its real-crop score includes the depth fit in the

@@ -38,6 +38,8 @@ capped at the run's length) gets a warning to train again with another ``--seed`
 unit of a layer, is what the generated solvers' gradient clipping prevents.) ``--resume`` (what
 `make train` runs) continues an interrupted run from its newest ``.solverstate`` in
 RESULTS/snapshots, when the solver written for this run is the one that state was saved with.
+``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
+matched by name; W is checked against the variant's deploy net first).
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     import _venv_check  # noqa: F401
@@ -330,6 +332,8 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     cmd = [caffe, "train", f"-solver={plan['solver']}"]
     if plan.get("resume"):
         cmd.append(f"-snapshot={plan['resume']}")
+    elif plan.get("weights"):
+        cmd.append(f"-weights={plan['weights']}")      # fine-tuning: layers matched by name
     start = time.monotonic()
     snapshot, it, stopped_early, interrupted = None, 0, False, False
     train_loss = test_loss = None
@@ -492,13 +496,20 @@ def plot(log_path, png):
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
                   eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu", resume=False,
-                  seed=None):
-    """Train one variant into ``results``; evaluate and plot. Returns a summary dict."""
+                  seed=None, init_weights=None):
+    """Train one variant into ``results``; evaluate and plot. Returns a summary dict.
+    ``init_weights``: a .caffemodel to start from (checked against the variant's deploy net)."""
     mn = make_nets()
+    deploy = f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"
+    if init_weights is not None:
+        from tools.net_io import load_net
+
+        load_net(PROJECT / deploy, init_weights)   # one-line error unless every learned layer fits
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
                    solver_path=solver_path, test_interval=test_interval, dataset=dataset,
                    resume=resume, seed=seed)
+    plan["weights"] = None if init_weights is None else pathlib.Path(init_weights).resolve()
     log_path = results / "train.log"
     if plan["resume"] is not None:
         print(f"resuming from {rel(plan['resume'])} (appending to {rel(log_path)})", file=sys.stderr)
@@ -514,7 +525,8 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
                "final_test_loss": out["final_test_loss"],
                "final_test_iteration": out.get("final_test_iteration"),
-               "deploy": f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"}
+               "initial_weights": None if init_weights is None else str(init_weights),
+               "deploy": deploy}
     summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
         png = plot(log_path, results / "loss.png")
@@ -587,6 +599,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=nonneg_int,
                         help="the solver's random_seed (weight initialisation, dropout; default: "
                              f"the committed solver's, {mn.RANDOM_SEED})")
+    parser.add_argument("--weights", type=pathlib.Path,
+                        help="start from these weights instead of the fillers (fine-tuning; "
+                             "`caffe train -weights`): a .caffemodel of the same net, e.g. "
+                             "models/default/deepmodel.caffemodel for --variant hand_up")
     parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its newest .solverstate in "
@@ -604,7 +620,7 @@ def main(argv=None):
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
                             do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume,
-                            seed=args.seed)
+                            seed=args.seed, init_weights=args.weights)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
     print(f"trained {summary['variant']}"
           f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
