@@ -6,16 +6,17 @@ Each ``--train`` source is a folder written by ``data_prep.make_lmdb`` (``<datas
 ``_joint``, ``_theta`` and ``_meta.npz``); ``FOLDER:N`` takes N of its records, drawn at random
 without replacement (seeded), plain ``FOLDER`` all of them; a ``:back`` or ``:palm`` suffix
 (``FOLDER:N:back``, ``FOLDER:back``) draws only among the records whose labelled hand shows that
-face to the camera (the palm normal of the 31 keypoints, ``HandModel.palm_normal``). The records of all sources are written
-in one seeded random order (Caffe's Data layers read an LMDB in key order, so the sources are
-interleaved, not one after the other) into ``OUT/<dataset>_train_*``, with a meta file whose
-arrays follow the same order (plus ``source``: which ``--train`` each record came from). The test
-split of ``--test`` (default: the first source) is copied as it is, so ``tools/train.py
---lmdb-dir OUT`` evaluates on it.
+face to the camera (the palm normal of the 31 keypoints, ``HandModel.palm_normal``). The records
+of all sources are written in one seeded random order (Caffe's Data layers read an LMDB in key
+order, so the sources are interleaved, not one after the other) into ``OUT/<dataset>_train_*``,
+with a meta file whose arrays follow the same order (plus ``source``: which ``--train`` each
+record came from). The test split of ``--test`` (default: the first source) is copied as it is,
+so ``tools/train.py --lmdb-dir OUT`` evaluates on it.
 
 Records are copied byte for byte (no decoding); every source must hold the same dataset, the same
 record shapes and the same kinds (all with true angles, or none). An output built from the same
-sources (their build ids), counts and seed is up to date and skipped (``--force`` rebuilds).
+sources (their build ids), counts, faces and seed is up to date and skipped (``--force``
+rebuilds).
 Everything is written under temporary names and renamed when complete.
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
@@ -60,7 +61,7 @@ def facing(joint_lmdb, n):
     rows = np.empty((n, 3 * model.num_keypoints), np.float64)
     with lmdb.open(str(joint_lmdb), readonly=True, lock=False) as env, env.begin() as txn:
         for i in range(n):
-            shape, values = datum.decode(txn.get(key(i)))
+            _, values = datum.decode(txn.get(key(i)))
             if values.size != rows.shape[1]:
                 raise InputError(f"{joint_lmdb}: record {i} holds {values.size} values, not the "
                                  f"{model.num_keypoints} keypoints x 3 a face is read from")

@@ -633,7 +633,7 @@ class HandModel:
             except ValueError:
                 raise KeyError(f"{self.source}: no keypoint named {name!r}") from None
         little, index, wrist, middle = (kp[:, i] for i in ids)
-        # the fingers flex towards -(across x along) in this model's right hand
+        # along the palm x across it: in this model's right hand, the side the fingers flex to
         n = np.cross(middle - wrist, index - little)
         return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
 
