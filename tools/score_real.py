@@ -137,8 +137,8 @@ def build_parser():
                    "their keypoints averaged")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
-    p.add_argument("--crops", default=str(NYU_TEST_CROPS), help="folder of crops named by "
-                   "0-based test-frame index")
+    p.add_argument("--crops", default=None, help="folder of crops named by 0-based test-frame "
+                   "index (default: the repository's data/reference/nyu/test_crops)")
     p.add_argument("--fit", action="store_true", help="also fit each net's pose (its --theta-blob) "
                    "to the crop's depth and score the fitted keypoints (data_prep/depth_fit.py)")
     p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles the hand "
@@ -174,7 +174,7 @@ def main(argv=None):
         weights, where = default_weights(PROJECT / "results", args.model, shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
         all_weights = [weights]
-    data = real_crops(args.crops)
+    data = real_crops(args.crops or NYU_TEST_CROPS)
     keypoints, fitted = [], []
     models = [args.model or default_model(w) for w in all_weights]
     for w, model in zip(all_weights, models):
