@@ -50,8 +50,8 @@ def build_parser():
     p.add_argument("--weights", default=None, help=".caffemodel (default: the newest in results/, "
                    "else the shipped models/default/ weights)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
-    p.add_argument("--lmdb", default=str(DEFAULT_LMDB), help="test split prefix (<prefix>_depth, "
-                   "_joint, _meta.npz)")
+    p.add_argument("--lmdb", default=None, help="test split prefix (<prefix>_depth, _joint, "
+                   "_meta.npz; default: the repository's data/lmdb/nyu_test)")
     p.add_argument("--frames", type=positive_int, default=400, help="the first N records")
     p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles")
     p.add_argument("--blob", default="joints", help="output blob with the (N, 93) keypoints")
@@ -80,6 +80,7 @@ def main(argv=None):
     output_blob(net, args.blob, 93, args.model, "--blob")
     model = HandModel.nyu()
     output_blob(net, args.theta_blob, model.num_free, args.model, "--theta-blob")
+    args.lmdb = args.lmdb or str(DEFAULT_LMDB)
     split = LmdbSplit(args.lmdb)
     with split.open("depth") as depth, split.open("joint") as joint:
         meta = split.read_meta(len(depth))

@@ -188,8 +188,9 @@ def build_parser():
         description="Choose which model keypoints the 16 ICVL joints are (by fit error on the "
                     "ICVL test labels) and calibrate the hand's bone lengths to ICVL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--labels", default=str(ICVL_LABELS), help="ICVL label file (16 joints, kit "
-                   "format; its first 702 lines are test sequence 1)")
+    p.add_argument("--labels", default=None, help="ICVL label file (16 joints, kit format; its "
+                   "first 702 lines are test sequence 1; default: the repository's ICVL test "
+                   "labels)")
     p.add_argument("--rounds", type=int_in(1, 100), default=10,
                    help="calibration rounds (poses <-> bones), 1-100")
     p.add_argument("--restarts", type=nonneg_int, default=2, help="random restarts per poor frame")
@@ -208,6 +209,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     nyu_definition = json.loads((PROJECT / "python_layers" / "models" / "nyu31.json").read_text())
     model = HandModel(nyu_definition)
+    args.labels = args.labels or str(ICVL_LABELS)
     labels = load_labels(args.labels)
     if len(labels) != icvl.TEST_FRAMES:
         raise InputError(f"{args.labels}: {len(labels)} frames, expected ICVL's "
