@@ -11,7 +11,7 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
+.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix lmdb-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -47,7 +47,8 @@ nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
 # make train's training set: DATASET=icvl or NYU_ROOT given: that dataset's LMDBs as they are;
-# otherwise the embedded synthetic set mixed 5:1 with the prior-pose world (docs/realism.md)
+# otherwise the embedded synthetic set mixed 5:1 with the prior-pose world, then 1200 iterations
+# at a tenth of the learning rate on the 1:1 mix, from those weights (docs/realism.md)
 ifeq ($(DATASET),icvl)
 TRAIN_DATA := lmdb-icvl
 TRAIN_ARGS := --dataset icvl --results $(RESULTS)/icvl
@@ -55,12 +56,15 @@ else ifneq ($(NYU_ROOT),)
 TRAIN_DATA := lmdb-nyu
 TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up
 else
-TRAIN_DATA := lmdb-default-mix
-TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up --lmdb-dir data/lmdb_mix51
+TRAIN_DATA := lmdb-default-mix lmdb-mix
+TRAIN_ARGS := --dataset nyu --results $(RESULTS)/base --variant hand_up --lmdb-dir data/lmdb_mix51 --no-eval
+TUNE_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up --lmdb-dir data/lmdb_mix \
+  --weights $(RESULTS)/base/deepmodel_hand_up.caffemodel --iters 1200 --base-lr 0.0003
 endif
 
-train: caffe $(TRAIN_DATA) ## the main job: data, train the paper's net on crops turned hand-up (variant hand_up) on the synthetic set mixed 5:1 with prior-pose hands (NYU_ROOT: on NYU; DATASET=icvl: the paper's net on ICVL), evaluate, plot (results/; DATASET=icvl: results/icvl)
+train: caffe $(TRAIN_DATA) ## the main job: data, train the paper's net on crops turned hand-up (variant hand_up) on the synthetic set mixed 5:1 with prior-pose hands, then fine-tune it on the 1:1 mix (NYU_ROOT: on NYU; DATASET=icvl: the paper's net on ICVL), evaluate, plot (results/; DATASET=icvl: results/icvl)
 	@$(RUN) $(PY) tools/train.py $(TRAIN_ARGS) --resume
+	$(if $(TUNE_ARGS),@$(RUN) $(PY) tools/train.py $(TUNE_ARGS) --resume)
 
 lmdb-prior: caffe ## the prior-pose world: ICVL prior poses, randomised body, bent wrist, both faces (generated once) -> data/lmdb_real (two augmented copies)
 	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
@@ -69,8 +73,10 @@ lmdb-prior: caffe ## the prior-pose world: ICVL prior poses, randomised body, be
 lmdb-default-mix: lmdb-nyu lmdb-prior ## make train's set: the 12000 synthetic training crops + 2400 random records of the prior-pose world -> data/lmdb_mix51
 	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400
 
-train-real: caffe lmdb-nyu lmdb-prior ## the plain net for real depth (docs/realism.md): the default synthetic set mixed half and half with the prior-pose world -> results/real, real crops scored with and without the depth fit (~25 min)
+lmdb-mix: lmdb-nyu lmdb-prior ## the 1:1 mix: the 12000 synthetic training crops + 12000 random records of the prior-pose world -> data/lmdb_mix
 	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
+
+train-real: caffe lmdb-mix ## the plain net for real depth (docs/realism.md): the paper's net on the 1:1 mix -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_mix --max-minutes 40 --resume
 
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)

@@ -114,6 +114,15 @@ def test_seed_sets_the_solvers_random_seed(project_root, tiny, tmp_path):
     assert weights["a"] == weights["b"] and weights["a"] != weights["c"]
 
 
+def test_base_lr_sets_the_solvers_learning_rate(project_root, tiny, tmp_path):
+    res = tmp_path / "res"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 1, "--batch", 4,
+                  "--base-lr", "0.0007", "--no-eval")
+    assert proc.returncode == 0, proc.stderr
+    assert "base_lr: 0.0007\n" in (res / "solver.prototxt").read_text()
+    assert "Iteration 0, lr = 0.0007" in (res / "train.log").read_text()
+
+
 def _mean_label_loss(lmdb_path):
     """1/2 mean |label - mean label|^2 over an LMDB of float Datums, read with lmdb and Caffe's
     own protobuf (not the project's reader)."""

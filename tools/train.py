@@ -180,7 +180,7 @@ def read_proto(path, message):
 
 
 def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
-            test_interval=None, dataset="nyu", resume=False, seed=None):
+            test_interval=None, dataset="nyu", resume=False, seed=None, base_lr=None):
     """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
 
     Returns a dict with the solver path, max_iter, snapshot prefix, data sizes and ``resume``: the
@@ -231,6 +231,8 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
         s.max_iter = iters
     if seed is not None:
         s.random_seed = seed
+    if base_lr is not None:
+        s.base_lr = base_lr
     s.test_interval = test_interval or max(1, round(s.test_interval * scale))
     if s.max_iter > 0:
         # a run shorter than the test interval still gets a test pass at its end (Caffe tests at
@@ -496,7 +498,7 @@ def plot(log_path, png):
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
                   eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu", resume=False,
-                  seed=None, init_weights=None):
+                  seed=None, init_weights=None, base_lr=None):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict.
     ``init_weights``: a .caffemodel to start from (checked against the variant's deploy net)."""
     mn = make_nets()
@@ -508,7 +510,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
                    solver_path=solver_path, test_interval=test_interval, dataset=dataset,
-                   resume=resume, seed=seed)
+                   resume=resume, seed=seed, base_lr=base_lr)
     plan["weights"] = None if init_weights is None else pathlib.Path(init_weights).resolve()
     log_path = results / "train.log"
     if plan["resume"] is not None:
@@ -603,6 +605,9 @@ def main(argv=None):
                         help="start from these weights instead of the fillers (fine-tuning; "
                              "`caffe train -weights`): a .caffemodel of the same net, e.g. "
                              "models/default/deepmodel.caffemodel for --variant hand_up")
+    parser.add_argument("--base-lr", type=finite_float(0, lo_open=True), default=None,
+                        help=f"the solver's learning rate (default: the committed solver's, "
+                             f"{mn.BASE_LR:g}); e.g. a tenth of it to fine-tune from --weights")
     parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its newest .solverstate in "
@@ -620,7 +625,7 @@ def main(argv=None):
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
                             do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume,
-                            seed=args.seed, init_weights=args.weights)
+                            seed=args.seed, init_weights=args.weights, base_lr=args.base_lr)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
     print(f"trained {summary['variant']}"
           f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
