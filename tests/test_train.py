@@ -364,8 +364,9 @@ def _make_dry_run(project_root, *args):
 
 def test_make_train_runs_the_recipe_models_default_records(project_root):
     """`make train` without a dataset: the prior-pose world, 2400 of its records mixed with the
-    synthetic set's 12000, the hand-up net trained on that mix (models/default/README.md); with
-    NYU_ROOT the NYU LMDBs as they are; DATASET=icvl the paper's net on ICVL."""
+    synthetic set's 12000, the hand-up net trained on that mix, then fine-tuned on the 1:1 mix at
+    a tenth of the learning rate (models/default/README.md); with NYU_ROOT the NYU LMDBs as they
+    are; DATASET=icvl the paper's net on ICVL."""
     default = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=nyu")
     steps = ["-m data_prep.make_lmdb nyu",
              "-m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 "
@@ -373,14 +374,18 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
              "-m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real "
              "--augment 2",
              "-m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400",
-             "tools/train.py --dataset nyu --results results --variant hand_up "
-             "--lmdb-dir data/lmdb_mix51 --resume"]
+             "-m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000",
+             "tools/train.py --dataset nyu --results results/base --variant hand_up "
+             "--lmdb-dir data/lmdb_mix51 --no-eval --resume",
+             "tools/train.py --dataset nyu --results results --variant hand_up --lmdb-dir "
+             "data/lmdb_mix --weights results/base/deepmodel_hand_up.caffemodel --iters 1200 "
+             "--base-lr 0.0003 --resume"]
     assert len(default) == len(steps)
     for line, step in zip(default, steps):
         assert step in line, (step, line)
     readme = (project_root / "models" / "default" / "README.md").read_text()
-    assert ("data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb\ndata/lmdb_real:2400"
-            in readme)
+    for step in steps[-3:]:                     # the README names the mixes and both trainings
+        assert step.split(" --resume")[0] in " ".join(readme.split()), step
     nyu = _make_dry_run(project_root, "train", "NYU_ROOT=/some/nyu", "DATASET=nyu")
     assert not any("merge_lmdb" in line or "synthetic" in line for line in nyu)
     assert "--root /some/nyu" in nyu[0] or '--root "/some/nyu"' in nyu[0]
