@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Train a DeepModel net with the `caffe` command, then evaluate it and plot the loss curves.
 
-    tools/train.py --variant hand_up --lmdb-dir data/lmdb_mix51 --results results  # make train
+    tools/train.py --variant hand_up --lmdb-dir data/lmdb_mix51 --results results/base --no-eval
+    tools/train.py --variant hand_up --lmdb-dir data/lmdb_mix --results results --iters 1200 \
+        --weights results/base/deepmodel_hand_up.caffemodel --base-lr 0.0003   # make train's two
     tools/train.py --results results                     # the paper's net as it is
     tools/train.py --variant direct_joints --iters 100 --results results/try
 
@@ -9,7 +11,8 @@
 each crop so that its hand points up and one after the model layer that turns the keypoints
 back (tools/make_nets.py; docs/realism.md, "Every crop turned to its hand"), on the synthetic
 set's LMDBs mixed 5:1 with the prior-pose world's (``make lmdb-default-mix``: data/lmdb_mix51,
-whose test split is the synthetic set's).
+whose test split is the synthetic set's), then from those weights 1200 iterations at a tenth of
+the learning rate on the two mixed 1:1 (``make lmdb-mix``: data/lmdb_mix).
 
 Steps: check the LMDBs (``make lmdb-nyu`` writes them), write the solver actually used into the
 results folder (max_iter, snapshot prefix and test_iter adapted), run ``caffe train`` from the
