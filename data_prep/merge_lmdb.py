@@ -52,20 +52,17 @@ def parse_source(text):
     return pathlib.Path(folder), int(count), face
 
 
-def facing(joint_lmdb, n):
-    """``(n,)`` str: the face ("palm" or "back") each record of a joint LMDB (31 keypoints,
-    normalised crop units, z = depth) shows to the camera."""
+def facing(split):
+    """``(N,)`` str: the face ("palm" or "back") the hand of each record of a split's joint LMDB
+    (31 keypoints, normalised crop units, z = depth) shows to the camera."""
     from hand_model import HandModel
 
     model = HandModel.nyu()
-    rows = np.empty((n, 3 * model.num_keypoints), np.float64)
-    with lmdb.open(str(joint_lmdb), readonly=True, lock=False) as env, env.begin() as txn:
-        for i in range(n):
-            _, values = datum.decode(txn.get(key(i)))
-            if values.size != rows.shape[1]:
-                raise InputError(f"{joint_lmdb}: record {i} holds {values.size} values, not the "
-                                 f"{model.num_keypoints} keypoints x 3 a face is read from")
-            rows[i] = values
+    with split.open("joint") as joint:
+        _, rows = joint.read_all()
+    if rows.shape[1] != 3 * model.num_keypoints:
+        raise InputError(f"{split.lmdb('joint')}: records hold {rows.shape[1]} values, not the "
+                         f"{model.num_keypoints} keypoints x 3 a face is read from")
     return np.where(model.palm_normal(rows)[:, 2] < 0, "palm", "back")
 
 
@@ -91,7 +88,7 @@ class Source:
         # the records a draw may take: all, or those showing the asked face
         self.eligible = np.arange(len(self.meta))
         if self.face is not None:
-            faces = facing(self.split.lmdb("joint"), len(self.meta))
+            faces = facing(self.split)
             self.eligible = np.flatnonzero(faces == self.face)
         if self.count is not None and self.count > len(self.eligible):
             raise InputError(f"--train {text}: asks for {self.count} records, the split has "
