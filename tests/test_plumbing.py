@@ -84,7 +84,6 @@ def test_os_errors_are_one_line(tmp_path):
     assert os.path.exists(tmp_path)
 
 
-
 @pytest.mark.parametrize("message, hint", [("mdb_txn_commit: Input/output error", True),
                                            ("mdb_get: MDB_CORRUPTED: Located page was wrong type",
                                             False)])
@@ -97,6 +96,7 @@ def test_lmdb_errors_are_one_line_and_a_failed_write_asks_about_the_disk(message
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: LMDB: {message}")
     assert ("disk full" in proc.stderr) == hint
+
 
 def _square(x):
     return x * x
