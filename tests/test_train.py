@@ -289,6 +289,7 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     for it in (16, 24):
         for suffix in ("caffemodel", "solverstate"):
             (res / "snapshots" / f"deepmodel_iter_{it}.{suffix}").unlink()
+    (res / "train.json").unlink()               # a killed run writes no summary
     proc = _train(project_root, *args, "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "resuming from" in proc.stderr and "deepmodel_iter_8.solverstate" in proc.stderr
@@ -298,6 +299,41 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     assert json.loads((res / "train.json").read_text())["iterations"] == 24
     proc = _train(project_root, *args[:-2], "--test-interval", 12, "--resume")    # another solver
     assert proc.returncode == 0 and "training from the start" in proc.stderr
+
+
+def test_resume_keeps_a_finished_run_until_what_it_depends_on_changes(project_root, tiny, tmp_path):
+    """--resume after a finished run trains nothing and leaves its files as they are; a run
+    fine-tuned from it (--weights) is kept too, until the weights it started from change (the
+    first run trained again with another seed), and a run on rebuilt data trains again."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    common = ("--lmdb-dir", tiny, "--iters", 4, "--batch", 16, "--no-eval", "--resume")
+
+    def train(res, *extra):
+        proc = _train(project_root, "--results", res, *common, *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    def files(res):
+        return {p.name: p.read_bytes() for p in (res / "deepmodel.caffemodel", res / "train.log",
+                                                 res / "train.json")}
+
+    start = first / "deepmodel.caffemodel"
+    assert "kept" not in train(first).stderr
+    before = files(first)
+    proc = train(first)
+    assert "kept (nothing trained)" in proc.stderr and "kept from the finished run" in proc.stdout
+    assert files(first) == before
+    assert "kept" not in train(second, "--weights", start).stderr
+    assert "kept" in train(second, "--weights", start).stderr
+    assert "kept" not in train(first, "--seed", 5).stderr          # another solver: trained
+    assert files(first)["deepmodel.caffemodel"] != before["deepmodel.caffemodel"]
+    assert "kept" not in train(second, "--weights", start).stderr  # its start changed
+    assert "kept" in train(second, "--weights", start).stderr
+    # other data of the same size (another build): trained again
+    rebuilt = write_tiny_lmdbs(tmp_path / "rebuilt", n_train=64, n_test=16, seed=1)
+    proc = _train(project_root, "--results", second, "--weights", start, *common[2:],
+                  "--lmdb-dir", rebuilt)
+    assert proc.returncode == 0 and "kept" not in proc.stderr, proc.stderr
 
 
 def test_weights_start_training_from_a_trained_net(project_root, tiny, tmp_path):

@@ -40,12 +40,17 @@ capped at the run's length) gets a warning to train again with another ``--seed`
 ``"stuck": true`` in RESULTS/train.json. (The cause seen so far, first updates that kill every
 unit of a layer, is what the generated solvers' gradient clipping prevents.) ``--resume`` (what
 `make train` runs) continues an interrupted run from its newest ``.solverstate`` in
-RESULTS/snapshots, when the solver written for this run is the one that state was saved with.
+RESULTS/snapshots, when the solver written for this run is the one that state was saved with, and
+keeps a finished run (nothing trained) when RESULTS/train.json records the same solver, net, data
+(the LMDBs' build ids) and initial weights (their SHA-256) and the weights file is still the one
+it wrote: so `make train` run again after an interruption in its second stage does not train the
+first again.
 ``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
 matched by name; W is checked against the variant's deploy net first).
 """
 if __name__ == "__main__":   # outside the venv: one line on how to activate it
     import _venv_check  # noqa: F401
+import hashlib
 import json
 from argparse import RawDescriptionHelpFormatter
 import math
@@ -59,6 +64,7 @@ import sys
 import time
 
 
+from data_prep.lmdb_io import read_build_id
 from data_prep.split import LmdbSplit
 from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, console, finite_float,
                       nonneg_int, positive_int, run, write_json)
@@ -258,11 +264,45 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
             print("--resume: no solver state of this run to continue from: training from the "
                   "start", file=sys.stderr)
     used_solver.write_text(solver_text)
+    # what a finished run's weights depend on, compared by --resume to keep them (train_variant)
+    sources = sorted({l.data_param.source for l in net.layer if l.type == "Data"})
+    run_key = {"solver": _sha256(solver_text.encode()), "net": _sha256(net_text.encode()),
+               "data": {rel(PROJECT / src): read_build_id(PROJECT / src) for src in sources}}
     batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
                   and caffe_pb2.TRAIN in {r.phase for r in l.include}), None)
     return {"solver": used_solver, "max_iter": s.max_iter, "n_train": n_train, "n_test": n_test,
             "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch, "resume": state,
-            "seed": s.random_seed}
+            "seed": s.random_seed, "run_key": run_key}
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path):
+    """The SHA-256 of a file's bytes, hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def finished_run(results, run_key, weights):
+    """The summary in ``results/train.json`` of a run that trained to its end with the same
+    ``run_key`` (solver, net, the data's LMDB build ids, the initial weights' bytes) and whose
+    ``weights`` file is still the one it wrote, or None. An LMDB without a build id never
+    matches (its contents cannot be told apart)."""
+    try:
+        old = json.loads((results / "train.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if (not isinstance(old, dict) or old.get("run_key") != run_key or old.get("stopped_early")
+            or old.get("iterations") != old.get("max_iter")
+            or None in run_key["data"].values() or not weights.is_file()
+            or old.get("weights_sha256") != file_sha256(weights)):
+        return None
+    return old
 
 
 def latest_solverstate(prefix, max_iter):
@@ -515,11 +555,19 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                    solver_path=solver_path, test_interval=test_interval, dataset=dataset,
                    resume=resume, seed=seed, base_lr=base_lr)
     plan["weights"] = None if init_weights is None else pathlib.Path(init_weights).resolve()
+    plan["run_key"]["initial_weights"] = (None if init_weights is None
+                                          else file_sha256(plan["weights"]))
+    weights = results / f"{weight_name(variant, dataset)}.caffemodel"
+    if resume:
+        done = finished_run(results, plan["run_key"], weights)
+        if done is not None and (not do_eval or "eval" in done):
+            print(f"--resume: {rel(weights)} is this run's, trained to its end with the same "
+                  "solver, net, data and initial weights: kept (nothing trained)", file=sys.stderr)
+            return dict(done, kept=True)
     log_path = results / "train.log"
     if plan["resume"] is not None:
         print(f"resuming from {rel(plan['resume'])} (appending to {rel(log_path)})", file=sys.stderr)
     out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
-    weights = results / f"{weight_name(variant, dataset)}.caffemodel"
     with atomic_path(weights) as tmp:
         shutil.copyfile(out["snapshot"], tmp)
     summary = {"variant": variant, "dataset": dataset, "weights": rel(weights), "log": rel(log_path),
@@ -531,7 +579,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "final_test_loss": out["final_test_loss"],
                "final_test_iteration": out.get("final_test_iteration"),
                "initial_weights": None if init_weights is None else str(init_weights),
-               "deploy": deploy}
+               "deploy": deploy, "run_key": plan["run_key"], "weights_sha256": file_sha256(weights)}
     summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
         png = plot(log_path, results / "loss.png")
@@ -614,7 +662,9 @@ def main(argv=None):
     parser.add_argument("--no-eval", action="store_true", help="skip tools/test_net.py")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run from its newest .solverstate in "
-                             "RESULTS/snapshots (same solver and net; else train from the start)")
+                             "RESULTS/snapshots (same solver and net; else train from the start); "
+                             "keep a finished run of the same solver, net, data and initial "
+                             "weights as it is")
     args = parser.parse_args(argv)
     if not args.paper_batch:
         args.batch = BUDGET_BATCH if args.batch is None else args.batch
@@ -630,6 +680,7 @@ def main(argv=None):
                             do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume,
                             seed=args.seed, init_weights=args.weights, base_lr=args.base_lr)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
+    note += " (kept from the finished run)" if summary.get("kept") else ""
     print(f"trained {summary['variant']}"
           f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
           f"{summary['iterations']} iterations in "
