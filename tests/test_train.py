@@ -322,6 +322,7 @@ def test_resume_keeps_a_finished_run_until_what_it_depends_on_changes(project_ro
     before = files(first)
     proc = train(first)
     assert "kept (nothing trained)" in proc.stderr and "kept from the finished run" in proc.stdout
+    assert "from the start" not in proc.stderr
     assert files(first) == before
     assert "kept" not in train(second, "--weights", start).stderr
     assert "kept" in train(second, "--weights", start).stderr

@@ -260,9 +260,6 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     if resume:
         same = same_net and used_solver.is_file() and used_solver.read_text() == solver_text
         state = latest_solverstate(s.snapshot_prefix, s.max_iter) if same else None
-        if state is None:
-            print("--resume: no solver state of this run to continue from: training from the "
-                  "start", file=sys.stderr)
     used_solver.write_text(solver_text)
     # what a finished run's weights depend on, compared by --resume to keep them (train_variant)
     sources = sorted({l.data_param.source for l in net.layer if l.type == "Data"})
@@ -567,6 +564,9 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
     log_path = results / "train.log"
     if plan["resume"] is not None:
         print(f"resuming from {rel(plan['resume'])} (appending to {rel(log_path)})", file=sys.stderr)
+    elif resume:
+        print("--resume: no solver state of this run to continue from: training from the start",
+              file=sys.stderr)
     out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
     with atomic_path(weights) as tmp:
         shutil.copyfile(out["snapshot"], tmp)
