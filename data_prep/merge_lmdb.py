@@ -172,10 +172,19 @@ def merge(sources, out, dataset, seed=0, force=False, progress=True):
     kinds = sources[0].kinds
     sizes = {k: sum(pathlib.Path(s.split.lmdb(k), "data.mdb").stat().st_size for s in sources)
              for k in kinds}
-    envs = [{k: lmdb.open(str(s.split.lmdb(k)), readonly=True, lock=False, readahead=False)
-             for k in kinds} for s in sources]
+    # one environment and transaction per LMDB: a folder may be a source twice (FOLDER:N:back
+    # FOLDER:N:palm), and LMDB opens an environment once per process
+    opened = {}
+
+    def txn_of(path):
+        path = str(pathlib.Path(path).resolve())
+        if path not in opened:
+            env = lmdb.open(path, readonly=True, lock=False, readahead=False)
+            opened[path] = (env, env.begin())
+        return opened[path][1]
+
     try:
-        txns = [{k: e.begin() for k, e in env.items()} for env in envs]
+        txns = [{k: txn_of(s.split.lmdb(k)) for k in kinds} for s in sources]
         pathlib.Path(out).mkdir(parents=True, exist_ok=True)
         with split.writer(kinds, {k: 2 * v + (256 << 20) for k, v in sizes.items()}) as w:
             for s, r in tqdm(rows, desc=f"{dataset}_train LMDBs", unit="record",
@@ -183,9 +192,8 @@ def merge(sources, out, dataset, seed=0, force=False, progress=True):
                 w.put({k: txns[s][k].get(key(int(r))) for k in kinds})
             w.commit(before_rename=lambda: split.meta_path.unlink(missing_ok=True))
     finally:
-        for env in envs:
-            for e in env.values():
-                e.close()
+        for env, _ in opened.values():
+            env.close()
 
     def gather(name):
         """The meta array ``name`` of every merged record, in the merged order."""

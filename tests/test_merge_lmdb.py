@@ -83,6 +83,16 @@ def test_a_face_suffix_draws_only_hands_showing_that_face(project_root, sources,
     proc = merge(project_root, "--out", out, "--train", f"{b}:palm")
     assert proc.returncode == 0, proc.stderr
     assert sorted(np.load(out / "nyu_train_meta.npz")["frame"]) == list(np.flatnonzero(~turned))
+    # one folder twice, a draw of each face: each record's bytes are its own source record's
+    proc = merge(project_root, "--out", out, "--train", f"{b}:4:back", f"{b}:4:palm")
+    assert proc.returncode == 0, proc.stderr
+    meta = np.load(out / "nyu_train_meta.npz")
+    assert np.all(turned[meta["frame"][meta["source"] == 0]])
+    assert not np.any(turned[meta["frame"][meta["source"] == 1]])
+    mine, theirs = records(out, "train"), records(b, "train")     # the tiny set's frame = record
+    for kind in mine:
+        assert len(mine[kind]) == 8
+        assert all(m == theirs[kind][f] for m, f in zip(mine[kind], meta["frame"]))
     proc = merge(project_root, "--out", tmp_path / "none", "--train", a, f"{b}:9:back")
     assert proc.returncode == 2 and "asks for 9 records, the split has 8 showing the back" in \
         proc.stderr and "Traceback" not in proc.stderr
