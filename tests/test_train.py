@@ -431,3 +431,26 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     icvl = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=icvl")
     assert "data_prep.make_lmdb icvl" in icvl[0]
     assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")
+
+
+def test_caffe_train_runs_one_blas_thread_unless_told(project_root, tiny, tmp_path):
+    """OpenBLAS's sums depend on its thread count: from the same seed and data two threads train
+    other weights than one. tools/train.py runs `caffe train` with one unless OPENBLAS_NUM_THREADS
+    is set, so a run with the variable unset trains the weights of OPENBLAS_NUM_THREADS=1 to the
+    bit, whatever the machine's core count (the shipped weights' reproducibility)."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: OpenBLAS runs one thread whatever it is told")
+    weights = {}
+    for name, threads in (("unset", None), ("one", "1"), ("two", "2")):
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        if threads:
+            env["OPENBLAS_NUM_THREADS"] = threads
+        res = tmp_path / name
+        proc = subprocess.run([PY, "tools/train.py", "--results", str(res), "--lmdb-dir", str(tiny),
+                               "--iters", "3", "--batch", "64", "--no-eval"], cwd=project_root,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((res / "train.json").read_text())["blas_threads"] == int(threads or 1)
+        weights[name] = (res / "deepmodel.caffemodel").read_bytes()
+    assert weights["unset"] == weights["one"]
+    assert weights["two"] != weights["one"]     # the control: the thread count does change the bits

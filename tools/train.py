@@ -45,6 +45,13 @@ keeps a finished run (nothing trained) when RESULTS/train.json records the same 
 (the LMDBs' build ids) and initial weights (their SHA-256) and the weights file is still the one
 it wrote: so `make train` run again after an interruption in its second stage does not train the
 first again.
+BLAS threads: ``caffe train`` runs with one OpenBLAS thread (OPENBLAS_NUM_THREADS=1) unless
+that variable is set. OpenBLAS's result depends on its thread count (same seed and data, 200
+iterations: the weights of 1 and 2 threads differ, those of two runs at the same count are equal
+to the bit), so one thread is what makes the shipped weights reproducible on any machine; and on
+this 2-core machine it is also faster (Caffe's data prefetch thread and this tool share the
+cores): 200 iterations of ``--variant hand_up`` 55-56 s against 66-70 s with OpenBLAS's default of
+two threads (docs/benchmarks.md). The count used is in RESULTS/train.json (``blas_threads``).
 ``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
 matched by name; W is checked against the variant's deploy net first).
 """
@@ -76,6 +83,9 @@ DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
+# OpenBLAS threads of `caffe train` unless OPENBLAS_NUM_THREADS is set (module docstring, "BLAS
+# threads"): one trains faster here and the same weights on any machine.
+BLAS_THREADS = 1
 # a run whose final test loss is at least this share of the loss of always predicting the test
 # labels' mean has not learnt (stuck at the average pose from the start; seen with seeds 3 and 4
 # before the solvers clipped the gradient, docs/benchmarks.md): warned about, flagged in train.json
@@ -361,6 +371,11 @@ def _die_with_parent():
         pass
 
 
+def blas_threads():
+    """OpenBLAS threads for `caffe train`: $OPENBLAS_NUM_THREADS when set, else BLAS_THREADS."""
+    return os.environ.get("OPENBLAS_NUM_THREADS") or str(BLAS_THREADS)
+
+
 def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     """Run `caffe train`, streaming its log to ``log_path`` with a tqdm bar.
 
@@ -371,6 +386,7 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     caffe = find_caffe()
     env = dict(os.environ, GLOG_minloglevel="0")   # the progress comes from Caffe's INFO lines
     env.pop("GLOG_logtostderr", None)
+    env["OPENBLAS_NUM_THREADS"] = blas_threads()
     cmd = [caffe, "train", f"-solver={plan['solver']}"]
     if plan.get("resume"):
         cmd.append(f"-snapshot={plan['resume']}")
@@ -579,7 +595,8 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "final_test_loss": out["final_test_loss"],
                "final_test_iteration": out.get("final_test_iteration"),
                "initial_weights": None if init_weights is None else str(init_weights),
-               "deploy": deploy, "run_key": plan["run_key"], "weights_sha256": file_sha256(weights)}
+               "deploy": deploy, "run_key": plan["run_key"], "weights_sha256": file_sha256(weights),
+               "blas_threads": int(t) if (t := blas_threads()).isdigit() else t}
     summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
         png = plot(log_path, results / "loss.png")
