@@ -1,6 +1,7 @@
 """Smoke test of tools/bench.py with tiny sizes: it runs and its JSON is sane (no timing goals here)."""
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -57,6 +58,12 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     assert math.isclose(res["hand_up_net_forward_fps_b1"], 1000 / res["hand_up_net_forward_ms_b1"])
     assert _positive(res["hand_turn_layer_forward_ms_b8"])
     assert f"{res['hand_up_net_forward_fps_b1']:.0f} frames/s" in proc.stdout
+    # make train's iteration with one OpenBLAS thread and with one per CPU (this Caffe: OpenBLAS)
+    if (os.cpu_count() or 1) > 1:
+        one, every = res["hand_up_iteration_ms_b8_1_thread"], res["hand_up_iteration_ms_b8_all_threads"]
+        assert _positive(one) and _positive(every) and res["blas_threads_cpus"] == os.cpu_count()
+        assert (f"{one:.0f} ms  {os.cpu_count()} threads: {every:.0f} ms ({every / one:.2f} x;"
+                in proc.stdout)
 
 
 def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):

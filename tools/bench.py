@@ -14,6 +14,9 @@ Measured (median over repeats, after a warm-up):
      layer's forward + backward time in that net: the model layer's share of the iteration;
      inputs are real records of the train LMDBs when present (ReLU and pooling times depend on
      the data), else synthetic hand-like crops;
+  3b. make train's iteration (variant hand_up, batch 64 or B if smaller, data loading excluded)
+     with one OpenBLAS thread and with one per CPU, switched at run time
+     (openblas_set_num_threads) between steps: tools/train.py's default of one thread;
   4. single-frame forward of the deploy net (frames/s), with and without the model layer, and the
      model layer alone: right after the layers below it, as the net runs it (the goal's figure),
      and repeated at once (warm caches; interleaved in one loop, measured first: after the
@@ -151,25 +154,75 @@ def bench_layer(caffe, batch, repeats, rng, folder):
     return ms
 
 
-def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
-    """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
+def bench_solver(caffe, variant, batch, folder, inputs):
+    """A pycaffe SGDSolver of ``variant``'s train net with Input layers (no test net, no
+    snapshots), its inputs filled with ``inputs`` = (depth, joints) cut to ``batch``."""
     import make_nets as mn
     from google.protobuf import text_format
 
-    net_path = pathlib.Path(folder) / "train_bench.prototxt"
-    net_path.write_text(text_format.MessageToString(mn.bench_train_net("paper", batch)))
-    s = mn.solver("paper", net_path=str(net_path), max_iter=10**6)
+    net_path = pathlib.Path(folder) / f"train_bench_{variant}_{batch}.prototxt"
+    net_path.write_text(text_format.MessageToString(mn.bench_train_net(variant, batch)))
+    s = mn.solver(variant, net_path=str(net_path), max_iter=10**6)
     del s.test_iter[:]
     s.ClearField("test_interval")
     s.snapshot = 0
     s.snapshot_after_train = False
     s.display = 0
-    solver_path = pathlib.Path(folder) / "solver_bench.prototxt"
+    solver_path = pathlib.Path(folder) / f"solver_bench_{variant}_{batch}.prototxt"
     solver_path.write_text(text_format.MessageToString(s))
     solver = caffe.SGDSolver(str(solver_path))
+    solver.net.blobs["depth"].data[...] = inputs[0][:batch]
+    solver.net.blobs["joint_gt"].data[...] = inputs[1][:batch]
+    return solver
+
+
+def openblas():
+    """The OpenBLAS library Caffe was linked with (ctypes), or None (another BLAS)."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
+        lib.openblas_get_num_threads.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def bench_blas_threads(caffe, repeats, folder, inputs):
+    """make train's training iteration (variant hand_up at the batch of ``inputs``, make train's
+    being TURN_BATCH; pycaffe SGDSolver.step(1), data loading excluded) with one OpenBLAS thread
+    and with one per CPU,
+    switched with openblas_set_num_threads between steps (interleaved). Returns ``(ms with one,
+    ms with n, n)`` or None when Caffe's BLAS is not OpenBLAS or there is one CPU."""
+    lib, cpus = openblas(), os.cpu_count() or 1
+    if lib is None or cpus < 2:
+        return None
+    before = lib.openblas_get_num_threads()
+    solver = bench_solver(caffe, "hand_up", len(inputs[0]), folder, inputs)
+    times = {1: [], cpus: []}
+    try:
+        for threads in (1, cpus):               # warm-up at each count
+            lib.openblas_set_num_threads(threads)
+            solver.step(1)
+        for _ in range(repeats):
+            for threads in (1, cpus):
+                lib.openblas_set_num_threads(threads)
+                t = time.perf_counter()
+                solver.step(1)
+                times[threads].append(1000 * (time.perf_counter() - t))
+    finally:
+        lib.openblas_set_num_threads(before)
+    return statistics.median(times[1]), statistics.median(times[cpus]), cpus
+
+
+def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
+    """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
+    import make_nets as mn
+    from google.protobuf import text_format
+
+    solver = bench_solver(caffe, "paper", batch, folder, inputs)
     net = solver.net
-    net.blobs["depth"].data[...] = inputs[0]
-    net.blobs["joint_gt"].data[...] = inputs[1]
     iter_ms, _ = timeit(lambda: solver.step(1), repeats, warmup=1)
 
     names = list(net._layer_names)
@@ -358,7 +411,7 @@ def main(argv=None):
     turn_b = min(TURN_BATCH, len(depth))
     with tempfile.TemporaryDirectory() as folder:
         # deploy first: after the batch-512 iteration the single-frame times were less stable
-        steps = ["deploy", "turn", "localize", "model", "layer", "iteration", "data"]
+        steps = ["deploy", "turn", "localize", "model", "layer", "iteration", "threads", "data"]
         from tqdm import tqdm
 
         bar = tqdm(steps, desc="bench", leave=False)
@@ -380,6 +433,12 @@ def main(argv=None):
                 res["limit_loss_in_iteration_ms"] = per_layer["limit_loss"]
                 res["python_layers_share_pct"] = (100 * (per_layer["joints"] + per_layer["limit_loss"])
                                                   / it_ms)
+            elif step == "threads":
+                bt = bench_blas_threads(caffe, max(4, args.repeats // 2), folder,
+                                        (depth[:turn_b], joints[:turn_b]))
+                res["blas_threads_cpus"] = None if bt is None else bt[2]
+                res[f"hand_up_iteration_ms_b{turn_b}_1_thread"] = None if bt is None else bt[0]
+                res[f"hand_up_iteration_ms_b{turn_b}_all_threads"] = None if bt is None else bt[1]
             elif step == "deploy":
                 full, trunk, layer, warm = bench_deploy(caffe, args.frames, folder, depth[:1])
                 res["net_forward_ms_b1"] = full
@@ -444,6 +503,12 @@ def main(argv=None):
          "make train's batch (in the training iteration)" if turn_b == TURN_BATCH else
          f"make train's batch is {TURN_BATCH} (--batch smaller)"),
     ]
+    one, every = (res[f"hand_up_iteration_ms_b{turn_b}_{k}"] for k in ("1_thread", "all_threads"))
+    rows.append((f"hand_up training iteration, batch {turn_b}, 1 OpenBLAS thread",
+                 "n/a" if one is None else f"{one:.0f} ms",
+                 "Caffe's BLAS is not OpenBLAS, or one CPU" if one is None else
+                 f"{res['blas_threads_cpus']} threads: {every:.0f} ms ({every / one:.2f} x; "
+                 "tools/train.py runs one unless OPENBLAS_NUM_THREADS is set)"))
     rows += [
         ("hand localisation + crop, raw 640x480 NYU frame", f"{res['localize_crop_ms']:.3f} ms",
          f"{res['localize_crop_fps']:.0f} frames/s (goal >= {GOALS['localize_crop_fps']:g})"),
