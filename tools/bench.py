@@ -192,9 +192,9 @@ def openblas():
 def bench_blas_threads(caffe, repeats, folder, inputs):
     """make train's training iteration (variant hand_up at the batch of ``inputs``, make train's
     being TURN_BATCH; pycaffe SGDSolver.step(1), data loading excluded) with one OpenBLAS thread
-    and with one per CPU,
-    switched with openblas_set_num_threads between steps (interleaved). Returns ``(ms with one,
-    ms with n, n)`` or None when Caffe's BLAS is not OpenBLAS or there is one CPU."""
+    and with one per CPU, switched with openblas_set_num_threads between steps (interleaved).
+    Returns ``(ms with one, ms with n, n)``, or None when Caffe's BLAS is not OpenBLAS or there
+    is one CPU."""
     lib, cpus = openblas(), os.cpu_count() or 1
     if lib is None or cpus < 2:
         return None
@@ -218,9 +218,6 @@ def bench_blas_threads(caffe, repeats, folder, inputs):
 
 def bench_iteration(caffe, batch, repeats, rng, folder, inputs):
     """One SGD iteration of the paper's net (Input layers); per-layer forward+backward ms."""
-    import make_nets as mn
-    from google.protobuf import text_format
-
     solver = bench_solver(caffe, "paper", batch, folder, inputs)
     net = solver.net
     iter_ms, _ = timeit(lambda: solver.step(1), repeats, warmup=1)
