@@ -58,6 +58,29 @@ def worker_results(func, init, init_args, tasks, workers, ordered=True):
             pool.join()
 
 
+def openblas():
+    """The system OpenBLAS that Caffe links with (ctypes; libopenblas.so.0), or None (another
+    BLAS). Loading it here honours OPENBLAS_CORETYPE as a Caffe process started with the same
+    environment would."""
+    import ctypes
+
+    try:
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
+        lib.openblas_get_num_threads.restype = ctypes.c_int
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+    except (OSError, AttributeError):
+        return None
+    return lib
+
+
+def blas_core():
+    """OpenBLAS's kernel for this CPU (e.g. 'Haswell', 'SkylakeX'), or None: its sums, and so
+    the weights training makes, can differ from one kernel to another."""
+    lib = openblas()
+    return None if lib is None else lib.openblas_get_corename().decode()
+
+
 class InputError(Exception):
     """Bad input from the user (a file, a value, an option). The message is shown as is."""
 

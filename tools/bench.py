@@ -49,7 +49,7 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from plumbing import PROJECT, InputError, run, write_json
+from plumbing import PROJECT, InputError, blas_core, openblas, run, write_json
 from plumbing import ArgumentParser, positive_int  # options checked as parsed
 from data_prep.split import LmdbSplit
 from tools.net_io import import_caffe
@@ -174,19 +174,6 @@ def bench_solver(caffe, variant, batch, folder, inputs):
     solver.net.blobs["depth"].data[...] = inputs[0][:batch]
     solver.net.blobs["joint_gt"].data[...] = inputs[1][:batch]
     return solver
-
-
-def openblas():
-    """The OpenBLAS library Caffe was linked with (ctypes), or None (another BLAS)."""
-    import ctypes
-
-    try:
-        lib = ctypes.CDLL("libopenblas.so.0")
-        lib.openblas_set_num_threads.argtypes = [ctypes.c_int]
-        lib.openblas_get_num_threads.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return lib
 
 
 def bench_blas_threads(caffe, repeats, folder, inputs):
@@ -402,7 +389,7 @@ def main(argv=None):
     load = os.getloadavg()
     res = {"batch": b, "cpus": os.cpu_count(), "loadavg_1min_at_start": round(load[0], 2),
            "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
-           "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+           "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"), "openblas_core": blas_core()}
     iter_repeats = max(2, args.repeats // 4)
     depth, joints, res["inputs"] = sample_inputs(args.lmdb_dir, b, rng)
     turn_b = min(TURN_BATCH, len(depth))
@@ -526,7 +513,8 @@ def main(argv=None):
                  "no LMDBs (make lmdb-nyu)" if ms is None else f"{res['data_frames_per_s']:.0f} frames/s"))
     width = max(len(r[0]) for r in rows)
     print(f"bench: {res['cpus']} CPUs, load average {res['loadavg_1min_at_start']} at start, "
-          f"OPENBLAS_CORETYPE={res['openblas_coretype']}, inputs: {res['inputs']}")
+          f"OPENBLAS_CORETYPE={res['openblas_coretype']} (kernel: {res['openblas_core']}), "
+          f"inputs: {res['inputs']}")
     for name, value, note in rows:
         print(f"{name:<{width}}  {value:>10}  {note}")
     if args.json:

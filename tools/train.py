@@ -48,10 +48,12 @@ first again.
 BLAS threads: ``caffe train`` runs with one OpenBLAS thread (OPENBLAS_NUM_THREADS=1) unless
 that variable is set. OpenBLAS's result depends on its thread count (same seed and data, 200
 iterations: the weights of 1 and 2 threads differ, those of two runs at the same count are equal
-to the bit), so one thread is what makes the shipped weights reproducible on any machine; and on
-this 2-core machine it is also faster (Caffe's data prefetch thread and this tool share the
-cores): 200 iterations of ``--variant hand_up`` 55-56 s against 66-70 s with OpenBLAS's default of
-two threads (docs/benchmarks.md). The count used is in RESULTS/train.json (``blas_threads``).
+to the bit), so a fixed count is needed to reproduce the shipped weights (and so is OpenBLAS's
+kernel for the CPU: models/default/README.md). On this 2-core machine one thread is also faster
+(Caffe's data prefetch thread and this tool share the cores): 200 iterations of ``--variant
+hand_up`` 55-56 s against 66-70 s with OpenBLAS's default of two threads (docs/benchmarks.md).
+The count used is in RESULTS/train.json (``blas_threads``), and OpenBLAS's kernel
+(``blas_core``).
 ``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
 matched by name; W is checked against the variant's deploy net first).
 """
@@ -73,8 +75,8 @@ import time
 
 from data_prep.lmdb_io import read_build_id
 from data_prep.split import LmdbSplit
-from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, console, finite_float,
-                      nonneg_int, positive_int, run, write_json)
+from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, blas_core, console,
+                      finite_float, nonneg_int, positive_int, run, write_json)
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 # The budget of `make train` (see the module docstring): batch 64 instead of the paper's 512, for
@@ -84,7 +86,7 @@ BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
 # OpenBLAS threads of `caffe train` unless OPENBLAS_NUM_THREADS is set (module docstring, "BLAS
-# threads"): one trains faster here and the same weights on any machine.
+# threads"): one trains faster here, and the same weights whatever the core count.
 BLAS_THREADS = 1
 # a run whose final test loss is at least this share of the loss of always predicting the test
 # labels' mean has not learnt (stuck at the average pose from the start; seen with seeds 3 and 4
@@ -596,7 +598,8 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                "final_test_iteration": out.get("final_test_iteration"),
                "initial_weights": None if init_weights is None else str(init_weights),
                "deploy": deploy, "run_key": plan["run_key"], "weights_sha256": file_sha256(weights),
-               "blas_threads": int(t) if (t := blas_threads()).isdigit() else t}
+               "blas_threads": int(t) if (t := blas_threads()).isdigit() else t,
+               "blas_core": blas_core()}
     summary["average_pose_test_loss"], summary["stuck"] = check_learnt(out, lmdb_dir, dataset)
     if do_plot:
         png = plot(log_path, results / "loss.png")
