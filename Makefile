@@ -37,11 +37,11 @@ test: caffe ## run all tests
 	@$(RUN) $(PY) -m pytest -q
 
 lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once); CENTERS=detected: test LMDBs at label-free centres
-	@$(RUN) $(PY) -m data_prep.make_lmdb nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
+	@$(RUN) $(PY) tools/make_lmdb.py nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
 	  $(if $(filter detected,$(CENTERS)),--centers detected --splits test)
 
 lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-format set (generated once)
-	@$(RUN) $(PY) -m data_prep.make_lmdb icvl $(if $(ICVL_ROOT),--root "$(ICVL_ROOT)")
+	@$(RUN) $(PY) tools/make_lmdb.py icvl $(if $(ICVL_ROOT),--root "$(ICVL_ROOT)")
 
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
@@ -67,14 +67,14 @@ train: caffe $(TRAIN_DATA) ## the main job: data, train the paper's net on crops
 	$(if $(TUNE_ARGS),@$(RUN) $(PY) tools/train.py $(TUNE_ARGS) --resume)
 
 lmdb-prior: caffe ## the prior-pose world: ICVL prior poses, randomised body, bent wrist, both faces (generated once) -> data/lmdb_real (two augmented copies)
-	@$(RUN) $(PY) -m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
-	@$(RUN) $(PY) -m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real --augment 2
+	@$(RUN) $(PY) tools/synthetic.py --out data/synthetic_real --wrist --rot-deg 35 180 60 --vary-body --poses prior
+	@$(RUN) $(PY) tools/make_lmdb.py nyu --root data/synthetic_real --out data/lmdb_real --augment 2
 
 lmdb-default-mix: lmdb-nyu lmdb-prior ## make train's set: the 12000 synthetic training crops + 2400 random records of the prior-pose world -> data/lmdb_mix51
-	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400
+	@$(RUN) $(PY) tools/merge_lmdb.py --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400
 
 lmdb-mix: lmdb-nyu lmdb-prior ## the 1:1 mix: the 12000 synthetic training crops + 12000 random records of the prior-pose world -> data/lmdb_mix
-	@$(RUN) $(PY) -m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
+	@$(RUN) $(PY) tools/merge_lmdb.py --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
 
 train-real: caffe lmdb-mix ## the plain net for real depth (docs/realism.md): the paper's net on the 1:1 mix -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_mix --max-minutes 40 --resume
@@ -96,7 +96,7 @@ icvl-hand: caffe ## ICVL joints on the model (by fit error) and the ICVL-calibra
 
 pose-prior: caffe ## fit the NYU hand to the real ICVL test labels -> data/prior/icvl_poses.npz (poses for the synthetic sets)
 	@$(RUN) $(PY) tools/fit_pose.py --dataset icvl data/reference/icvl/icvl_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/icvl_fits.npz --quiet
-	@$(RUN) $(PY) -m data_prep.pose_prior $(RESULTS)/fit/icvl_fits.npz
+	@$(RUN) $(PY) tools/pose_prior.py $(RESULTS)/fit/icvl_fits.npz
 
 fit: caffe ## fit the hand model to the 8252 NYU test labels -> results/fit
 	@$(RUN) $(PY) tools/fit_pose.py data/reference/nyu/nyu_test_groundtruth_label.txt.xz --out $(RESULTS)/fit/fits.npz

@@ -1,1 +1,3 @@
-"""Dataset readers, the cube crop, LMDB writers and the synthetic NYU-format generator."""
+"""Data (``deepmodel.data``): dataset readers and conventions (``datasets``), finding the hand and
+the cube crop (``hand_crop``), records and LMDBs (``records``), the synthetic worlds
+(``synthetic``), errors and the evaluation kit's conventions (``evaluation``)."""

@@ -54,7 +54,7 @@ def make_net(tmp_path):
 @pytest.fixture(scope="module")
 def model():
     """The default hand model, ``HandModel.nyu()`` (one per test module)."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     return HandModel.nyu()
 

@@ -20,7 +20,7 @@ def reference_lines(path):
 
 
 def nyu_uvd_to_xyz(uvd):
-    """The datasets.md formulas, written out independently of data_prep.camera."""
+    """The datasets.md formulas, written out independently of deepmodel.data.datasets.camera."""
     uvd = np.asarray(uvd, np.float64)
     u, v, d = uvd[..., 0], uvd[..., 1], uvd[..., 2]
     return np.stack([(u - CX) * d / FX, (CY - v) * d / FY, d], axis=-1)
@@ -34,7 +34,7 @@ def nyu_xyz_to_uvd(xyz):
 
 def make_synthetic(root, n_train, n_test, seed=0, workers=1):
     """A small synthetic NYU-format set (the real generator) in ``root``; returns root."""
-    from data_prep import synthetic
+    from deepmodel.data.synthetic import nyu as synthetic
     synthetic.generate(root, n_train=n_train, n_test=n_test, seed=seed, workers=workers, progress=False)
     return root
 

@@ -41,7 +41,7 @@ TMP_TAG = ".tmp-"
 
 @dataclasses.dataclass
 class Case:
-    tool: str                     # the command, e.g. "tools/test_net.py" or "-m data_prep.make_lmdb"
+    tool: str                     # the command, e.g. "tools/test_net.py" or "tools/make_lmdb.py"
     name: str
     argv: tuple
     expect: str = "error"         # "error", "ok", "warn"
@@ -57,7 +57,7 @@ class Case:
 
 
 def tool_name(tool):
-    """``tools/test_net.py`` -> ``test_net``; ``-m data_prep.make_lmdb`` -> ``make_lmdb``."""
+    """``tools/test_net.py`` -> ``test_net``; ``tools/make_lmdb.py`` -> ``make_lmdb``."""
     last = tool.split()[-1]
     return last.rsplit(".", 1)[-1] if tool.startswith("-m") else pathlib.Path(last).stem
 
@@ -172,8 +172,8 @@ def build_workspace(ws):
 
 
 def _nan_label_set(folder):
-    from data_prep import datum
-    from data_prep.split import LmdbSplit
+    from deepmodel.data.records import datum
+    from deepmodel.data.records.split import LmdbSplit
 
     folder.mkdir(parents=True)
     n = 8
@@ -190,7 +190,7 @@ def _nan_label_set(folder):
 
 
 def _empty_set(folder):
-    from data_prep.split import LmdbSplit
+    from deepmodel.data.records.split import LmdbSplit
 
     folder.mkdir(parents=True)
     split = LmdbSplit.of(folder, "nyu", "test")
@@ -446,7 +446,7 @@ def cases():
     add(Case(L, "results_is_file", ("--results", "{ws}/victim/plain.txt", "--no-eval", "--lmdb-dir",
                                     "{ws}/lmdb", "--iters", "1"), "error", ("plain.txt",)))
     # ----------------------------------------------------------------- data_prep
-    M = "-m data_prep.make_lmdb"
+    M = "tools/make_lmdb.py"
     for opt, v in (("--workers", "0"), ("--workers", "-2"), ("--max-bad", "nan"), ("--max-bad", "2"),
                    ("--max-bad", "-0.1"), ("--cube", "inf"), ("--cube", "0"), ("--cube", "nan"),
                    ("--synthetic-train", "-5"), ("--synthetic-test", "0"), ("--seed", "-1"),
@@ -459,7 +459,7 @@ def cases():
     add(Case(M, "icvl_root_missing", ("icvl", "--root", "{ws}/nowhere", "--out", "{ws}/out/m"), "error",
              ("nowhere",)))
     add(Case(M, "dataset_bogus", ("msra",), "error", ("dataset",)))
-    MG = "-m data_prep.merge_lmdb"
+    MG = "tools/merge_lmdb.py"
     MO = ("--out", "{ws}/out/mg")
     add(Case(MG, "ok", MO + ("--train", "{ws}/lmdb", "{ws}/lmdb_other:8", "--quiet"), "ok"))
     add(Case(MG, "count_too_big", MO + ("--train", "{ws}/lmdb", "{ws}/lmdb_other:17"), "error",
@@ -475,7 +475,7 @@ def cases():
     add(Case(MG, "out_is_file", ("--out", "{ws}/victim/plain.txt", "--train", "{ws}/lmdb"), "error",
              ("plain.txt",)))
     add(Case(MG, "seed_-1", MO + ("--train", "{ws}/lmdb", "--seed", "-1"), "error", ("--seed",)))
-    SY = "-m data_prep.synthetic"
+    SY = "tools/synthetic.py"
     for opt, v in (("--rot-deg", "nan"), ("--rot-deg", "inf"), ("--rot-deg", "-10"), ("--rot-deg", "720"),
                    ("--train", "-1"), ("--test", "-4"), ("--workers", "0"), ("--seed", "-1"),
                    ("--compression", "11")):
@@ -544,12 +544,12 @@ def cases():
     add(Case(CC, "out_under_file", ("--out", "{ws}/victim/plain.txt/x.png"), "error", ("plain.txt",)))
     add(Case(CC, "out_not_png", ("--out", "{ws}/out/x.jpg"), "error", (".png",)))
     add(Case(CC, "seed_neg", ("--seed", "-4"), "error", ("--seed",)))
-    PP = "-m data_prep.pose_prior"
+    PP = "tools/pose_prior.py"
     add(Case(PP, "fits_missing", ("{ws}/none.npz",), "error", ("none.npz",)))
     add(Case(PP, "fits_garbage", ("{ws}/garbage.caffemodel",), "error", ("garbage.caffemodel",)))
     add(Case(PP, "max_error_nan", ("{ws}/none.npz", "--max-error", "nan"), "error", ("--max-error",)))
     add(Case(PP, "out_is_folder", ("{ws}/none.npz", "--out", "{ws}/victim/inner"), "error", ("inner",)))
-    SI = "-m data_prep.synthetic_icvl"
+    SI = "tools/synthetic_icvl.py"
     add(Case(SI, "train_0", ("--train", "0", "--out", "{ws}/out/si"), "error", ("--train",)))
     add(Case(SI, "test_neg", ("--test", "5", "-1", "--out", "{ws}/out/si"), "error", ("--test",)))
     add(Case(SI, "workers_0", ("--workers", "0", "--out", "{ws}/out/si"), "error", ("--workers",)))

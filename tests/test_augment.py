@@ -3,12 +3,13 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import crop, make_lmdb
-from data_prep.augment import Augmentation, augment_table
-from data_prep.camera import NYU_CAMERA, Camera
-from data_prep.datum import decode_array
-from data_prep import nyu
-from python_layers.pose_fitting import rotate_pose
+from deepmodel.data.hand_crop import crop
+from deepmodel.tools import make_lmdb
+from deepmodel.data.records.augment import Augmentation, augment_table
+from deepmodel.data.datasets.camera import NYU_CAMERA, Camera
+from deepmodel.data.records.datum import decode_array
+from deepmodel.data.datasets import nyu
+from deepmodel.fitting.pose_fitting import rotate_pose
 from tests.data_helpers import assert_one_line_error, make_synthetic, run_module
 
 
@@ -174,8 +175,8 @@ def test_augment_options_rebuild_and_refuse_bad_values(synth, tmp_path, project_
     assert f"up to date in {out} ({n} frames;" in capsys.readouterr().out   # the records, copies included
     assert make_lmdb.main(args + ["--augment", "1", "--turn", "30"]) == 0   # other draws: rebuilt
     assert (out / "nyu_train_meta.npz").stat().st_mtime_ns != first
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", synth,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", synth,
                       "--scale", "1.2", "1.0")
     assert_one_line_error(proc, "--scale", "LO")
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", synth, "--turn", "200")
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", synth, "--turn", "200")
     assert_one_line_error(proc, "--turn")

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from data_helpers import assert_one_line_error, run_module
-from data_prep import icvl, make_lmdb, synthetic_icvl
-from data_prep.split import LmdbSplit
-from hand_model import HandModel
+from deepmodel.data.datasets import icvl
+from deepmodel.tools import make_lmdb
+from deepmodel.data.synthetic import icvl as synthetic_icvl
+from deepmodel.data.records.split import LmdbSplit
+from deepmodel.model.hand_model import HandModel
 
 
 FOCAL, CX, CY = 241.42, 160.0, 120.0          # the ICVL camera, typed in (y up)
@@ -91,7 +93,7 @@ def test_malformed_label_line_is_one_line_error(project_root, synth_icvl, tmp_pa
     lines = f.read_text().splitlines()
     lines[4] = " ".join(lines[4].split()[:-2])
     f.write_text("\n".join(lines) + "\n")
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "icvl", "--root", root,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "icvl", "--root", root,
                       "--out", tmp_path / "lmdb", "--splits", "test", "--quiet")
     assert_one_line_error(proc, "test_seq_2.txt", "line 5", "47 fields")
     assert not (tmp_path / "lmdb").exists() or not any((tmp_path / "lmdb").iterdir())
@@ -110,14 +112,14 @@ def test_bad_pngs_and_a_palm_off_the_image_are_listed_frames(project_root, synth
     f.write_text("\n".join(lines) + "\n")
     out = tmp_path / "lmdb"
     # 3 of 22 frames bad: over the default 1% limit -> one line, nothing written
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "icvl", "--root", root,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "icvl", "--root", root,
                       "--out", out, "--splits", "test", "--quiet")
     assert_one_line_error(proc, "icvl_test", "3 of 22 frames unusable", "nothing written")
     assert not (out / "icvl_test_depth").exists()
     bad = (out / "icvl_test_bad.txt").read_text()
     assert "16-bit" in bad and "320x240" in bad and "off the 320x240 image" in bad
     # with a looser limit the others are built and the three listed
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "icvl", "--root", root,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "icvl", "--root", root,
                       "--out", out, "--splits", "test", "--quiet", "--max-bad", "0.2")
     assert proc.returncode == 0, proc.stderr
     meta = LmdbSplit.of(out, "icvl", "test").read_meta()

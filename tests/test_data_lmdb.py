@@ -10,9 +10,12 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import datum, lmdb_io, make_lmdb, nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
+from deepmodel.data.records import datum
+from deepmodel.data.records import lmdb_io
+from deepmodel.tools import make_lmdb
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
 from tests.data_helpers import (SPEC_MAP, assert_one_line_error, data_layer_net, make_synthetic,
                                 run_module)
 
@@ -41,7 +44,7 @@ def _records(path):
 
 def test_caffe_data_layers_read_aligned_records(built, synth, make_net):
     """Two (three) native Data layers: batch after batch, depth, joints and theta belong together."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
     batch = 8
     for split in ("train", "test"):
         meta = np.load(built / f"nyu_{split}_meta.npz")
@@ -154,7 +157,7 @@ def test_unreadable_pngs_are_skipped_counted_and_logged(synth, tmp_path, project
     data[40:80] = b"x" * 40
     corrupt.write_bytes(bytes(data))
     out = tmp_path / "lmdb"
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--quiet", "--max-bad", "0.05", "--subject2-cube", "off")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""                                             # no decoder chatter
@@ -172,7 +175,7 @@ def test_unreadable_pngs_are_skipped_counted_and_logged(synth, tmp_path, project
     before = (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns
     for i in range(40, 44):
         (root / "test" / f"depth_1_{i:07d}.png").unlink()
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--quiet", "--max-bad", "0.05", "--subject2-cube", "off")
     assert_one_line_error(proc, "7 of 120 frames unusable", "nyu_test_bad.txt")
     assert (out / "nyu_test_depth" / "data.mdb").stat().st_mtime_ns == before
@@ -185,7 +188,7 @@ def test_killed_build_leaves_previous_lmdb_or_none(synth, tmp_path, project_root
     out = tmp_path / "lmdb"
     small = _fake_root(synth, tmp_path / "small", 30)
     big = _fake_root(synth, tmp_path / "big", 4000)
-    cmd = [sys.executable, "-m", "data_prep.make_lmdb", "nyu", "--out", str(out), "--splits", "test",
+    cmd = [sys.executable, "-m", "deepmodel.tools.make_lmdb", "nyu", "--out", str(out), "--splits", "test",
            "--quiet", "--workers", "2", "--subject2-cube", "off"]
 
     def kill_midway(root):
@@ -236,7 +239,7 @@ def test_default_builds_from_generated_synthetic_set(tmp_path, monkeypatch, caps
 
 def test_icvl_build(tmp_path, make_net):
     """ICVL layout: 16-bit PNGs, 16 joints, 250 mm cube at joint 0, its camera."""
-    from data_prep.camera import ICVL_CAMERA
+    from deepmodel.data.datasets.camera import ICVL_CAMERA
     rng = np.random.default_rng(4)
     root = tmp_path / "icvl"
     lines = {"train": [], "test": []}
@@ -273,7 +276,7 @@ def test_icvl_build(tmp_path, make_net):
 
 def test_icvl_missing_label_file(project_root, tmp_path):
     (tmp_path / "icvl" / "Training").mkdir(parents=True)
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "icvl", "--root", tmp_path / "icvl",
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "icvl", "--root", tmp_path / "icvl",
                       "--out", tmp_path / "lmdb")
     assert_one_line_error(proc, "labels.txt", "missing")
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
-from plumbing import InputError
-from data_prep.crop import crop_box, crop_depth, crop_pixel_of_uvd
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.plumbing import InputError
+from deepmodel.data.hand_crop.crop import crop_box, crop_depth, crop_pixel_of_uvd
 from tests.data_helpers import (SPEC_MAP, assert_one_line_error, nyu_uvd_to_xyz, nyu_xyz_to_uvd,
                                 run_module)
 
@@ -296,7 +296,7 @@ def test_bad_label_rows_are_marked(tmp_path):
 
 # ------------------------------------------------------------------ CLI bad input
 def test_cli_missing_root(project_root, tmp_path):
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", tmp_path / "nope",
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", tmp_path / "nope",
                       "--out", tmp_path / "lmdb")
     assert_one_line_error(proc, tmp_path / "nope", "no such folder")
     assert not (tmp_path / "lmdb").exists() or not any((tmp_path / "lmdb").iterdir())
@@ -304,14 +304,14 @@ def test_cli_missing_root(project_root, tmp_path):
 
 def test_cli_missing_joint_data(project_root, tmp_path):
     (tmp_path / "root" / "train").mkdir(parents=True)
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", tmp_path / "root",
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", tmp_path / "root",
                       "--out", tmp_path / "lmdb", "--splits", "train")
     assert_one_line_error(proc, "joint_data.mat", "missing")
 
 
 def test_cli_wrong_shape(project_root, tmp_path):
     _write_mat(tmp_path / "root" / "train" / "joint_data.mat", xyz_shape=(3, 5, 31, 3))
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", tmp_path / "root",
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", tmp_path / "root",
                       "--out", tmp_path / "lmdb", "--splits", "train")
     assert_one_line_error(proc, "joint_xyz has shape (3, 5, 31, 3)", "expected (cameras, N, 36, 3)")
 
@@ -320,7 +320,7 @@ def test_cli_not_a_mat_file(project_root, tmp_path):
     p = tmp_path / "root" / "train" / "joint_data.mat"
     p.parent.mkdir(parents=True)
     p.write_bytes(b"this is not MATLAB")
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", tmp_path / "root",
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", tmp_path / "root",
                       "--out", tmp_path / "lmdb", "--splits", "train")
     assert_one_line_error(proc, "joint_data.mat", "not a readable MATLAB file")
 

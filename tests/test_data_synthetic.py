@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data_prep import make_lmdb, nyu, synthetic
+from deepmodel.tools import make_lmdb
+from deepmodel.data.datasets import nyu
+from deepmodel.data.synthetic import nyu as synthetic
 from tests.data_helpers import (SPEC_MAP, assert_one_line_error, make_synthetic, nyu_uvd_to_xyz,
                                 nyu_xyz_to_uvd, run_module)
 
@@ -122,23 +124,23 @@ def test_background_none_leaves_no_reading_behind_the_hand(tmp_path):
 
 def test_generator_cli(project_root, tmp_path):
     out = tmp_path / "syn"
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", out, "--train", "8", "--test", "4",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", out, "--train", "8", "--test", "4",
                       "--seed", "2", "--quiet", "--workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert "12 frames" in proc.stdout and synthetic.is_complete(out)
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", out, "--train", "8", "--test", "4",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", out, "--train", "8", "--test", "4",
                       "--seed", "2", "--quiet")
     assert "already holds this set" in proc.stdout
     (tmp_path / "file").write_text("x")
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "file")
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", tmp_path / "file")
     assert_one_line_error(proc, "file", "not a folder")
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--train", "-3")
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--train", "-3")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
 def test_lmdb_labels_from_synthetic_equal_forward_theta(synth, tmp_path, model):
     """Through the whole pipeline: joint records == clip(forward(theta records))."""
-    from data_prep.datum import decode_array
+    from deepmodel.data.records.datum import decode_array
     import lmdb
     out = tmp_path / "lmdb"
     assert make_lmdb.main(["nyu", "--root", str(synth), "--out", str(out), "--quiet", "--workers", "2"]) == 0
@@ -160,7 +162,7 @@ def test_clutter_option_keeps_hands_and_labels(project_root, tmp_path):
     taken for the same set without."""
     plain, clut = tmp_path / "plain", tmp_path / "clutter"
     synthetic.generate(plain, 6, 2, seed=3, workers=1, progress=False)
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", clut, "--train", "6",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", clut, "--train", "6",
                       "--test", "2", "--seed", "3", "--quiet", "--workers", "1", "--clutter")
     assert proc.returncode == 0, proc.stderr
     assert "clutter" not in json.loads((plain / "synthetic.json").read_text())
@@ -172,7 +174,7 @@ def test_clutter_option_keeps_hands_and_labels(project_root, tmp_path):
     a = nyu.read_depth(plain / "train" / "depth_1_0000001.png")
     b = nyu.read_depth(clut / "train" / "depth_1_0000001.png")
     assert (a != b).mean() > 0.05                       # body, holes, noise
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", plain, "--train", "6",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", plain, "--train", "6",
                       "--test", "2", "--seed", "3", "--quiet", "--workers", "1", "--clutter")
     assert proc.returncode == 0 and "already holds" not in proc.stdout
     assert json.loads((plain / "synthetic.json").read_text())["clutter"] is True
@@ -182,9 +184,9 @@ def test_object_beside_the_hand():
     """add_clutter(near_object=1): a ball beside the hand, never over it, its front between the
     hand's front and the wrist; the localiser keeps the hand (the object is its own region) but
     where the ball's front is nearly as near as the hand's (measured: 1 frame of these 16; the ball is out of the image in some)."""
-    from hand_model import HandModel
-    from data_prep.camera import NYU_CAMERA
-    from data_prep.localize import locate
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.locate import locate
 
     sampler = synthetic.PoseSampler(HandModel.nyu())
     depth, _, xyz, _ = synthetic.make_frames(sampler, np.random.default_rng(21), 16)

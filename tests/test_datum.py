@@ -1,8 +1,8 @@
-"""data_prep.datum: the hand encoder round-trips through Caffe's own protobuf, both ways."""
+"""deepmodel.data.records.datum: the hand encoder round-trips through Caffe's own protobuf, both ways."""
 import numpy as np
 import pytest
 
-from data_prep import datum
+from deepmodel.data.records import datum
 
 
 @pytest.mark.parametrize("shape", [(1, 128, 128), (3, 5, 7), (93, 1, 1), (300, 1, 1)])

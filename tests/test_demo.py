@@ -69,8 +69,8 @@ def uvd_to_xyz(uvd):
 
 def test_raw_frame_geometry(reference_data, project_root, tmp_path):
     """Raw NYU frame + centre: the crop the net sees is data_prep's, keypoints go back to the labels."""
-    from data_prep.camera import NYU_CAMERA
-    from data_prep.crop import crop_depth
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.crop import crop_depth
 
     labels = label_row(reference_data)
     center = labels[13]                              # the palm label as crop centre
@@ -119,9 +119,9 @@ def test_raw_frame_geometry(reference_data, project_root, tmp_path):
 def test_raw_frame_detected_centre(reference_data, project_root, tmp_path):
     """Raw NYU frame without --center: the detected centre is printed, used for the crop and the
     keypoints, reported in demo.json, and drawn on the frame with the crop box."""
-    from data_prep.camera import NYU_CAMERA
-    from data_prep.crop import crop_depth
-    from data_prep.localize import locate_hand
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.crop import crop_depth
+    from deepmodel.data.hand_crop.locate import locate_hand
 
     frame = reference_data / "nyu" / "depth_1_0000001.png"
     img = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED).astype(np.int64)
@@ -217,7 +217,7 @@ def test_released_47_output_layout(project_root, tmp_path):
     """The released layout: fc 47 -> HandModelLayer -> joints. Nothing assumes 26: the keypoints
     are the model's for the 26 free entries, out-of-limits ids are reported over the free ids."""
     import caffe
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     m = HandModel.nyu()
     free = list(m.free_ids)
@@ -234,7 +234,7 @@ def test_released_47_output_layout(project_root, tmp_path):
     layer { name: "fc3" type: "InnerProduct" bottom: "data" top: "theta"
             inner_product_param { num_output: 47 } }
     layer { name: "hand" type: "Python" bottom: "theta" top: "joints"
-            python_param { module: "hand_model_layer" layer: "HandModelLayer"
+            python_param { module: "deepmodel.layers.hand_model_layer" layer: "HandModelLayer"
                            param_str: '{"model": "nyu31"}' } }
     """)
     net = caffe.Net(str(model), caffe.TEST)
@@ -267,7 +267,7 @@ def test_bad_inputs_are_one_line_errors(reference_data, project_root, tmp_path):
     common = ("--weights", weights, "--model", model, "--out", tmp_path / "o")
     frame = reference_data / "nyu" / "depth_1_0000001.png"
     # raw frames without --center: the centre is detected; frames with no hand are one-line errors
-    from data_prep.nyu import encode_depth
+    from deepmodel.data.datasets.nyu import encode_depth
     empty = tmp_path / "empty.png"
     empty.write_bytes(encode_depth(np.zeros((480, 640), np.uint16)))
     assert_one_line_error(run_demo(project_root, empty, *common), "empty.png", "no hand found",
@@ -301,7 +301,7 @@ def test_without_weights_the_shipped_real_depth_net(reference_data, project_root
     (models/real/), named in the output; its keypoints are those of caffe.Net with those weights."""
     import caffe
 
-    from tools.weights import SHIPPED_REAL
+    from deepmodel.nets.weights import SHIPPED_REAL
 
     crop = reference_data / "nyu" / "test_crops" / "1739.png"
     proc = run_demo(project_root, crop, "--out", tmp_path / "res" / "demo", cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""data_prep/depth_fit.py: the fit's Jacobian against finite differences, the crop geometry against
+"""python_layers/fitting/depth_fit.py: the fit's Jacobian against finite differences, the crop geometry against
 the project's crop, and poses recovered from rendered depth; tools/fit_depth.py,
 tools/score_real.py --fit and tools/demo.py --fit through Caffe."""
 import json
@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.depth_fit import FINGER_COLUMNS, DepthFitter
-from data_prep.synthetic import PoseSampler, render_depth
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.fitting.depth_fit import FINGER_COLUMNS, DepthFitter
+from deepmodel.data.synthetic.nyu import PoseSampler, render_depth
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_fit_depth_tool_on_a_rendered_lmdb(project_root, tmp_path):
     """tools/fit_depth.py on a tiny synthetic test LMDB, with the shipped net: both columns, the
     JSON's figures equal to the printed ones; a missing LMDB is one line."""
     from data_helpers import make_synthetic
-    from data_prep import make_lmdb
+    from deepmodel.tools import make_lmdb
 
     root = make_synthetic(tmp_path / "synthetic", 8, 8, seed=5)
     assert make_lmdb.main(["nyu", "--root", str(root), "--out", str(tmp_path / "lmdb"),

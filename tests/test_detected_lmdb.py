@@ -1,11 +1,12 @@
 """Test LMDBs cropped at label-free centres (issue 13 part 4): make_lmdb --centers detected."""
 import numpy as np
 
-from data_prep import make_lmdb, nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.localize import locate_hand
-from data_prep.split import LmdbSplit, to_mm
+from deepmodel.tools import make_lmdb
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.hand_crop.locate import locate_hand
+from deepmodel.data.records.split import LmdbSplit, to_mm
 from tests.data_helpers import make_synthetic, nyu_uvd_to_xyz, run_module
 
 
@@ -15,7 +16,7 @@ def test_detected_centres_lmdb(project_root, tmp_path):
     build, which is unchanged; a second run is up to date."""
     root = make_synthetic(tmp_path / "syn", 4, 10, seed=5, workers=1)
     out = tmp_path / "lmdb"
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--centers", "detected", "--quiet", "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "nyu_test_detected: hand found without labels in 10 frames" in proc.stdout
@@ -41,7 +42,7 @@ def test_detected_centres_lmdb(project_root, tmp_path):
     expect = np.clip((kp_true - meta.com[:, None]) / 150.0, -1, 1) * 150.0 + meta.com[:, None]
     np.testing.assert_allclose(to_mm(labels, meta.com, meta.cube), expect, atol=1e-3)
     assert np.abs(labels).max() <= 1 and (np.abs(labels) < 1).mean() > 0.99
-    again = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
+    again = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", root, "--out", out,
                        "--splits", "test", "--centers", "detected", "--quiet")
     assert again.returncode == 0 and "nyu_test_detected: up to date" in again.stdout
 
@@ -53,7 +54,7 @@ def test_frame_without_hand_is_left_out_and_counted(tmp_path, project_root):
     empty = np.zeros((480, 640), np.uint16)
     (root / "test" / "depth_1_0000003.png").write_bytes(nyu.encode_depth(empty, 1))
     out = tmp_path / "lmdb"
-    proc = run_module(project_root, "-m", "data_prep.make_lmdb", "nyu", "--root", root, "--out", out,
+    proc = run_module(project_root, "-m", "deepmodel.tools.make_lmdb", "nyu", "--root", root, "--out", out,
                       "--splits", "test", "--centers", "detected", "--quiet", "--workers", "1",
                       "--max-bad", "0.2")
     assert proc.returncode == 0, proc.stderr

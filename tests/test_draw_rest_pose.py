@@ -5,12 +5,12 @@ import sys
 import numpy as np
 import pytest
 
-from hand_model import HandModel
+from deepmodel.model.hand_model import HandModel
 
 
 @pytest.fixture(scope="module")
 def tool():
-    from tools import draw_rest_pose
+    from deepmodel.tools import draw_rest_pose
     return draw_rest_pose
 
 

@@ -1,4 +1,4 @@
-"""tools/fit_pose.py and python_layers/pose_fitting.py: fitting the hand model to labelled joints.
+"""tools/fit_pose.py and python_layers/fitting/pose_fitting.py: fitting the hand model to labelled joints.
 
 Synthetic labels from known parameters must be recovered; a slice of the real NYU test labels must
 fit to a stated bound with every angle inside its limits, the reconstruction identity of the
@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from pose_fitting import PoseFitter, euler_of_global_rotation, global_rotation
+from deepmodel.fitting.pose_fitting import PoseFitter, euler_of_global_rotation, global_rotation
 from data_helpers import reference_lines
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def random_theta(model, rng, n, rot=0.5):
 
 
 def nyu_uvd_to_xyz(uvd):
-    """The NYU camera written out here (datasets.md), independent of data_prep.camera."""
+    """The NYU camera written out here (datasets.md), independent of deepmodel.data.datasets.camera."""
     u, v, d = uvd[..., 0], uvd[..., 1], uvd[..., 2]
     return np.stack([(u - 320.0) * d / 588.03, (240.0 - v) * d / 587.07, d], axis=-1)
 

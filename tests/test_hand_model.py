@@ -1,4 +1,4 @@
-"""HandModel (python_layers/hand_model.py): forward, backward and jacobian against the released C++
+"""HandModel (python_layers/model/hand_model.py): forward, backward and jacobian against the released C++
 layer's outputs, the spec's figures, an independent 4x4-matrix implementation of the spec's chain
 (derivatives by the paper's substitution rule, eq. 4) and central differences."""
 import json
@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from data_prep.labels import NYU14_KEYPOINTS
+from deepmodel.data.datasets.labels import NYU14_KEYPOINTS
 from data_helpers import central_difference
-from hand_model import HandModel, ModelDefinitionError
+from deepmodel.model.hand_model import HandModel, ModelDefinitionError
 
 
 @pytest.fixture(scope="module")
@@ -352,7 +352,7 @@ def test_malformed_model_files_raise_naming_the_entry(tmp_path, project_root):
     bad.write_text("{not json")
     with pytest.raises(ModelDefinitionError, match="bad.json: not valid JSON"):
         HandModel.from_file(bad)
-    d = json.loads((project_root / "python_layers" / "models" / "nyu31.json").read_text())
+    d = json.loads((project_root / "python_layers" / "model" / "nyu31.json").read_text())
     d["keypoints"][3]["ops"][0]["op"] = "Rw"
     with pytest.raises(ModelDefinitionError, match="keypoint 3: unknown op 'Rw'"):
         HandModel(d, source="edited")
@@ -360,7 +360,7 @@ def test_malformed_model_files_raise_naming_the_entry(tmp_path, project_root):
 
 def test_textbook_ry_sign_would_not_match_golden(golden, project_root):
     """The released numbers depend on the spec's sign of Ry: the golden check can tell."""
-    d = json.loads((project_root / "python_layers" / "models" / "nyu31.json").read_text())
+    d = json.loads((project_root / "python_layers" / "model" / "nyu31.json").read_text())
     d["rotation_sign"]["y"] = 1
     wrong = HandModel(d, source="textbook Ry")
     err = np.abs(wrong.forward(golden["theta47"]).reshape(16, 93) - golden["joints93"]).max()

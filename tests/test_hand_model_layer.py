@@ -9,7 +9,7 @@ from data_helpers import central_difference, rel_err
 LAYER = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ {dims} }} }} }}
 layer {{ name: "hand" type: "Python" bottom: "theta" top: "joints"
-  python_param {{ module: "hand_model_layer" layer: "HandModelLayer" param_str: '{param}' }} }}
+  python_param {{ module: "deepmodel.layers.hand_model_layer" layer: "HandModelLayer" param_str: '{param}' }} }}
 """
 
 

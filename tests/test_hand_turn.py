@@ -1,4 +1,4 @@
-"""The turn of a crop so that its hand points up (python_layers/hand_turn.py) and its two layers
+"""The turn of a crop so that its hand points up (python_layers/model/hand_turn.py) and its two layers
 (HandTurnLayer, PointTurnLayer) through real caffe.Nets: the turn against OpenCV's, crop and
 points turned together, the angle under exact quarter turns and on labelled synthetic hands,
 float32 gradient checks, the hand_up deploy net, and bad input."""
@@ -8,12 +8,12 @@ import pytest
 
 from data_helpers import central_difference, make_synthetic, rel_err
 
-import hand_turn as ht
+from deepmodel.model import hand_turn as ht
 
 
 @pytest.fixture(scope="module")
 def real():
-    from tools.score_real import real_crops
+    from deepmodel.data.evaluation.real_crops import real_crops
 
     return real_crops()["crops"][:, 0]
 
@@ -117,8 +117,8 @@ def test_the_turn_points_labelled_synthetic_hands_up(tmp_path):
     """On synthetic frames of the default world, the labels turned by their crop's angle have
     their fingers up: the direction from the palm centre to the middle finger's base is within
     45 deg of up for nearly every frame (57 of 60 when written; median 13 deg, 40 before)."""
-    from data_prep import make_lmdb
-    from data_prep.split import LmdbSplit
+    from deepmodel.tools import make_lmdb
+    from deepmodel.data.records.split import LmdbSplit
 
     root = make_synthetic(tmp_path / "synthetic", 0, 60, seed=5)
     assert make_lmdb.main(["nyu", "--root", str(root), "--out", str(tmp_path / "lmdb"),
@@ -139,7 +139,7 @@ POINT_NET = """force_backward: true
 layer {{ name: "p" type: "Input" top: "points" input_param {{ shape {{ dim: {n} dim: {w} }} }} }}
 layer {{ name: "a" type: "Input" top: "turn" input_param {{ shape {{ dim: {n} dim: 1 }} }} }}
 layer {{ name: "t" type: "Python" bottom: "points" bottom: "turn" top: "out"
-  python_param {{ module: "point_turn_layer" layer: "PointTurnLayer" param_str: '{param}' }} }}
+  python_param {{ module: "deepmodel.layers.point_turn_layer" layer: "PointTurnLayer" param_str: '{param}' }} }}
 """
 
 
@@ -188,7 +188,7 @@ def test_point_turn_layer_rejects_bad_input(make_net):
 TURN_NET = """force_backward: true
 layer {{ name: "d" type: "Input" top: "depth" input_param {{ shape {{ {dims} }} }} }}
 layer {{ name: "h" type: "Python" bottom: "depth" top: "depth_up" top: "turn"
-  python_param {{ module: "hand_turn_layer" layer: "HandTurnLayer" param_str: '{param}' }} }}
+  python_param {{ module: "deepmodel.layers.hand_turn_layer" layer: "HandTurnLayer" param_str: '{param}' }} }}
 layer {{ name: "s" type: "Reduction" bottom: "depth_up" top: "loss" loss_weight: 1 }}
 """
 
@@ -213,10 +213,10 @@ def test_hand_turn_layer_turns_the_batch(make_net, real):
 def test_hand_up_deploy_net_turns_keypoints_back(make_net, real, project_root):
     """The committed deploy_hand_up net (random weights, a bias on theta so the pose is not the
     rest pose): conv1 reads the turned crops, and ``joints`` is the model's keypoints of ``theta``
-    turned back by ``turn`` - which is also what the tools' depth fit uses (tools.net_io)."""
+    turned back by ``turn`` - which is also what the tools' depth fit uses (deepmodel.nets.net_io)."""
     import caffe
-    from hand_model import HandModel
-    from tools.net_io import keypoints_of_theta, theta_frame
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.nets.net_io import keypoints_of_theta, theta_frame
 
     caffe.set_random_seed(4)
     text = (project_root / "prototxt" / "deploy_hand_up.prototxt").read_text()
@@ -251,7 +251,7 @@ def test_tools_take_the_deploy_net_the_weights_belong_to(make_net, project_root,
     import json
 
     from data_helpers import assert_one_line_error, run_module
-    from tools.net_io import default_model
+    from deepmodel.nets.net_io import default_model
 
     net = make_net((project_root / "prototxt" / "deploy_hand_up.prototxt").read_text())
     turned = tmp_path / "hand_up.caffemodel"

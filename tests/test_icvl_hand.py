@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hand_model import HandModel
+from deepmodel.model.hand_model import HandModel
 
 ICVL_FOCAL, ICVL_CX, ICVL_CY = 241.42, 160.0, 120.0   # the ICVL camera, typed in (y up)
 CHOSEN = [24, 27, 28, 30, 19, 17, 15, 14, 12, 10, 9, 7, 5, 4, 2, 0]
@@ -73,7 +73,7 @@ def test_fit_pose_icvl_rebuilds_the_labels(project_root, reference_data, tmp_pat
 def test_correspondence_choice_on_a_subset(icvl_labels):
     """On 200 frames, the model's icvl16 assignment beats the ones with the PIP as finger mid and
     the wrist as palm, and mirroring beats not mirroring (the full table: docs/icvl.md)."""
-    from tools import icvl_hand
+    from deepmodel.tools import icvl_hand
 
     model = HandModel.nyu()
     labels = icvl_xyz(icvl_labels[::8])

@@ -13,9 +13,9 @@ CHOSEN = [24, 27, 28, 30, 19, 17, 15, 14, 12, 10, 9, 7, 5, 4, 2, 0]   # typed in
 NET = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ dim: {n} dim: 26 }} }} }}
 layer {{ name: "hand" type: "Python" bottom: "theta" top: "keypoints"
-  python_param {{ module: "hand_model_layer" layer: "HandModelLayer" param_str: '{{"model": "nyu31"}}' }} }}
+  python_param {{ module: "deepmodel.layers.hand_model_layer" layer: "HandModelLayer" param_str: '{{"model": "nyu31"}}' }} }}
 layer {{ name: "set" type: "Python" bottom: "keypoints" top: "joints"
-  python_param {{ module: "joint_set_layer" layer: "JointSetLayer" param_str: '{param}' }} }}
+  python_param {{ module: "deepmodel.layers.joint_set_layer" layer: "JointSetLayer" param_str: '{param}' }} }}
 """
 PARAM = '{"model": "nyu31", "joint_set": "icvl16", "crop_unit_mm": 125}'
 CENTRED = '{"model": "nyu31", "joint_set": "icvl16", "crop_unit_mm": 125, "centre_joint": 0}'
@@ -86,7 +86,7 @@ def test_setup_errors_name_the_problem(make_net, param, words):
 
 
 def test_icvl_variants_are_generated(project_root):
-    from tools import make_nets as mn
+    from deepmodel.nets import netspec as mn
 
     assert set(mn.DATASET_VARIANTS["icvl"]) == set(mn.VARIANTS) - mn.TURNED
     for variant in mn.DATASET_VARIANTS["icvl"]:
@@ -109,7 +109,8 @@ def test_icvl_variants_are_generated(project_root):
 
 @pytest.fixture(scope="module")
 def icvl_lmdbs(tmp_path_factory):
-    from data_prep import make_lmdb, synthetic_icvl
+    from deepmodel.tools import make_lmdb
+    from deepmodel.data.synthetic import icvl as synthetic_icvl
 
     base = tmp_path_factory.mktemp("icvl_train")
     synthetic_icvl.generate(base / "icvl", n_train=64, n_test=(8, 8), seed=5, workers=2,
@@ -122,8 +123,8 @@ def icvl_lmdbs(tmp_path_factory):
 def test_centred_net_refuses_labels_not_centred_on_its_joint(project_root, icvl_lmdbs, tmp_path):
     """Training crops shifted off the palm (make_lmdb --augment with a centre shift): the palm's
     labels are no longer 0, which a model net placed by its palm cannot fit: one line, no training."""
-    from data_prep import make_lmdb
-    from data_prep.split import LmdbSplit
+    from deepmodel.tools import make_lmdb
+    from deepmodel.data.records.split import LmdbSplit
 
     root = icvl_lmdbs.parent / "icvl"
     out = tmp_path / "shifted"
@@ -167,8 +168,8 @@ def test_train_icvl_variant_and_evaluate(project_root, icvl_lmdbs, tmp_path, var
 def test_true_angles_reproduce_the_labels_through_the_generated_layers(make_net, icvl_lmdbs):
     """The synthetic frames' true angles through the ICVL nets' own hand model and joint set layers
     (param_str as generated) give the LMDB's joint labels to float precision."""
-    from data_prep.split import LmdbSplit
-    from tools import make_nets as mn
+    from deepmodel.data.records.split import LmdbSplit
+    from deepmodel.nets import netspec as mn
 
     split = LmdbSplit.of(icvl_lmdbs, "icvl", "test")
     _, theta = split.read_labels("theta")

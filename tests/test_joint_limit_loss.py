@@ -10,7 +10,7 @@ from data_helpers import central_difference, rel_err
 NET = """force_backward: true
 layer {{ name: "in" type: "Input" top: "theta" input_param {{ shape {{ dim: {n} dim: {w} }} }} }}
 layer {{ name: "limits" type: "Python" bottom: "theta" top: "loss" {extra_top}
-  python_param {{ module: "joint_limit_loss" layer: "JointLimitLossLayer" param_str: '{param}' }}
+  python_param {{ module: "deepmodel.layers.joint_limit_loss" layer: "JointLimitLossLayer" param_str: '{param}' }}
   {weights} }}
 """
 
@@ -149,7 +149,7 @@ def test_loss_rejects_bottom_of_wrong_width(make_net):
 
 def test_nan_theta_counts_as_out_of_limits(make_net, model):
     """A NaN angle is inside no limits: the out_of_range top and metrics.out_of_limits count it."""
-    from tools import metrics
+    from deepmodel.data.evaluation import metrics
 
     net = make_net(net_text(3, 26, fraction=True))
     theta = np.tile((model.lower + model.upper) / 2, (3, 1))

@@ -1,4 +1,4 @@
-"""The label-free hand localiser (data_prep.localize) on real and rendered frames, and bad input.
+"""The label-free hand localiser (deepmodel.data.hand_crop.locate) on real and rendered frames, and bad input.
 
 Figures printed with ``-s``: ``pytest tests/test_localize.py -s`` (docs/localization.md).
 """
@@ -8,11 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from data_prep import localize, nyu, synthetic
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
-from data_prep.crop import crop_depth
-from data_prep.localize import HandNotFound, locate, locate_hand
-from data_prep.refine import CentreRefiner
+from deepmodel.data.hand_crop import locate as localize
+from deepmodel.data.datasets import nyu
+from deepmodel.data.synthetic import nyu as synthetic
+from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA, Camera
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.hand_crop.locate import HandNotFound, locate, locate_hand
+from deepmodel.data.hand_crop.refine import CentreRefiner
 from tests.data_helpers import FX, FY, nyu_uvd_to_xyz, nyu_xyz_to_uvd
 
 # The centre at which the project's crop of depth_1_0000001.png reproduces the released crop
@@ -217,7 +219,7 @@ def test_mean_shift_equals_the_windowed_one(reference_data, monkeypatch):
     """The mean shift's samples, found once per frame, give bit for bit the centres of cutting the
     frame at every step: raw NYU, rendered with clutter, a float frame with NaN, ICVL-sized, and
     options that change the sphere and the grid."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     rng = np.random.default_rng(21)
     depth, _, xyz, _ = synthetic.make_frames(synthetic.PoseSampler(HandModel.nyu()), rng, 6)
@@ -241,7 +243,7 @@ def _synthetic_errors(n, seed, clutter):
     """Centre errors (mm) vs joint 34 of ``n`` rendered frames: a dict of arrays ``refined``
     (locate_hand's answer), ``localiser`` (steps 1-6, no refinement), ``com`` (the region's
     centre of mass + the depth offset)."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     rng = np.random.default_rng(seed)
     sampler = synthetic.PoseSampler(HandModel.nyu())
@@ -286,7 +288,7 @@ def test_synthetic_frames_centre_error(clutter):
 def test_depth_offset_is_the_synthetic_calibration():
     """DEPTH_OFFSET_MM (28 mm) is how far the mean-shift surface centre lies in front of joint 34
     on rendered frames (measured on 300 frames of seed 11; here 96 frames of seed 11 again)."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     rng = np.random.default_rng(11)
     sampler = synthetic.PoseSampler(HandModel.nyu())
@@ -302,7 +304,7 @@ def test_depth_offset_is_the_synthetic_calibration():
 
 def test_add_clutter_keeps_the_hand():
     """add_clutter: the body only fills what is behind or missing; the generator is unchanged."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     sampler = synthetic.PoseSampler(HandModel.nyu())
     d1, _, xyz, _ = synthetic.make_frames(sampler, np.random.default_rng(5), 4)

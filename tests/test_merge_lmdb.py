@@ -1,4 +1,4 @@
-"""data_prep.merge_lmdb: training splits of several LMDB folders mixed into one, read by Caffe."""
+"""deepmodel.data.records.merge: training splits of several LMDB folders mixed into one, read by Caffe."""
 import subprocess
 import sys
 
@@ -6,9 +6,9 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import datum
-from data_prep.lmdb_io import read_build_id
-from data_prep.split import LmdbSplit
+from deepmodel.data.records import datum
+from deepmodel.data.records.lmdb_io import read_build_id
+from deepmodel.data.records.split import LmdbSplit
 from tiny_lmdb import write_tiny_lmdbs
 
 
@@ -20,7 +20,7 @@ def sources(tmp_path_factory):
 
 
 def merge(project_root, *args):
-    return subprocess.run([sys.executable, "-m", "data_prep.merge_lmdb", "--quiet", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "deepmodel.tools.merge_lmdb", "--quiet", *map(str, args)],
                           cwd=project_root, capture_output=True, text=True)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from tools import make_nets as mn
+from deepmodel.nets import netspec as mn
 from tiny_lmdb import write_tiny_lmdbs
 
 PY = sys.executable
@@ -146,7 +146,7 @@ def test_train_nets_build_and_backpropagate(make_net, variant):
     assert main.sum() == pytest.approx(((pred - gt) ** 2).sum() / 8, rel=1e-4)
     if variant in ("paper", "hand_up"):
         # the paper's hinge, averaged over the batch, from the model's limits
-        from hand_model import HandModel
+        from deepmodel.model.hand_model import HandModel
 
         m = HandModel.nyu()
         theta = net.blobs["theta"].data.astype(np.float64)
@@ -160,7 +160,7 @@ def test_train_nets_build_and_backpropagate(make_net, variant):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_initial_theta_is_near_the_rest_pose(make_net, seed):
     import caffe
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     caffe.set_random_seed(seed)
     net = _build(make_net, mn.deploy_net("paper", batch=8), "TEST")
@@ -205,7 +205,7 @@ def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_pa
     deploy.blobs["depth"].data[...] = test.blobs["depth"].data
     deploy.forward()
     np.testing.assert_allclose(deploy.blobs["theta"].data, test.blobs["theta"].data, atol=1e-6)
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     np.testing.assert_allclose(deploy.blobs["joints"].data,
                                HandModel.nyu().forward(deploy.blobs["theta"].data.astype(np.float64))

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-import plumbing
-from plumbing import InputError, OutputSet, finite_float, int_in, open_text, replace_atomically
+from deepmodel import plumbing
+from deepmodel.plumbing import InputError, OutputSet, finite_float, int_in, open_text, replace_atomically
 
 
 def test_a_file_never_replaces_a_folder(tmp_path):
@@ -104,7 +104,7 @@ def _square(x):
 
 def test_worker_results_in_order_and_no_worker_left_after_an_early_stop():
     import multiprocessing
-    from plumbing import worker_results
+    from deepmodel.plumbing import worker_results
 
     with worker_results(_square, abs, (0,), range(50), workers=2) as it:
         assert list(it) == [x * x for x in range(50)]

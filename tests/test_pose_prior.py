@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from data_prep import synthetic
-from data_prep.pose_prior import DEFAULT_PRIOR, PriorPoseSampler, load_prior
-from hand_model import HandModel
-from plumbing import InputError
+from deepmodel.data.synthetic import nyu as synthetic
+from deepmodel.data.synthetic.pose_prior import DEFAULT_PRIOR, PriorPoseSampler, load_prior
+from deepmodel.model.hand_model import HandModel
+from deepmodel.plumbing import InputError
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_mixed_sampler_draws_from_the_prior_and_the_gestures(prior, project_root
     realistic profile."""
     import json
 
-    from data_prep.pose_prior import MixedPoseSampler
+    from deepmodel.data.synthetic.pose_prior import MixedPoseSampler
     from tests.data_helpers import run_module
 
     model = HandModel.nyu()
@@ -89,7 +89,7 @@ def test_mixed_sampler_draws_from_the_prior_and_the_gestures(prior, project_root
         kp = model.forward(theta)
         np.testing.assert_allclose(np.einsum("k,bkd->bd", sampler.body.palm_point, kp), 0, atol=1e-9)
     out = tmp_path / "s"
-    args = ["-m", "data_prep.synthetic", "--out", out, "--train", "4", "--test", "2", "--quiet",
+    args = ["-m", "deepmodel.tools.synthetic", "--out", out, "--train", "4", "--test", "2", "--quiet",
             "--workers", "1", "--poses", "both"]
     proc = run_module(project_root, *args)
     assert proc.returncode == 0, proc.stderr

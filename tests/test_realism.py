@@ -3,8 +3,11 @@ import json
 
 import numpy as np
 
-from data_prep import nyu, realism, synthetic
-from hand_model import HandModel
+from deepmodel.data.datasets import nyu
+from deepmodel.data.synthetic import realism
+from deepmodel.data.synthetic.body import HandBody
+from deepmodel.data.synthetic import nyu as synthetic
+from deepmodel.model.hand_model import HandModel
 
 
 def test_silhouette_grows_one_pixel_at_a_depth_edge():
@@ -24,7 +27,7 @@ def test_silhouette_grows_one_pixel_at_a_depth_edge():
 
 def test_realistic_body_is_wider_than_the_default():
     model = HandModel.nyu()
-    default, wide = synthetic.HandBody(model), realism.RealisticHandBody(model)
+    default, wide = HandBody(model), realism.RealisticHandBody(model)
     assert wide.R.mean() > 1.2 * default.R.mean()
     assert wide.FOREARM[0] >= 30.0 and min(wide.FINGER_RADIUS) >= 9.5
 
@@ -113,7 +116,7 @@ def test_wrist_option_is_recorded_and_changes_the_frames(project_root, tmp_path)
     plain = synthetic.generate(tmp_path / "plain", n_train=4, n_test=2, seed=2, workers=1,
                                progress=False)
     assert "wrist" not in plain
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "bent",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", tmp_path / "bent",
                       "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
                       "--wrist")
     assert proc.returncode == 0, proc.stderr
@@ -121,7 +124,7 @@ def test_wrist_option_is_recorded_and_changes_the_frames(project_root, tmp_path)
     a = nyu.read_depth(nyu.depth_file(tmp_path / "plain" / "train", 0))
     b = nyu.read_depth(nyu.depth_file(tmp_path / "bent" / "train", 0))
     assert (a != b).mean() > 0.001
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "plain",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", tmp_path / "plain",
                       "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
                       "--wrist")
     assert proc.returncode == 0 and "already holds" not in proc.stdout
@@ -130,10 +133,10 @@ def test_wrist_option_is_recorded_and_changes_the_frames(project_root, tmp_path)
 def test_relief_is_on_the_palm_side_only():
     """``HandBody(relief=True)``: seen from the palm's side the rendered hand has readings nearer
     than without (the bulges stand out of the palm); seen from the back it is the same hand."""
-    from data_prep.camera import NYU_CAMERA
+    from deepmodel.data.datasets.camera import NYU_CAMERA
 
     model = HandModel.nyu()
-    plain, bumpy = synthetic.HandBody(model), synthetic.HandBody(model, relief=True)
+    plain, bumpy = HandBody(model), HandBody(model, relief=True)
     assert len(bumpy.W) == len(plain.W) + len(bumpy.RELIEF)
     kp = model.forward(np.zeros((1, model.num_free)))[0] * model.mm_per_unit
     # the palm's side at rest: where a closing fingertip goes, across the hand's axis
@@ -201,7 +204,7 @@ def test_vary_body_thickens_the_body_and_keeps_the_labels(project_root, tmp_path
     behind = xyz1[:, nyu.PALM_JOINT, 2, None, None] + 400
     near = [((d > 0) & (d < behind)).sum(axis=(-2, -1)) for d in (d1, d2)]
     assert np.all(near[1] > 1.15 * near[0]), (near[0], near[1])
-    proc = run_module(project_root, "-m", "data_prep.synthetic", "--out", tmp_path / "v",
+    proc = run_module(project_root, "-m", "deepmodel.tools.synthetic", "--out", tmp_path / "v",
                       "--train", "4", "--test", "2", "--seed", "2", "--quiet", "--workers", "1",
                       "--vary-body")
     assert proc.returncode == 0, proc.stderr

@@ -6,10 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from data_prep import localize, nyu, refine
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.localize import locate
+from deepmodel.data.hand_crop import locate as localize
+from deepmodel.data.datasets import nyu
+from deepmodel.data.hand_crop import refine
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.hand_crop.locate import locate
 from tests.data_helpers import nyu_uvd_to_xyz, nyu_xyz_to_uvd
 
 PY = sys.executable
@@ -77,7 +79,7 @@ def test_no_refine_environment(monkeypatch):
 
 
 def test_missing_weights_is_an_input_error(tmp_path):
-    from plumbing import InputError
+    from deepmodel.plumbing import InputError
 
     with pytest.raises(InputError, match="no such file"):
         refine.CentreRefiner(weights=tmp_path / "none.caffemodel")

@@ -62,7 +62,7 @@ def test_reference_lists_match_their_labels(reference_data):
 
 
 def test_reference_paths_module_names_existing_files():
-    from data_prep import reference
+    from deepmodel.data.datasets import reference
 
     for name in ("NYU_LABELS", "NYU_LIST", "NYU_RAW_FRAME", "ICVL_LABELS", "ICVL_LIST", "GOLDEN"):
         assert getattr(reference, name).is_file(), name

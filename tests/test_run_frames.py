@@ -3,11 +3,11 @@ import shutil
 
 import numpy as np
 
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
-from data_prep.localize import locate_hand
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.datasets.labels import NYU14_KEYPOINTS, load_uvd_file
+from deepmodel.data.hand_crop.locate import locate_hand
 from tests.data_helpers import assert_one_line_error, nyu_uvd_to_xyz, run_module
 
 
@@ -81,7 +81,7 @@ def test_fit_writes_the_fitted_hand(project_root, reference_data, tmp_path, mode
     DepthFitter run here on the same crop and centre), not the net's own keypoints."""
     import caffe
 
-    from data_prep.depth_fit import DepthFitter
+    from deepmodel.fitting.depth_fit import DepthFitter
 
     weights = project_root / "models" / "default" / "deepmodel.caffemodel"
     out = tmp_path / "out"
@@ -92,7 +92,7 @@ def test_fit_writes_the_fitted_hand(project_root, reference_data, tmp_path, mode
     kp = np.loadtxt(out / "keypoints_mm.txt").reshape(31, 3)
     depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
     center, cube = locate_hand(depth, NYU_CAMERA)
-    from tools.net_io import default_model
+    from deepmodel.nets.net_io import default_model
 
     net = caffe.Net(default_model(weights), str(weights), caffe.TEST)   # the hand-up net
     net.blobs["depth"].reshape(1, 1, 128, 128)

@@ -109,7 +109,7 @@ def test_several_weights_are_scored_on_their_average(project_root, tmp_path, lab
 
 
 def test_subject_two_frames_use_the_smaller_cube():
-    from tools.score_real import half_cube_mm
+    from deepmodel.data.evaluation.real_crops import half_cube_mm
     np.testing.assert_allclose(half_cube_mm([0, 2439, 2440, 8251]), [150, 150, 130.5, 130.5])
 
 

@@ -4,13 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from hand_model import HandModel
-from shape_calibration import BoneBasis, calibrate, solve_bones, with_bones
+from deepmodel.model.hand_model import HandModel
+from deepmodel.fitting.shape_calibration import BoneBasis, calibrate, solve_bones, with_bones
 
 
 @pytest.fixture(scope="module")
 def definition(project_root):
-    return json.loads((project_root / "python_layers" / "models" / "nyu31.json").read_text())
+    return json.loads((project_root / "python_layers" / "model" / "nyu31.json").read_text())
 
 
 def random_poses(model, n, rng, spread=0.5):

@@ -1,4 +1,4 @@
-"""tools/test_net.py and tools/metrics.py: figures against published numbers and hand computations,
+"""tools/test_net.py and data_prep/evaluation/metrics.py: figures against published numbers and hand computations,
 the net path through real Caffe and real LMDBs, and bad input through the real CLI."""
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tools import metrics
+from deepmodel.data.evaluation import metrics
 from data_helpers import assert_one_line_error, reference_lines
 
 PY = sys.executable
@@ -341,7 +341,7 @@ def make_tiny(tmp_path, n=7, theta_net=True, theta_meta=True, nj=93, name="tiny"
 
 
 def test_net_mode_matches_independent_computation(project_root, tmp_path):
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     t = make_tiny(tmp_path)
     out = tmp_path / "eval"
@@ -546,10 +546,10 @@ def real_crops_lmdb(reference_data, tmp_path, rng):
     """A test LMDB set of the five real crops (12 frames), random true angles:
     ``(prefix, n, true theta, depth, com, joints)``."""
     import cv2
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
-    from data_prep.datum import encode
-    from data_prep.lmdb_io import LmdbSet
+    from deepmodel.data.records.datum import encode
+    from deepmodel.data.records.lmdb_io import LmdbSet
 
     crops = sorted((reference_data / "nyu" / "test_crops").glob("*.png"))
     depth = np.stack([cv2.imread(str(c), cv2.IMREAD_GRAYSCALE) / 255.0 * 2 - 1 for c in crops])
@@ -572,7 +572,7 @@ def real_crops_lmdb(reference_data, tmp_path, rng):
 
 def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_data):
     import caffe
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     deploy = project_root / "prototxt" / "deploy.prototxt"
     rng = np.random.default_rng(5)
@@ -613,7 +613,7 @@ def test_real_deploy_net_on_data_prep_lmdb(project_root, tmp_path, reference_dat
 def test_without_weights_the_newest_trained_else_the_shipped_ones(project_root, tmp_path, reference_data):
     """No --weights (the card's `python tools/test_net.py`): the newest trained weights under
     results/, else the weights shipped in models/default/, named in the output."""
-    from tools.weights import SHIPPED
+    from deepmodel.nets.weights import SHIPPED
 
     assert SHIPPED.is_file() and SHIPPED.stat().st_size < 10 << 20
     rng = np.random.default_rng(8)

@@ -272,7 +272,7 @@ def test_diverged_run_is_stopped_and_reported(project_root, tiny, tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: training diverged: loss") and "nan" in last, proc.stderr
     assert "last finite snapshot" in last and "deepmodel_iter_16.caffemodel" in last, last
-    from tools.train import snapshot_is_finite
+    from deepmodel.nets.training import snapshot_is_finite
 
     snaps = sorted((res / "snapshots").glob("*.caffemodel"))
     assert snaps and all(snapshot_is_finite(s) for s in snaps), snaps
@@ -342,7 +342,7 @@ def test_weights_start_training_from_a_trained_net(project_root, tiny, tmp_path)
     """--weights: Caffe starts from them (with a zero learning rate the next snapshot holds the
     same parameters; without --weights it holds the fillers'); weights of another net are a
     one-line error before anything is written."""
-    from tools.net_io import read_weights
+    from deepmodel.nets.net_io import read_weights
 
     def params(path):
         return {l.name: [list(b.data) for b in l.blobs] for l in read_weights(path).layer if l.blobs}
@@ -406,13 +406,13 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     a tenth of the learning rate (models/default/README.md); with NYU_ROOT the NYU LMDBs as they
     are; DATASET=icvl the paper's net on ICVL."""
     default = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=nyu")
-    steps = ["-m data_prep.make_lmdb nyu",
-             "-m data_prep.synthetic --out data/synthetic_real --wrist --rot-deg 35 180 60 "
+    steps = ["tools/make_lmdb.py nyu",
+             "tools/synthetic.py --out data/synthetic_real --wrist --rot-deg 35 180 60 "
              "--vary-body --poses prior",
-             "-m data_prep.make_lmdb nyu --root data/synthetic_real --out data/lmdb_real "
+             "tools/make_lmdb.py nyu --root data/synthetic_real --out data/lmdb_real "
              "--augment 2",
-             "-m data_prep.merge_lmdb --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400",
-             "-m data_prep.merge_lmdb --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000",
+             "tools/merge_lmdb.py --out data/lmdb_mix51 --train data/lmdb data/lmdb_real:2400",
+             "tools/merge_lmdb.py --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000",
              "tools/train.py --dataset nyu --results results/base --variant hand_up "
              "--lmdb-dir data/lmdb_mix51 --no-eval --resume",
              "tools/train.py --dataset nyu --results results --variant hand_up --lmdb-dir "
@@ -430,7 +430,7 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     assert nyu[-1].endswith("tools/train.py --dataset nyu --results results --variant hand_up "
                             "--resume")
     icvl = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=icvl")
-    assert "data_prep.make_lmdb icvl" in icvl[0]
+    assert "tools/make_lmdb.py icvl" in icvl[0]
     assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")
 
 

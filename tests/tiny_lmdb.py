@@ -1,7 +1,7 @@
 """A tiny NYU-layout LMDB set for tests of the nets and of training (agreed LMDB interface).
 
 ``write_tiny_lmdbs(folder, n_train, n_test)`` writes the LMDBs and meta file of the splits
-``nyu_train`` and ``nyu_test`` with the project's writer (``data_prep.split.LmdbSplit``). Labels are a learnable function of the input: the joints are the hand
+``nyu_train`` and ``nyu_test`` with the project's writer (``deepmodel.data.records.split.LmdbSplit``). Labels are a learnable function of the input: the joints are the hand
 model's keypoints for small random parameters (global translation and a few finger angles), and
 the depth image encodes the translation as a bright square, so a few iterations already lower the
 loss of every variant.
@@ -13,7 +13,7 @@ import numpy as np
 
 def _write_split(split, arrays):
     """Aligned LMDBs of one split (an LmdbSplit) with the project's writer."""
-    from data_prep import datum
+    from deepmodel.data.records import datum
 
     rows = {kind: datum.encode_rows(arr.reshape(len(arr), -1), shape)
             for kind, (arr, shape) in arrays.items()}
@@ -27,9 +27,9 @@ def write_tiny_lmdbs(folder, n_train=64, n_test=32, seed=0, back_every=0):
     """Write the tiny set into ``folder``; returns the folder (pathlib.Path). With
     ``back_every`` = k, every k-th record's hand is turned half round about y (its back to the
     camera)."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
-    from data_prep.split import LmdbSplit
+    from deepmodel.data.records.split import LmdbSplit
 
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,1 +1,2 @@
-"""The command-line tools: evaluation, training, fitting, the demo, benchmarks and plots (``python tools/<tool>.py`` or the ``deepmodel-*`` entry points)."""
+"""The commands (``python tools/<tool>.py``, or the ``deepmodel-*`` console scripts): each parses
+its arguments, calls the library and prints. Nothing imports a module from here."""

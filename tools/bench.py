@@ -24,8 +24,8 @@ Measured (median over repeats, after a warm-up):
   4b. the same for the hand-up deploy net (tools/make_nets.py, variant hand_up), its HandTurnLayer
      alone inside it, and that layer's forward at make train's batch (64);
   5. if the LMDBs exist (`make lmdb-nyu`): how fast Caffe's Data layers deliver batches of B;
-  6. label-free hand localisation (data_prep.localize.locate_hand, with its learned refinement)
-     + the crop (data_prep.crop) on the raw 640x480 NYU test frame, one frame at a time
+  6. label-free hand localisation (deepmodel.data.hand_crop.locate.locate_hand, with its learned refinement)
+     + the crop (deepmodel.data.hand_crop.crop) on the raw 640x480 NYU test frame, one frame at a time
      (frames/s), each part alone, and the whole raw-frame path: localisation, crop, the deploy
      net with its model layer, keypoints in mm.
 
@@ -35,7 +35,7 @@ iteration < 1 %; deploy single-frame inference >= 400 frames/s; (issue 13) local
 <= 0.1 ms. Timings depend on the load of
 the machine: the load average at the start is reported with the figures.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
@@ -49,10 +49,10 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from plumbing import PROJECT, InputError, blas_core, openblas, run, write_json
-from plumbing import ArgumentParser, positive_int  # options checked as parsed
-from data_prep.split import LmdbSplit
-from tools.net_io import import_caffe
+from deepmodel.plumbing import PROJECT, InputError, blas_core, openblas, run, write_json
+from deepmodel.plumbing import ArgumentParser, positive_int  # options checked as parsed
+from deepmodel.data.records.split import LmdbSplit
+from deepmodel.nets.net_io import import_caffe
 
 TURN_BATCH = 64                 # make train's batch (tools/train.py), for the HandTurnLayer's figure
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0, "localize_crop_fps": 300.0,
@@ -87,7 +87,7 @@ def sample_inputs(lmdb_dir, n, rng):
     frame more than a depth crop). Otherwise synthetic crops: far background (+1) with a smooth
     hand-sized blob, and the hand model's keypoints for small random parameters.
     """
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     split = LmdbSplit.of(lmdb_dir, "nyu", "train")
     paths = [split.lmdb(k) for k in ("depth", "joint")]
@@ -109,7 +109,7 @@ def sample_inputs(lmdb_dir, n, rng):
 
 def bench_model(batch, repeats, rng):
     """HandModel forward+backward in NumPy: (median ms, peak MB of one call)."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     model = HandModel.nyu()
     theta = rng.uniform(-0.3, 0.3, (batch, 26))
@@ -132,12 +132,12 @@ def bench_model(batch, repeats, rng):
 
 def bench_layer(caffe, batch, repeats, rng, folder):
     """HandModelLayer through Caffe: Input (batch, 26) -> Python layer -> (batch, 93)."""
-    import make_nets as mn
+    from deepmodel.nets import netspec as mn
     from caffe import layers as L
 
     n = caffe.NetSpec()
     n.theta = L.Input(shape={"dim": [batch, 26]})
-    n.joints = L.Python(n.theta, python_param={"module": "hand_model_layer",
+    n.joints = L.Python(n.theta, python_param={"module": "deepmodel.layers.hand_model_layer",
                                                "layer": "HandModelLayer",
                                                "param_str": mn.HAND_MODEL_PARAM})
     p = n.to_proto()
@@ -157,7 +157,7 @@ def bench_layer(caffe, batch, repeats, rng, folder):
 def bench_solver(caffe, variant, batch, folder, inputs):
     """A pycaffe SGDSolver of ``variant``'s train net with Input layers (no test net, no
     snapshots), its inputs filled with ``inputs`` = (depth, joints) cut to ``batch``."""
-    import make_nets as mn
+    from deepmodel.nets import netspec as mn
     from google.protobuf import text_format
 
     net_path = pathlib.Path(folder) / f"train_bench_{variant}_{batch}.prototxt"
@@ -234,7 +234,7 @@ def bench_deploy(caffe, repeats, folder, depth):
     the net runs it: the goal's figure) and the model layer once more at once (warm: its caches
     still hold what the first call touched), measured interleaved in one loop so that all see
     the same machine state."""
-    import make_nets as mn
+    from deepmodel.nets import netspec as mn
 
     net, _ = build_net(caffe, mn.deploy_net("paper", batch=1), caffe.TEST, folder, "deploy")
     net.blobs["depth"].data[...] = depth
@@ -264,7 +264,7 @@ def bench_turn(caffe, repeats, folder, depth):
     """The turn to the hand (tools/make_nets.py, variant hand_up): median ms of the hand-up deploy
     net's single-frame forward, of its HandTurnLayer alone inside it, and of a HandTurnLayer
     forward at the batch of ``depth`` (make train's batch: 64), interleaved in one loop."""
-    import make_nets as mn
+    from deepmodel.nets import netspec as mn
     from caffe import layers as L
 
     net, _ = build_net(caffe, mn.deploy_net("hand_up", batch=1), caffe.TEST, folder, "deploy_up")
@@ -317,13 +317,13 @@ def bench_localize(caffe, frames, folder):
     forwards of the refinement net), the crop at the centre, localisation + crop, and the whole
     raw-frame path: localisation, crop, the paper's deploy net with its model layer (single frame,
     initial weights: the time does not depend on them) and the keypoints in mm. Returns a dict."""
-    import make_nets as mn
+    from deepmodel.nets import netspec as mn
 
-    from data_prep import nyu
-    from data_prep.camera import NYU_CAMERA
-    from data_prep.crop import crop_depth
-    from data_prep.localize import learned_refiner, locate_hand
-    from data_prep.reference import NYU_RAW_FRAME
+    from deepmodel.data.datasets import nyu
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.crop import crop_depth
+    from deepmodel.data.hand_crop.locate import learned_refiner, locate_hand
+    from deepmodel.data.datasets.reference import NYU_RAW_FRAME
 
     depth = nyu.read_depth(NYU_RAW_FRAME)
     refiner = learned_refiner()
@@ -503,7 +503,7 @@ def main(argv=None):
          "locate_hand(..., refine=None)"),
         ("  the refinement alone", "n/a" if res["refinement_ms"] is None else
          f"{res['refinement_ms']:.3f} ms", "two crops + refinement net forwards"),
-        ("  crop alone (128x128)", f"{res['crop_ms']:.3f} ms", "data_prep.crop.crop_depth"),
+        ("  crop alone (128x128)", f"{res['crop_ms']:.3f} ms", "deepmodel.data.hand_crop.crop.crop_depth"),
         ("whole raw-frame path: localise, crop, net, model layer", f"{res['raw_frame_path_ms']:.3f} ms",
          f"{res['raw_frame_path_fps']:.0f} frames/s (goal >= {GOALS['raw_path_fps']:g}), one frame at a time"),
     ]

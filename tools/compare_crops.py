@@ -1,23 +1,23 @@
 #!/usr/bin/env python3
 """Real and synthetic depth crops side by side: the five real NYU test crops of the repository
 above crops of the synthetic NYU generator (its default hand-shape mixture; with the pose prior
-fitted to real ICVL labels, ``data_prep.pose_prior``; its realistic profile,
-``data_prep.realism``), all 128x128 in the same gray scale
+fitted to real ICVL labels, ``deepmodel.data.synthetic.pose_prior``; its realistic profile,
+``deepmodel.data.synthetic.realism``), all 128x128 in the same gray scale
 (near = dark). A figure for comparing what the synthetic world looks like with real depth.
 
     tools/compare_crops.py --out docs/img/real_vs_synthetic.png
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 
 import numpy as np
 
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.reference import NYU_TEST_CROPS
-from plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int, run,
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.datasets.reference import NYU_TEST_CROPS
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int, run,
                       save_figure)
 
 DEFAULT_OUT = PROJECT / "docs" / "img" / "real_vs_synthetic.png"
@@ -38,7 +38,7 @@ def real_crops():
 
 def synthetic_crops(sampler, n, seed, **frame_options):
     """``n`` crops of frames rendered with ``sampler``, cropped as the NYU reader does."""
-    from data_prep.synthetic import make_frames
+    from deepmodel.data.synthetic.nyu import make_frames
 
     depth, uvd, xyz, _ = make_frames(sampler, np.random.default_rng(seed), n, **frame_options)
     return [crop_depth(depth[i], uvd[i, nyu.PALM_JOINT], nyu.CUBE_MM, NYU_CAMERA,
@@ -77,11 +77,11 @@ def main(argv=None):
     check_output_file(args.out)
     if args.out.suffix.lower() != ".png":
         raise InputError(f"--out {args.out}: expected a .png file name")
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
-    from data_prep import realism
-    from data_prep.pose_prior import PriorPoseSampler, load_prior
-    from data_prep.synthetic import PoseSampler
+    from deepmodel.data.synthetic import realism
+    from deepmodel.data.synthetic.pose_prior import PriorPoseSampler, load_prior
+    from deepmodel.data.synthetic.poses import PoseSampler
 
     model = HandModel.nyu()
     real = real_crops()

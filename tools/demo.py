@@ -9,9 +9,9 @@ Inputs (PNG files or folders of PNGs):
 * a raw depth frame: NYU's 640x480 blue/green encoding (depth mm = blue + 256 * green) or a
   16-bit single-channel PNG in mm, with the camera (``--camera nyu|icvl`` or ``--intrinsics FX FY
   CX CY``) and the cube (``--cube``, mm). The crop centre is ``--center U V D`` (pixels, mm) when
-  given, else found without a label by ``data_prep.localize.locate_hand`` (printed; a frame with
+  given, else found without a label by ``deepmodel.data.hand_crop.locate.locate_hand`` (printed; a frame with
   no hand in the working range is a one-line error). The frame is cropped with the project's crop
-  (data_prep.crop); the skeleton, the centre (cyan) and the crop box (yellow) are drawn on the frame.
+  (deepmodel.data.hand_crop.crop); the skeleton, the centre (cyan) and the crop box (yellow) are drawn on the frame.
 
 For every input it writes ``<name>_overlay.png`` (the crop, 4x enlarged, with the 2D skeleton),
 ``<name>_3d.png`` (the 3D skeleton over the crop's point cloud), for raw frames also
@@ -35,10 +35,10 @@ The net may be the project's deploy net (fc 26 -> HandModelLayer) or the release
     tools/demo.py --fit                    # the net's pose fitted to each crop's depth
 
 With ``--fit`` the net's angles (its ``theta`` blob) are fitted to each crop's depth
-(:class:`data_prep.depth_fit.DepthFitter`, with the crop centre when it is known) and the fitted
+(:class:`deepmodel.fitting.depth_fit.DepthFitter`, with the crop centre when it is known) and the fitted
 hand is drawn and written instead of the net's; ``demo.json`` keeps the net's keypoints too.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import os
 from argparse import ArgumentDefaultsHelpFormatter
@@ -49,14 +49,14 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep import nyu
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA, Camera
-from plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet, atomic_path,
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA, Camera
+from deepmodel.plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet, atomic_path,
                       check_center, console, finite_float, run, save_figure, write_json)
-from data_prep.frames import png_files
-from data_prep.reference import NYU_TEST_CROPS
-from tools.net_io import MODEL_HELP
-from tools.weights import SHIPPED_REAL, default_weights
+from deepmodel.data.datasets.frames import png_files
+from deepmodel.data.datasets.reference import NYU_TEST_CROPS
+from deepmodel.nets.net_io import MODEL_HELP
+from deepmodel.nets.weights import SHIPPED_REAL, default_weights
 
 DEFAULT_CROPS = NYU_TEST_CROPS
 CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
@@ -153,10 +153,10 @@ def load_input(path, crop_hw, args, camera):
     if (w, h) != (camera.width, camera.height):
         print(f"note: {path} is {w}x{h} but the camera is {camera.width}x{camera.height}",
               file=sys.stderr)
-    from data_prep.crop import crop_depth
+    from deepmodel.data.hand_crop.crop import crop_depth
 
     if args.center is None:
-        from data_prep.localize import locate_hand
+        from deepmodel.data.hand_crop.locate import locate_hand
 
         try:
             center, _ = locate_hand(depth, camera, args.cube)
@@ -199,11 +199,11 @@ def ortho_crop_pixels(norm, size):
 
 def exact_pixels(norm, item, args, camera, size):
     """Keypoints in mm ``(31, 3)``, image uvd ``(31, 3)`` and crop (column, row) ``(31, 2)``
-    (continuous, pixel j covering [j, j+1), as data_prep.crop.crop_pixel_of_uvd) for an input
+    (continuous, pixel j covering [j, j+1), as deepmodel.data.hand_crop.crop.crop_pixel_of_uvd) for an input
     with a known centre."""
-    from data_prep.crop import crop_pixel_of_uvd
+    from deepmodel.data.hand_crop.crop import crop_pixel_of_uvd
 
-    from data_prep.split import to_mm
+    from deepmodel.data.records.split import to_mm
 
     xyz = to_mm(norm[None], item["com"][None], np.array([args.cube]))[0]
     uvd = camera.xyz_to_uvd(xyz)
@@ -297,11 +297,11 @@ CENTER_COLOUR = (0, 255, 255)   # the crop centre on the frame (cyan)
 
 def draw_frame(path, depth, uvd, center, edges, finger, cube, camera):
     """The skeleton on the full raw frame (depth shown in a window around the centre), with the
-    crop box (the cube's pixel box, data_prep.crop.crop_box: outline on its first and last
+    crop box (the cube's pixel box, deepmodel.data.hand_crop.crop.crop_box: outline on its first and last
     columns and rows) and the crop centre (a filled disc of radius 3 px)."""
     import cv2
 
-    from data_prep.crop import crop_box
+    from deepmodel.data.hand_crop.crop import crop_box
 
     d = float(center[2])
     shown = np.clip((depth.astype(np.float64) - (d - cube)) / (2 * cube), 0, 1)
@@ -356,7 +356,7 @@ def build_parser():
     p.add_argument("--center", nargs=3, type=finite_float(-MAX_PLAUSIBLE, MAX_PLAUSIBLE),
                    metavar=("U", "V", "D"), default=None,
                    help="crop centre of raw frames: pixels and depth in mm (default: detected "
-                   "without a label, data_prep.localize)")
+                   "without a label, deepmodel.data.hand_crop.locate)")
     p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
     p.add_argument("--intrinsics", nargs=4, type=finite_float(-MAX_PLAUSIBLE, MAX_PLAUSIBLE),
                    metavar=("FX", "FY", "CX", "CY"),
@@ -364,7 +364,7 @@ def build_parser():
     p.add_argument("--cube", type=finite_float(10, 2000), default=nyu.CUBE_MM,
                    help="crop cube edge in mm (10..2000)")
     p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
-                   "(data_prep/depth_fit.py) and draw the fitted hand")
+                   "(python_layers/fitting/depth_fit.py) and draw the fitted hand")
     p.add_argument("--out", default="results/demo", help="output folder")
     return p
 
@@ -393,10 +393,10 @@ def main(argv=None):
                                         shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
 
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
-    from tools import metrics
-    from tools.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
+    from deepmodel.data.evaluation import metrics
+    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
                               theta_frame)
 
     args.model = args.model or default_model(weights)
@@ -432,7 +432,7 @@ def main(argv=None):
     if args.fit:
         output_blob(net, args.theta_blob, model.num_free, args.model, "--theta-blob")
         theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
-        from data_prep.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
+        from deepmodel.fitting.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
         theta = DepthFitter(model, cube_mm=args.cube).fit(posed[:, 0], theta, center)["theta"]
         net_joints, joints = joints, keypoints_of_theta(model, theta, turn)

@@ -6,11 +6,11 @@
     tools/draw_rest_pose.py --print-tables                     # tables to stdout
 
 The figure has a 3D view and the front view (as the camera sees it: x right, y up) with every
-keypoint's id. The tables are generated from the model file (python_layers/models/<model>.json)
+keypoint's id. The tables are generated from the model file (python_layers/model/<model>.json)
 and replace the block between ``<!-- BEGIN GENERATED TABLES -->`` and ``<!-- END GENERATED
 TABLES -->`` in the Markdown file.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import pathlib
@@ -18,9 +18,9 @@ import sys
 
 
 
-from plumbing import PROJECT, InputError, run, save_figure, write_text
-from plumbing import ArgumentParser  # options checked as parsed
-from hand_model import HandModel, ModelDefinitionError
+from deepmodel.plumbing import PROJECT, InputError, run, save_figure, write_text
+from deepmodel.plumbing import ArgumentParser  # options checked as parsed
+from deepmodel.model.hand_model import HandModel, ModelDefinitionError
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/draw_rest_pose.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
@@ -148,7 +148,7 @@ def tables(model):
 
 def update_markdown(path, text):
     """Replace the generated block of the Markdown file at path with text (atomically)."""
-    from tools.docblock import replace_block
+    from deepmodel.plumbing.docblock import replace_block
 
     return replace_block(path, BEGIN, END, text)
 
@@ -157,7 +157,7 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="Default: --out docs/img/rest_pose.png",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="nyu31", help="model file python_layers/models/<MODEL>.json "
+    parser.add_argument("--model", default="nyu31", help="model file python_layers/model/<MODEL>.json "
                         "(default: %(default)s)")
     parser.add_argument("--out", metavar="PNG", help="write the rest-pose figure here")
     parser.add_argument("--markdown", metavar="MD", help="replace the generated tables block in this "

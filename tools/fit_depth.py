@@ -1,19 +1,19 @@
 #!/usr/bin/env python3
-"""Measure the depth fit (data_prep/depth_fit.py) on a labelled test LMDB: the net's pose and the
+"""Measure the depth fit (python_layers/fitting/depth_fit.py) on a labelled test LMDB: the net's pose and the
 same pose fitted to each crop's depth, both against the labels.
 
     tools/fit_depth.py --weights results/deepmodel.caffemodel --lmdb data/lmdb/nyu_test --frames 400
     tools/fit_depth.py --lmdb data/lmdb_drq_aug/nyu_test       # the newest weights, else the shipped
 
 For the first ``--frames`` records of the split: the net's angles (its ``--theta-blob``, the hand
-model layer's input) -> :class:`data_prep.depth_fit.DepthFitter` with each crop's centre from the
+model layer's input) -> :class:`deepmodel.fitting.depth_fit.DepthFitter` with each crop's centre from the
 split's meta file (``--nominal-depth``: on the optical axis at the fitter's fixed depth instead, as
 for crops whose centre is unknown) -> the 14 NYU evaluation joints of both poses, in mm (the split's cube), against
 the labels: the mean joint error, the same with both centred on their mean joint (the real-crop
 metric of tools/score_real.py), and the share of frames the fit made better or worse by more than
 1 mm (centred). Prints a table; ``--json`` also writes the figures.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
@@ -23,13 +23,14 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.labels import NYU14_KEYPOINTS
-from data_prep.split import LmdbSplit
-from plumbing import PROJECT, ArgumentParser, InputError, positive_int, run, write_json
-from tools.metrics import joint_errors
-from tools.score_real import centred_error, net_keypoints
-from tools.net_io import MODEL_HELP
-from tools.weights import default_weights
+from deepmodel.data.datasets.labels import NYU14_KEYPOINTS
+from deepmodel.data.records.split import LmdbSplit
+from deepmodel.plumbing import PROJECT, ArgumentParser, InputError, positive_int, run, write_json
+from deepmodel.data.evaluation.metrics import joint_errors
+from deepmodel.data.evaluation.real_crops import centred_error
+from deepmodel.nets.net_io import net_keypoints
+from deepmodel.nets.net_io import MODEL_HELP
+from deepmodel.nets.weights import default_weights
 
 DEFAULT_LMDB = PROJECT / "data" / "lmdb" / "nyu_test"
 
@@ -64,9 +65,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from data_prep.depth_fit import DepthFitter
-    from hand_model import HandModel
-    from tools.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
+    from deepmodel.fitting.depth_fit import DepthFitter
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
                               theta_frame)
 
     if args.weights:

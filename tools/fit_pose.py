@@ -23,11 +23,10 @@ Output ``--out fits.npz``: ``model`` (its name), ``theta`` (N, 26) layer convent
 0-based index of each frame in the input), ``segment``, ``objective``, ``settings`` (JSON).
 A histogram of the errors goes next to it (``<out stem>_error.png``).
 
-The objective, solver and starts are described in ``python_layers/pose_fitting.py``.
+The objective, solver and starts are described in ``python_layers/fitting/pose_fitting.py``.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
-import argparse
 import json
 import os
 import pathlib
@@ -36,13 +35,13 @@ import time
 import numpy as np
 
 
-from plumbing import InputError, console, open_text, run, save_figure, write_npz
-from plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
-from data_prep import icvl, nyu
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
-from data_prep.split import LmdbSplit, to_mm
-
+from deepmodel.plumbing import InputError, console, open_text, run, save_figure, write_npz
+from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
+from deepmodel.data.datasets import icvl
+from deepmodel.data.datasets import nyu
+from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
+from deepmodel.data.datasets.labels import NYU14_KEYPOINTS, load_uvd_file
+from deepmodel.data.records.split import LmdbSplit, to_mm
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,7 +57,7 @@ def load_uvd(path, skip_bad, model, dataset="nyu", joint_set=None):
         keypoints, sign, camera = np.array(NYU14_KEYPOINTS), np.ones(3), NYU_CAMERA
         what = "14-joint uvd labels (NYU camera)"
     else:
-        from hand_model import ModelDefinitionError
+        from deepmodel.model.hand_model import ModelDefinitionError
         try:
             js = model.joint_set(joint_set or "icvl16")
         except ModelDefinitionError as err:
@@ -207,17 +206,6 @@ def starting_scale(args, data, segment, model):
     return scale
 
 
-def estimate_offset(model, keypoints, labels, scale):
-    """A per-frame reference point (mm) standing in for the crop centre: where the model's rest
-    pose puts its origin when its root keypoint (the palm) sits on the label (else: centroids)."""
-    rest = model.forward(np.zeros((1, len(model.lower))))[0]
-    root = getattr(model, "root", 24)
-    hit = np.flatnonzero(np.asarray(keypoints) == root)
-    if len(hit):
-        return labels[:, hit[0]] - scale[:, None] * rest[root]
-    return labels.mean(axis=1) - scale[:, None] * rest[keypoints].mean(axis=0)
-
-
 # ----------------------------------------------------------------------------------------------
 def parse_args(argv):
     p = ArgumentParser(
@@ -231,7 +219,7 @@ def parse_args(argv):
     p.add_argument("--dataset", choices=["nyu", "icvl"], default="nyu",
                    help="whose uvd label file: NYU (14 joints, NYU camera) or ICVL (16 joints, ICVL "
                         "camera, the model's joint set --joint-set)")
-    p.add_argument("--model", default="nyu31", help="hand model (python_layers/models/NAME.json): "
+    p.add_argument("--model", default="nyu31", help="hand model (python_layers/model/NAME.json): "
                    "nyu31, the paper's NYU hand; icvl16, the hand calibrated on ICVL (make "
                    "icvl-hand)")
     p.add_argument("--joint-set", default=None, help="for --dataset icvl: the model's joint set "
@@ -305,8 +293,8 @@ def write_histogram(path, error, title):
 def main(argv=None):
     t_start = time.perf_counter()
     args = parse_args(argv)
-    from hand_model import HandModel
-    from pose_fitting import PoseFitter
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.fitting.pose_fitting import PoseFitter, estimate_offset
 
     out = pathlib.Path(args.out)
     if out.suffix != ".npz":
@@ -316,7 +304,7 @@ def main(argv=None):
     if not os.path.exists(args.labels):
         raise InputError(f"{args.labels}: no such file")
 
-    from hand_model import ModelDefinitionError
+    from deepmodel.model.hand_model import ModelDefinitionError
     try:
         model = HandModel.by_name(args.model)
     except ModelDefinitionError as err:

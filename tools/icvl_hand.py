@@ -2,7 +2,7 @@
 """The NYU hand on ICVL's joints: which keypoints they are, and a hand calibrated to ICVL.
 
 Two steps on the 1596 real ICVL test labels (``data/reference/icvl/``, two sequences of 702 and
-894 frames; ICVL camera), both with the pose fit of ``python_layers/pose_fitting.py`` (bounded
+894 frames; ICVL camera), both with the pose fit of ``python_layers/fitting/pose_fitting.py`` (bounded
 LM, per-frame scale):
 
 1. **Correspondence.** Every plausible assignment of the 16 ICVL joints to model keypoints (palm:
@@ -13,8 +13,8 @@ LM, per-frame scale):
    assignment with the lowest mean error is the one for the model's ``joint_sets.icvl16``.
 2. **Calibration** (beyond the paper, which kept the NYU geometry on ICVL): the bone lengths,
    shared by all frames, fitted jointly with the per-frame poses on test sequence 1
-   (``python_layers/shape_calibration.py``), written as the model file
-   ``python_layers/models/icvl16.json`` (1 unit = 125 mm, half ICVL's 250 mm cube); both hands
+   (``python_layers/fitting/shape_calibration.py``), written as the model file
+   ``python_layers/model/icvl16.json`` (1 unit = 125 mm, half ICVL's 250 mm cube); both hands
    are then fitted to the held-out sequence 2.
 
 The tables go to stdout and, with ``--markdown``, into the generated block of ``docs/icvl.md``;
@@ -23,7 +23,7 @@ printed for the model's joint set (``mm_per_unit``).
 
     tools/icvl_hand.py --markdown docs/icvl.md --write-model      # what `make icvl-hand` runs
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import itertools
@@ -32,16 +32,16 @@ import time
 
 import numpy as np
 
-from data_prep import icvl
-from data_prep.camera import ICVL_CAMERA
-from data_prep.labels import load_uvd_file
-from data_prep.reference import ICVL_LABELS
-from plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, int_in,
+from deepmodel.data.datasets import icvl
+from deepmodel.data.datasets.camera import ICVL_CAMERA
+from deepmodel.data.datasets.labels import load_uvd_file
+from deepmodel.data.datasets.reference import ICVL_LABELS
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, int_in,
                       nonneg_int, run, write_text)
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/icvl_hand.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
-MODEL_OUT = PROJECT / "python_layers" / "models" / "icvl16.json"
+MODEL_OUT = PROJECT / "python_layers" / "model" / "icvl16.json"
 FINGERS = ("index", "middle", "ring", "little")          # ICVL's order after the thumb
 PALMS = ("palm centre", "wrist middle", "middle metacarpal root")
 MIDS = ("PIP", "second PIP point", "DIP")
@@ -74,8 +74,8 @@ def load_labels(path):
 
 def fit(model, keypoints, labels, mirror, restarts, segments=None):
     """Fit ``labels`` (N, k, 3) mm with the model; returns the fit dict (``error_mm``, ``scale``)."""
-    from pose_fitting import PoseFitter
-    from tools.fit_pose import estimate_offset
+    from deepmodel.fitting.pose_fitting import PoseFitter
+    from deepmodel.fitting.pose_fitting import estimate_offset
 
     lab = labels * np.array([-1.0 if mirror else 1.0, 1.0, 1.0])
     scale0 = np.full(len(lab), model.mm_per_unit)
@@ -116,7 +116,7 @@ def correspondence(model, labels, segments, restarts, progress=True):
 
 def icvl16_definition(nyu_definition, bones, keypoints, mirror_x):
     """The calibrated model file: the NYU hand's chain with ICVL's bone lengths (125 mm units)."""
-    from shape_calibration import with_bones
+    from deepmodel.fitting.shape_calibration import with_bones
 
     d = with_bones(nyu_definition, bones, name="icvl16", about=(
         "The NYU hand model (nyu31) with its bone lengths calibrated to ICVL's annotation: fitted "
@@ -135,8 +135,8 @@ def icvl16_definition(nyu_definition, bones, keypoints, mirror_x):
 
 def calibrate(nyu_definition, keypoints, labels, rounds, restarts):
     """Calibrate on sequence 1, compare both hands on sequences 1 and 2. Returns (bones, rows)."""
-    from hand_model import HandModel
-    from shape_calibration import calibrate as fit_shape, with_bones
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.fitting.shape_calibration import calibrate as fit_shape, with_bones
 
     first = icvl.TEST_SEQUENCE_2_FIRST
     seq1, seq2 = labels[:first], labels[first:]
@@ -169,7 +169,7 @@ def markdown(corr, cal_rows, nyu_scale_mm, seconds):
                      f"{'yes' if r['mirror_x'] else 'no'} | {r['mean_mm']:.2f} | "
                      f"{r['median_mm']:.2f} | {r['p95_mm']:.2f} | {r['scale_mm']:.1f} |")
     lines += ["", f"Chosen: row 1, keypoints {corr[0]['keypoints']} (`joint_sets.icvl16` of "
-              "`python_layers/models/nyu31.json`).", "",
+              "`python_layers/model/nyu31.json`).", "",
               "Calibrated hand: bone lengths fitted on sequence 1, both hands fitted to each "
               "sequence:", "",
               "| hand | sequence | frames | mean (mm) | median | 95th pct | median scale (mm/unit) |",
@@ -204,10 +204,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_output_file(args.markdown, "--markdown")
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     t0 = time.perf_counter()
-    nyu_definition = json.loads((PROJECT / "python_layers" / "models" / "nyu31.json").read_text())
+    nyu_definition = json.loads((PROJECT / "python_layers" / "model" / "nyu31.json").read_text())
     model = HandModel(nyu_definition)
     args.labels = args.labels or str(ICVL_LABELS)
     labels = load_labels(args.labels)
@@ -226,7 +226,7 @@ def main(argv=None):
     text = markdown(corr, cal_rows, nyu_scale, time.perf_counter() - t0)
     print(text)
     if args.markdown:
-        from tools.docblock import replace_block
+        from deepmodel.plumbing.docblock import replace_block
         changed = replace_block(args.markdown, BEGIN, END, text)
         print(f"{'updated' if changed else 'unchanged'} tables in {args.markdown}")
     if args.write_model:

@@ -6,11 +6,11 @@
 
 For every frame (a folder's ``*.png`` in name order, or the files given): read the depth (an NYU
 8-bit PNG, blue + 256 * green, or a 16-bit PNG in mm), find the hand without a label
-(:func:`data_prep.localize.locate_hand`, with the learned refinement when its weights are
-present), crop the cube around it (:func:`data_prep.crop.crop_depth`), run the deploy net
+(:func:`deepmodel.data.hand_crop.locate.locate_hand`, with the learned refinement when its weights are
+present), crop the cube around it (:func:`deepmodel.data.hand_crop.crop.crop_depth`), run the deploy net
 (``--model``, its ``joints`` blob: the model layer's 31 keypoints in half-cube units) and map the
 keypoints to mm (camera frame) and to pixels; with ``--fit``, the net's angles (its ``theta``
-blob) are first fitted to the crop's depth (:class:`data_prep.depth_fit.DepthFitter`, with the
+blob) are first fitted to the crop's depth (:class:`deepmodel.fitting.depth_fit.DepthFitter`, with the
 crop centre found) and the fitted hand's keypoints are written. Writes into ``--out``:
 
 * ``frames.txt``: the frame files, one a line: line i of every other file is this frame;
@@ -26,12 +26,11 @@ the frames; ``test_net.py`` reads them as missing), counted and reported, never 
 fails (exit 2) only when no frame at all gives a pose, or on a bad option, net or weights file
 (one-line error). Files are written when the run is complete (atomically).
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
@@ -39,82 +38,12 @@ from tqdm import tqdm
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.frames import BadFrame, png_files, quiet_imdecode, read_bytes
-from data_prep.localize import locate_hand
-from plumbing import (ArgumentParser, InputError, atomic_path, console, finite_float, run,
-                      write_text)
-from tools.net_io import (MODEL_HELP, default_model, input_blob, keypoints_of_theta, load_net,
-                          output_blob, theta_frame)
-
-DATASETS = {"nyu": (NYU_CAMERA, 300.0), "icvl": (ICVL_CAMERA, 250.0)}
-
-
-def read_frame(path):
-    """A raw depth frame -> ``(H, W)`` depth in mm; :class:`BadFrame` saying why it cannot be."""
-    import cv2
-
-    from data_prep import nyu
-
-    img = quiet_imdecode(np.frombuffer(read_bytes(path), np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise BadFrame("not a readable image")
-    if img.ndim == 3 and img.dtype == np.uint8 and img.shape[2] >= 3:
-        return nyu.depth_of_image(img)
-    if img.ndim == 2 and img.dtype == np.uint16:
-        return img
-    raise BadFrame(f"{img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} channel(s) is "
-                   "not a depth frame (NYU 8-bit blue/green or 16-bit mm)")
-
-
-def find_frames(inputs):
-    """Files to run on: a folder's ``*.png`` (name order) or the files given, in order."""
-    return png_files(inputs)
-
-
-class FramePipeline:
-    """Detection + crop + net + model layer for one raw frame at a time.
-
-    ``pipeline(depth_mm) -> (keypoints_mm (31, 3), keypoints_uvd (31, 3), center_uvd (3,))``.
-    """
-
-    def __init__(self, model, weights, camera, cube_mm, blob="joints", fit=False, theta_blob="theta"):
-        self.net = load_net(model, weights)
-        self.input = input_blob(self.net, None, model)
-        self.blob = output_blob(self.net, blob, 93, model)
-        self.fitter = None
-        if fit:
-            from data_prep.depth_fit import DepthFitter
-            from hand_model import HandModel
-
-            hand = HandModel.nyu()
-            self.theta_blob = output_blob(self.net, theta_blob, hand.num_free, model, "--theta-blob")
-            self.hand = hand
-            self.fitter = DepthFitter(hand, chunk=1)      # the cube comes with each frame
-        shape = self.net.blobs[self.input].data.shape
-        if tuple(shape[1:]) != (1, 128, 128):
-            raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
-                             "(N, 1, 128, 128)")
-        if shape[0] != 1:
-            self.net.blobs[self.input].reshape(1, 1, 128, 128)
-            self.net.reshape()
-        self.data = self.net.blobs[self.input].data
-        self.camera, self.cube = camera, float(cube_mm)
-
-    def __call__(self, depth):
-        center, cube = locate_hand(depth, self.camera, self.cube)
-        self.data[0, 0] = crop_depth(depth, center, cube, self.camera)
-        self.net.forward()
-        kp = self.net.blobs[self.blob].data[0].reshape(31, 3).astype(np.float64)
-        com = self.camera.uvd_to_xyz(center)
-        if self.fitter is not None:
-            theta = self.net.blobs[self.theta_blob].data[:1].astype(np.float64).reshape(1, -1)
-            posed, angles = theta_frame(self.net, self.data[:1])  # a net that turns its crop
-            theta = self.fitter.fit(posed[:, 0], theta, com[None], cube)["theta"]
-            kp = keypoints_of_theta(self.hand, theta, angles).reshape(31, 3)
-        xyz = kp * (cube / 2.0) + com
-        return xyz, self.camera.xyz_to_uvd(xyz), center
+from deepmodel.data.datasets.frames import BadFrame, png_files
+from deepmodel.data.datasets.raw import read_frame
+from deepmodel.nets.net_io import MODEL_HELP, default_model
+from deepmodel.pipeline.frames import DATASETS, FramePipeline
+from deepmodel.plumbing import (ArgumentParser, InputError, atomic_path, console, finite_float, run,
+                                write_text)
 
 
 def build_parser():
@@ -129,7 +58,7 @@ def build_parser():
     p.add_argument("--cube", type=finite_float(50.0, 1000.0), default=None,
                    help="cube edge in mm, 50-1000 (default: the dataset's)")
     p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
-                   "(data_prep/depth_fit.py) and write the fitted hand's keypoints")
+                   "(python_layers/fitting/depth_fit.py) and write the fitted hand's keypoints")
     p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles the hand "
                    "model layer takes (for --fit)")
     p.add_argument("--out", required=True, help="output folder")
@@ -147,11 +76,11 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    frames = find_frames(args.inputs)
+    frames = png_files(args.inputs)
     model = args.model or default_model(args.weights)
     pipeline = FramePipeline(model, args.weights, camera, cube, args.blob, args.fit,
                              args.theta_blob)
-    from data_prep.labels import NYU14_KEYPOINTS
+    from deepmodel.data.datasets.labels import NYU14_KEYPOINTS
     n = len(frames)
     xyz = np.full((n, 31, 3), np.nan)
     uvd = np.full((n, 31, 3), np.nan)

@@ -20,99 +20,26 @@ The crops are a test: nothing in the project is tuned on them.
     tools/score_real.py --fit            # also the net's pose fitted to each crop's depth
 
 With ``--fit`` each net's pose (its ``theta`` blob, the hand model layer's input) is also fitted
-to the crop's depth (:class:`data_prep.depth_fit.DepthFitter`) and scored beside the net's own.
+to the crop's depth (:class:`deepmodel.fitting.depth_fit.DepthFitter`) and scored beside the net's own.
 
 With several weights files (nets of the same ``--model``), the frames are scored on the average
 of their keypoints (an ensemble): whether nets of different seeds or worlds share their error.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
-import pathlib
 
 import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep import nyu
-from data_prep.camera import NYU_CAMERA
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file
-from data_prep.reference import NYU_LABELS, NYU_TEST_CROPS
-from plumbing import PROJECT, InputError, run, write_json
-from plumbing import ArgumentParser  # options checked as parsed
-from tools.net_io import MODEL_HELP
-from tools.weights import SHIPPED_REAL, default_weights
-
-
-
-def half_cube_mm(frames):
-    """``(N,)`` 0-based test-frame indices -> ``(N,)`` mm per normalised unit (half the crop
-    cube: the released pipeline's cube for the frame's subject)."""
-    frames = np.asarray(frames)
-    cube = np.where(frames >= nyu.SUBJECT2_FIRST_FRAME, nyu.CUBE_MM * nyu.SUBJECT2_SCALE,
-                    nyu.CUBE_MM)
-    return cube / 2.0
-
-
-def centred(xyz):
-    """``(N, J, 3)`` mm -> the same centred on each frame's mean joint."""
-    xyz = np.asarray(xyz, dtype=np.float64)
-    return xyz - xyz.mean(axis=1, keepdims=True)
-
-
-def centred_error(pred_mm, true_mm):
-    """Per-frame mean joint distance ``(N,)`` mm after centring both on their mean joint."""
-    return np.linalg.norm(centred(pred_mm) - centred(true_mm), axis=2).mean(axis=1)
-
-
-def real_crops(folder=NYU_TEST_CROPS, labels=NYU_LABELS):
-    """The real crops and their labels: ``dict(frames (N,), crops (N, 1, 128, 128) float32 in
-    [-1, 1], true_mm (N, 14, 3) xyz, mean_pose_mm (14, 3) centred average of all labels)``."""
-    import cv2
-
-    paths = sorted(pathlib.Path(folder).glob("*.png"), key=lambda p: p.stem)
-    paths = [p for p in paths if p.stem.isdigit()]
-    if not paths:
-        raise InputError(f"{folder}: no crops named by their test-frame index (e.g. 772.png)")
-    paths.sort(key=lambda p: int(p.stem))
-    uvd, _ = load_uvd_file(labels, len(NYU14_KEYPOINTS))
-    all_xyz = NYU_CAMERA.uvd_to_xyz(uvd)
-    frames = np.array([int(p.stem) for p in paths])
-    if frames.max() >= len(all_xyz):
-        raise InputError(f"{folder}: crop {frames.max()}.png, but {labels} has {len(all_xyz)} "
-                         "frames")
-    crops = []
-    for p in paths:
-        gray = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-        if gray is None or gray.shape != (128, 128):
-            raise InputError(f"{p}: not a 128x128 gray crop")
-        crops.append(gray.astype(np.float32) / 255.0 * 2.0 - 1.0)
-    return {"frames": frames, "crops": np.stack(crops)[:, None],
-            "true_mm": all_xyz[frames], "mean_pose_mm": centred(all_xyz).mean(axis=0)}
-
-
-def net_keypoints(net, data_blob, joints_blob, crops):
-    """Forward the crops: ``(N, 1, H, W)`` -> the net's ``(N, 93)`` normalised keypoints."""
-    n = len(crops)
-    net.blobs[data_blob].reshape(n, *crops.shape[1:])
-    net.reshape()
-    net.blobs[data_blob].data[...] = crops
-    net.forward()
-    return np.array(net.blobs[joints_blob].data.reshape(n, -1), dtype=np.float64)
-
-
-def score(pred93, data):
-    """Errors of ``(N, 93)`` normalised predictions on the real crops, and of the mean pose.
-
-    Returns ``dict(frames, net_mm (N,), mean_pose_mm (N,))``.
-    """
-    pred14 = np.asarray(pred93).reshape(len(pred93), 31, 3)[:, list(NYU14_KEYPOINTS)]
-    pred_mm = pred14 * half_cube_mm(data["frames"])[:, None, None]
-    baseline = np.broadcast_to(data["mean_pose_mm"], data["true_mm"].shape)
-    return {"frames": data["frames"].tolist(),
-            "net_mm": centred_error(pred_mm, data["true_mm"]),
-            "mean_pose_mm": centred_error(baseline, data["true_mm"])}
+from deepmodel.data.datasets.reference import NYU_TEST_CROPS
+from deepmodel.data.evaluation.real_crops import half_cube_mm, real_crops, score
+from deepmodel.nets.net_io import MODEL_HELP, fitted_keypoints, net_keypoints
+from deepmodel.plumbing import PROJECT, InputError, run, write_json
+from deepmodel.plumbing import ArgumentParser  # options checked as parsed
+from deepmodel.nets.weights import SHIPPED_REAL, default_weights
 
 
 def print_report(result, weights):
@@ -140,33 +67,16 @@ def build_parser():
     p.add_argument("--crops", default=None, help="folder of crops named by 0-based test-frame "
                    "index (default: the repository's data/reference/nyu/test_crops)")
     p.add_argument("--fit", action="store_true", help="also fit each net's pose (its --theta-blob) "
-                   "to the crop's depth and score the fitted keypoints (data_prep/depth_fit.py)")
+                   "to the crop's depth and score the fitted keypoints (python_layers/fitting/depth_fit.py)")
     p.add_argument("--theta-blob", default="theta", help="blob with the (N, 26) angles the hand "
                    "model layer takes (for --fit)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     return p
 
 
-def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
-    """The net's angles (after a forward pass) fitted to the crops' depth (``(N, 1, H, W)``,
-    cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints (for a net that turns its
-    crops, fitted in the turned crops and turned back)."""
-    from data_prep.depth_fit import DepthFitter
-    from hand_model import HandModel
-    from tools.net_io import keypoints_of_theta, output_blob, theta_frame
-
-    n = len(crops)
-    model = HandModel.nyu()
-    output_blob(net, theta_blob, model.num_free, model_path, "--theta-blob")
-    theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
-    posed, angles = theta_frame(net, crops)
-    fitted = DepthFitter(model).fit(posed[:, 0], theta, cube_mm=cube_mm)["theta"]
-    return keypoints_of_theta(model, fitted, angles)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from tools.net_io import default_model, input_blob, load_net, output_blob
+    from deepmodel.nets.net_io import default_model, input_blob, load_net, output_blob
 
     if args.weights:
         all_weights = list(args.weights)
@@ -209,7 +119,6 @@ def main(argv=None):
                                    "fit_mean_mm": float(np.mean(result["fit_mm"]))}
                                   if args.fit else {})})
     return 0
-
 
 
 if __name__ == "__main__":

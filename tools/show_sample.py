@@ -9,7 +9,7 @@ where they project into the crop (exactly, using com and cube from ``_meta.npz``
 orthographically). From a raw frame: the frame is cropped with the NYU pipeline at joint 34 of the
 ``joint_data.mat`` beside it (frame number from the file name), or at ``--center U V D``.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 import re
@@ -20,7 +20,7 @@ import numpy as np
 
 from argparse import RawDescriptionHelpFormatter
 
-from plumbing import (ArgumentParser, InputError, check_center, check_output_file, finite_float,
+from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_output_file, finite_float,
                       nonneg_int, run, save_figure)
 
 
@@ -49,7 +49,7 @@ def parse_args(argv):
 def _read_record(split, kind, index):
     """Record ``index`` of ``split``'s ``kind`` LMDB -> ``(C, H, W)`` float32."""
     if split.count(kind) < 0:
-        raise InputError(f"{split.lmdb(kind)}: not an LMDB (build it with python -m data_prep.make_lmdb)")
+        raise InputError(f"{split.lmdb(kind)}: not an LMDB (build it with python tools/make_lmdb.py)")
     if split.count(kind) == 0:
         raise InputError(f"{split.lmdb(kind)}: the LMDB is empty (no records)")
     if not 0 <= index < split.count(kind):
@@ -59,9 +59,9 @@ def _read_record(split, kind, index):
 
 
 def from_lmdb(args):
-    from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
-    from data_prep.crop import crop_pixel_of_uvd
-    from data_prep.split import LmdbSplit, to_mm
+    from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
+    from deepmodel.data.hand_crop.crop import crop_pixel_of_uvd
+    from deepmodel.data.records.split import LmdbSplit, to_mm
 
     split = LmdbSplit.of(args.lmdb, args.dataset, args.split)
     crop = _read_record(split, "depth", args.index)[0]
@@ -84,9 +84,9 @@ def from_lmdb(args):
 
 
 def from_frame(args):
-    from data_prep import nyu
-    from data_prep.camera import NYU_CAMERA
-    from data_prep.crop import crop_depth, crop_pixel_of_uvd
+    from deepmodel.data.datasets import nyu
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.crop import crop_depth, crop_pixel_of_uvd
 
     try:
         depth = nyu.read_depth(args.frame)
@@ -127,7 +127,7 @@ def draw(crop, pix, info, out):
     ax.imshow(crop, cmap="gray", vmin=-1, vmax=1, extent=(0, size, size, 0), interpolation="nearest")
     if pix is not None:
         if len(pix) == 31:
-            from hand_model import HandModel
+            from deepmodel.model.hand_model import HandModel
             for a, b in HandModel.nyu().edges:
                 ax.plot(pix[[a, b], 0], pix[[a, b], 1], "-", color="tab:orange", lw=1.2)
         ax.scatter(pix[:, 0], pix[:, 1], s=12, c="tab:red", zorder=3)

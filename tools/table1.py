@@ -14,7 +14,7 @@ the share of test frames with an angle outside its limits, plus the paper's figu
 the paper's findings show up again. A threshold-curve figure of the four goes to
 docs/img/table1_threshold.png.
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import datetime
@@ -25,10 +25,10 @@ import subprocess
 import sys
 
 
-from plumbing import PROJECT, InputError, run, save_figure, write_text
-from plumbing import ArgumentParser, finite_float, positive_int  # options checked as parsed
+from deepmodel.plumbing import PROJECT, InputError, run, save_figure, write_text
+from deepmodel.plumbing import ArgumentParser, finite_float, positive_int  # options checked as parsed
 
-from tools import train as tr
+from deepmodel.nets import training as tr
 
 ORDER = ["direct_joints", "direct_params", "nolimit", "paper"]
 LABELS = {"direct_joints": "direct joint regression", "direct_params": "direct parameter regression",
@@ -114,7 +114,7 @@ SYNTHETIC = {"nyu": "synthetic", "icvl": "synthetic_icvl"}
 
 def data_source(lmdb_dir, dataset="nyu"):
     """What the LMDBs were built from (the meta file's fingerprint): a phrase for the page."""
-    from data_prep.split import LmdbSplit
+    from deepmodel.data.records.split import LmdbSplit
 
     made = f"built by `make lmdb-{dataset}`"
     try:

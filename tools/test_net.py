@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Evaluate hand-pose predictions: a trained net on the test LMDBs, or prediction files.
 
-Two modes, both with the community evaluation kit's conventions (data_prep/kit.py: one camera
+Two modes, both with the community evaluation kit's conventions (data_prep/evaluation/kit.py: one camera
 per dataset, mean joint error, per-joint error and three success-rate curves over 0..80 mm:
 frames whose worst joint is within t, frames whose mean joint error is within t, joints within t).
 
 With no arguments (``python tools/test_net.py``) it evaluates the obvious net: the newest trained
 weights in ``results/`` (``make train``), else the weights shipped with the repository
 (``models/default/``), with the paper's deploy net on the default test LMDBs, and says which
-weights it used (``tools/weights.py``).
+weights it used (``python_layers/nets/weights.py``).
 
 1. A trained net (``--weights``): runs the deploy net in batches over the test LMDBs
    (``<lmdb>_depth``, ``<lmdb>_joint``, ``<lmdb>_meta.npz``, which names the dataset and may hold
@@ -35,7 +35,7 @@ curves side by side), ``per_joint.png`` and, in mode 1, ``predictions_<dataset><
 net's predictions in the kit's format, frame order) and ``predictions.npz`` (xyz mm of the
 predicted joints, frame index, theta).
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 from argparse import ArgumentDefaultsHelpFormatter
 import os
@@ -46,16 +46,16 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from data_prep import kit
-from data_prep.camera import ICVL_CAMERA, NYU_CAMERA
-from data_prep.labels import NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning, write_uvd_file
-from data_prep.reference import ICVL_LABELS, NYU_LABELS
-from data_prep.split import LmdbSplit, to_mm
-from plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
+from deepmodel.data.evaluation import kit
+from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
+from deepmodel.data.datasets.labels import NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning, write_uvd_file
+from deepmodel.data.datasets.reference import ICVL_LABELS, NYU_LABELS
+from deepmodel.data.records.split import LmdbSplit, to_mm
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
                       open_text, positive_int, run, save_figure, write_json, write_npz)
-from tools import metrics
-from tools.net_io import MODEL_HELP
-from tools.weights import default_weights
+from deepmodel.data.evaluation import metrics
+from deepmodel.nets.net_io import MODEL_HELP
+from deepmodel.nets.weights import default_weights
 
 # the cameras the dataset readers use (uvd <-> xyz of the LMDB sets); scoring uses the kit's
 DATASET_CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
@@ -76,7 +76,7 @@ def plot_success_rates(series, path, title):
     """The kit's three success-rate curves side by side, one line per method.
 
     series: list of ``(label, summary)`` with ``summary`` holding the three curve keys of
-    :data:`tools.metrics.CURVES` (str(t) -> fraction) -> one PNG with three panels.
+    :data:`deepmodel.data.evaluation.metrics.CURVES` (str(t) -> fraction) -> one PNG with three panels.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -180,7 +180,7 @@ def choose_dataset(name, labels, first_prediction):
 def evaluate_prediction_files(files, labels, dataset, names=None):
     """Errors of community-format prediction files against a label file, the kit's way.
 
-    dataset: a :class:`data_prep.kit.KitDataset` (camera, joints). Returns ``(names, [errors
+    dataset: a :class:`deepmodel.data.evaluation.kit.KitDataset` (camera, joints). Returns ``(names, [errors
     (N, J) mm for each file], N)``; a file with another joint count or another frame count than
     the labels is an InputError naming both counts.
     """
@@ -209,7 +209,7 @@ def evaluate_prediction_files(files, labels, dataset, names=None):
 
 def joint_order_warning(xyz, source, dataset):
     """A warning (str or None) when the NYU joints of ``source`` do not look like a hand in the
-    format's order (bone lengths; :func:`data_prep.labels.nyu14_order_warning`)."""
+    format's order (bone lengths; :func:`deepmodel.data.datasets.labels.nyu14_order_warning`)."""
     return nyu14_order_warning(xyz, source) if dataset.name == "nyu" else None
 
 
@@ -433,8 +433,8 @@ def _default_path(value, default):
 
 
 def run_weights(args):
-    from hand_model import HandModel
-    from tools.net_io import default_model, input_blob, load_net, output_blob
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.nets.net_io import default_model, input_blob, load_net, output_blob
 
     args.model = args.model or default_model(args.weights)
     args.lmdb = _default_path(args.lmdb, DEFAULT_LMDB)

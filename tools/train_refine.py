@@ -5,12 +5,12 @@
     tools/train_refine.py --frames 400 --iters 50 --out /tmp/r.caffemodel     # a quick try
 
 1. **Frames**: ``--frames`` hands rendered by the project's generator
-   (:func:`data_prep.synthetic.make_frames`, NYU camera) in the scene of
-   :func:`data_prep.synthetic.add_clutter` with a second object beside the hand in half of them
+   (:func:`deepmodel.data.synthetic.nyu.make_frames`, NYU camera) in the scene of
+   :func:`deepmodel.data.synthetic.nyu.add_clutter` with a second object beside the hand in half of them
    (``near_object=0.5``), seed ``--seed``; the true palm centre (NYU joint 34) is known.
-2. **Crops** (:func:`data_prep.crop.crop_depth`, 128x128, cube 300 mm), three per frame, each
+2. **Crops** (:func:`deepmodel.data.hand_crop.crop.crop_depth`, 128x128, cube 300 mm), three per frame, each
    labelled with the 3D offset from its centre to joint 34 in half-cube units
-   (:func:`data_prep.refine.offset_target`): at the label-free localiser's centre
+   (:func:`deepmodel.data.hand_crop.refine.offset_target`): at the label-free localiser's centre
    (``locate(..., refine=None)``: the error distribution the first pass corrects); at that centre
    moved by a Gaussian of 20 mm per axis (more of the same, wider); at joint 34 moved by a Gaussian
    of 10 mm per axis (what the second pass sees). Crops more than 150 mm from joint 34 (the
@@ -25,7 +25,7 @@
 
 The raw NYU test frame is never used here: it is the test of the result (tests/test_localize.py).
 """
-if __name__ == "__main__":   # outside the venv: one line on how to activate it
+if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import json
@@ -36,15 +36,16 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from data_prep import nyu, synthetic
-from data_prep.camera import NYU_CAMERA
-from data_prep.crop import crop_depth
-from data_prep.localize import HandNotFound, locate
-from data_prep.refine import WEIGHTS, CentreRefiner, offset_target
-from plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run,
+from deepmodel.data.datasets import nyu
+from deepmodel.data.synthetic import nyu as synthetic
+from deepmodel.data.datasets.camera import NYU_CAMERA
+from deepmodel.data.hand_crop.crop import crop_depth
+from deepmodel.data.hand_crop.locate import HandNotFound, locate
+from deepmodel.data.hand_crop.refine import WEIGHTS, CentreRefiner, offset_target
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run,
                       write_json)
-from tools import make_nets as mn
-from tools.net_io import import_caffe
+from deepmodel.nets import netspec as mn
+from deepmodel.nets.net_io import import_caffe
 
 CUBE_MM = nyu.CUBE_MM
 MAX_OFFSET_MM = 150.0
@@ -55,7 +56,7 @@ NEAR_OBJECT = 0.5
 
 def render(n, seed, progress, desc):
     """``n`` cluttered frames: yields ``(depth (H, W) uint16 mm, joint 34 xyz (3,) mm)``."""
-    from hand_model import HandModel
+    from deepmodel.model.hand_model import HandModel
 
     rng = np.random.default_rng(seed)
     sampler = synthetic.PoseSampler(HandModel.nyu())
