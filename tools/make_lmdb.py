@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Build the LMDBs the nets train on: ``python tools/make_lmdb.py nyu|icvl [--root R] ...``.
 
 ``nyu``: from an NYU root (``train/``, ``test/`` as distributed) or, without ``--root``, from the

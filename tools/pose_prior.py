@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Write the pose prior of the synthetic worlds from a tools/fit_pose.py result (`make pose-prior`). The prior is read by :mod:`deepmodel.data.synthetic.pose_prior`."""
 if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401

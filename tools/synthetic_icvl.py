@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Render the synthetic hand-depth dataset in ICVL's on-disk layout (`make lmdb-icvl` runs it first). The generator is :mod:`deepmodel.data.synthetic.icvl`."""
 if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401
