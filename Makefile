@@ -48,7 +48,7 @@ nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 
 # make train's training set: DATASET=icvl or NYU_ROOT given: that dataset's LMDBs as they are;
 # otherwise the embedded synthetic set mixed 5:1 with the prior-pose world, then 1200 iterations
-# at a tenth of the learning rate on the 1:1 mix, from those weights (docs/realism.md)
+# at a tenth of the learning rate on the 1:1 mix, from those weights (docs/experiments/realism.md)
 ifeq ($(DATASET),icvl)
 TRAIN_DATA := lmdb-icvl
 TRAIN_ARGS := --dataset icvl --results $(RESULTS)/icvl
@@ -76,7 +76,7 @@ lmdb-default-mix: lmdb-nyu lmdb-prior ## make train's set: the 12000 synthetic t
 lmdb-mix: lmdb-nyu lmdb-prior ## the 1:1 mix: the 12000 synthetic training crops + 12000 random records of the prior-pose world -> data/lmdb_mix
 	@$(RUN) $(PY) tools/merge_lmdb.py --out data/lmdb_mix --train data/lmdb data/lmdb_real:12000
 
-train-real: caffe lmdb-mix ## the plain net for real depth (docs/realism.md): the paper's net on the 1:1 mix -> results/real, real crops scored with and without the depth fit (~25 min)
+train-real: caffe lmdb-mix ## the plain net for real depth (docs/experiments/realism.md): the paper's net on the 1:1 mix -> results/real, real crops scored with and without the depth fit (~25 min)
 	@$(RUN) $(PY) tools/train.py --results $(RESULTS)/real --lmdb-dir data/lmdb_mix --max-minutes 40 --resume
 
 table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 -> docs/table1.md (DATASET=icvl: docs/table1_icvl.md)
@@ -85,7 +85,7 @@ table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 
 demo: caffe ## the newest net trained in results/ (else the shipped models/real/, make train-real's net) on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
 
-refine-net: caffe ## train the hand-centre refinement net (issue 13) -> models/refine/ (4-7 min, once)
+refine-net: caffe ## train the hand-centre refinement net -> models/refine/ (4-7 min, once)
 	@$(RUN) $(PY) tools/train_refine.py
 
 bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers

@@ -1,5 +1,5 @@
 """The hostile run: bad inputs, absurd options and faults against every tool, as a hostile but fair
-user would try them (issue 16). Each case runs a real tool in a subprocess on real files and is
+user would try them (docs/robustness.md). Each case runs a real tool in a subprocess on real files and is
 judged by the same rules:
 
 * no traceback and no "internal error" on stderr, ever;

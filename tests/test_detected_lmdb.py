@@ -1,4 +1,4 @@
-"""Test LMDBs cropped at label-free centres (issue 13 part 4): make_lmdb --centers detected."""
+"""Test LMDBs cropped at label-free centres (docs/localization.md): make_lmdb --centers detected."""
 import numpy as np
 
 from deepmodel.tools import make_lmdb

@@ -1,4 +1,4 @@
-"""The hostile run of issue 16 (tests/hostile_cases.py): every case against the real tools, judged
+"""The hostile run of docs/robustness.md (tests/hostile_cases.py): every case against the real tools, judged
 by the same rules: no traceback, one-line errors, no data touched, no temporary file left, strict
 JSON. The workspace (LMDBs, label files, logs, a random-weight net) is built once."""
 import pytest

@@ -122,7 +122,7 @@ def test_float_frame_with_nan_and_refine_hook():
     np.testing.assert_allclose(seen["center"], base.center_uvd)
     np.testing.assert_allclose(loc.center_uvd, base.center_uvd + (1.0, -2.0, 3.0))
     assert seen["cube"] == 300.0 and seen["camera"] is NYU_CAMERA
-    # the default is the learned refinement (issue 13 part 2), applied to the same centre
+    # the default is the learned refinement (data_prep/hand_crop/refine.py), applied to the same centre
     learned = localize.learned_refiner()
     assert isinstance(learned, CentreRefiner) and learned is localize.learned_refiner()
     np.testing.assert_allclose(locate_hand(depth, NYU_CAMERA)[0],

@@ -213,7 +213,7 @@ def test_train_val_reads_the_lmdbs_and_weights_load_into_deploy(make_net, tmp_pa
 
 
 def test_refine_net_shapes_loss_and_weight_transfer(make_net, tmp_path):
-    """The centre-refinement net (issue 13): 128 -> 32 (average pool) -> 28 -> 14 -> 12 -> 6,
+    """The centre-refinement net (docs/localization.md): 128 -> 32 (average pool) -> 28 -> 14 -> 12 -> 6,
     6x6x32 = 1152 values, fc 128, offset (N, 3); the train net's loss is Caffe's Euclidean loss;
     the trained layers load into the deploy net, which computes the same offset."""
     import caffe

@@ -1,4 +1,4 @@
-"""The learned hand-centre refinement (issue 13 part 2): offsets, the shipped net, its training tool."""
+"""The learned hand-centre refinement (docs/localization.md): offsets, the shipped net, its training tool."""
 import json
 import subprocess
 import sys

@@ -149,7 +149,7 @@ def test_shipped_nets_score_their_records(project_root, reference_data, labels_x
         means[name] = np.linalg.norm(pred - true, axis=2).mean()
         readme = (project_root / "models" / name / "README.md").read_text()
         assert f"{means[name]:.2f} mm" in readme, name
-        assert means[name] <= 35.0, name      # the recipes' seeds reach 35 mm (docs/realism.md)
+        assert means[name] <= 35.0, name      # the recipes' seeds reach 35 mm (docs/experiments/realism.md)
     for name, mean in means.items():              # the tool finds each one's deploy net itself
         out = tmp_path / f"{name}.json"
         proc = run_tool(project_root, "--weights",

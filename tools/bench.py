@@ -29,11 +29,11 @@ Measured (median over repeats, after a warm-up):
      (frames/s), each part alone, and the whole raw-frame path: localisation, crop, the deploy
      net with its model layer, keypoints in mm.
 
-Goals (issue 4 and 6): layer forward+backward <= 5 ms at batch 512; the layer's share of an
-iteration < 1 %; deploy single-frame inference >= 400 frames/s; (issue 13) localisation + crop
->= 300 frames/s, the whole raw-frame path >= 250 frames/s, the model layer's single-frame forward
-<= 0.1 ms. Timings depend on the load of
-the machine: the load average at the start is reported with the figures.
+The project's speed goals (docs/benchmarks.md): layer forward+backward <= 5 ms at batch 512; the
+layer's share of an iteration < 1 %; deploy single-frame inference >= 400 frames/s; localisation
++ crop >= 300 frames/s, the whole raw-frame path >= 250 frames/s, the model layer's single-frame
+forward <= 0.1 ms. Timings depend on the load of the machine: the load average at the start is
+reported with the figures.
 """
 if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
     import _venv_check  # noqa: F401

@@ -9,7 +9,7 @@
 
 ``make train`` trains the variant ``hand_up``: the paper's net with a layer before it that turns
 each crop so that its hand points up and one after the model layer that turns the keypoints
-back (tools/make_nets.py; docs/realism.md, "Every crop turned to its hand"), on the synthetic
+back (tools/make_nets.py; docs/experiments/realism.md, "Every crop turned to its hand"), on the synthetic
 set's LMDBs mixed 5:1 with the prior-pose world's (``make lmdb-default-mix``: data/lmdb_mix51,
 whose test split is the synthetic set's), then from those weights 1200 iterations at a tenth of
 the learning rate on the two mixed 1:1 (``make lmdb-mix``: data/lmdb_mix).

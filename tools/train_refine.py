@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the hand-centre refinement net (issue 13 part 2) on rendered frames with clutter.
+"""Train the hand-centre refinement net (docs/localization.md) on rendered frames with clutter.
 
     tools/train_refine.py                      # what `make refine-net` runs (about 4 min on 2 cores)
     tools/train_refine.py --frames 400 --iters 50 --out /tmp/r.caffemodel     # a quick try

@@ -36,7 +36,7 @@ closest object to the camera, and makes that rule robust:
    is measured, not guessed: on 300 frames of the project's synthetic generator (seed 11), the
    surface centre of step 5 lies on average 28 mm in front of joint 34 (docs/localization.md).
 
-7. **Learned refinement** (issue 13 part 2): :func:`locate_hand` calls :func:`learned_refiner`
+7. **Learned refinement** (`refine.py`, docs/localization.md): :func:`locate_hand` calls :func:`learned_refiner`
    and applies what it returns: a small Caffe net (:mod:`deepmodel.data.hand_crop.refine`) that looks at the
    128x128 crop around the centre and moves it to the palm centre, twice. Without its weights (or
    pycaffe) the centre is that of steps 5-6. A caller can also pass its own ``refine`` callable, or
@@ -101,7 +101,7 @@ class Localization:
 
 
 def learned_refiner():
-    """The learned centre refinement of issue 13 part 2, when its weights are present.
+    """The learned centre refinement (`refine.py`), when its weights are present.
 
     Returns a callable ``refine(depth_mm, camera, center_uvd, cube_mm) -> center_uvd``: the
     refinement net of :mod:`deepmodel.data.hand_crop.refine` (``prototxt/deploy_refine.prototxt`` with

@@ -1,4 +1,4 @@
-"""The learned hand-centre refinement (issue 13 part 2): a small Caffe net moves a crop centre to
+"""The learned hand-centre refinement (docs/localization.md): a small Caffe net moves a crop centre to
 the palm centre.
 
 The label-free localiser (:mod:`deepmodel.data.hand_crop.locate`) finds the hand's visible mass; the crops of

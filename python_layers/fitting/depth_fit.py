@@ -1,7 +1,7 @@
 """Fit the hand model to a depth crop: a model-based refinement of a net's pose.
 
 A net trained on synthetic depth falls back towards its average training pose on real crops
-(curled, short fingers where the real ones are straight; docs/realism.md). The crop itself says
+(curled, short fingers where the real ones are straight; docs/experiments/realism.md). The crop itself says
 where the hand is: :class:`DepthFitter` starts from the net's 26 angles and moves them until the
 model's body explains the crop's readings, with three terms per frame:
 
@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from deepmodel.data.synthetic.body import HandBody
 
-# chosen on synthetic test frames (docs/realism.md, "Fitting the model to the depth")
+# chosen on synthetic test frames (docs/experiments/realism.md, "Fitting the model to the depth")
 ITERATIONS = 25
 TRIM_MM = 18.0            # a reading farther than this from every sphere surface is not the hand's
 MARGIN_MM = 3.0           # a sphere may stand this far in front of the reading at its pixel

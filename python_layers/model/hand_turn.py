@@ -5,7 +5,7 @@ Crops are ``(N, H, W)`` (or ``(N, 1, H, W)``) normalised depth in [-1, 1], backg
 counter-clockwise in the label frame (x right, y up; the crop's rows run against y), and turn a
 crop about the centre of its centre pixel ((W - 1) / 2, (H - 1) / 2). Keypoints ``(N, 3K)`` are
 x0, y0, z0, x1, ... in normalised units about the crop centre; a turn by ``phi`` rotates their
-x, y about the z axis through the crop centre, as it turns the crop's pixels (docs/realism.md,
+x, y about the z axis through the crop centre, as it turns the crop's pixels (docs/experiments/realism.md,
 "Every crop turned to its hand").
 
 The angle that brings a crop's hand up (:func:`hand_angle`):

@@ -28,7 +28,7 @@ Variants (Table 1 of the paper), each as train_val / deploy / solver with the su
                      others (no loss on them while training; a 512x93 net output would also flood
                      Caffe's log at every display).
     "_hand_up"       the paper's net on crops turned in their plane so that the hand points up
-                     (docs/realism.md, "Every crop turned to its hand"): a ``HandTurnLayer``
+                     (docs/experiments/realism.md, "Every crop turned to its hand"): a ``HandTurnLayer``
                      (python_layers/layers/hand_turn_layer.py) between the input and conv1 (blobs
                      ``depth_up``, the turned crops, and ``turn`` (N, 1), the angles, radians),
                      the model layer's keypoints (blob ``keypoints_up``) turned back to the crop's
@@ -59,7 +59,7 @@ all within their limits (so the limit loss starts at about 0; three upper limits
 prototxt also used std 0.001 for the second fc 1024; we use Xavier there, because two stacked tiny
 layers make the first hundreds of iterations nearly flat, and our budget is a few hundred iterations.
 
-The hand-centre refinement net (issue 13 part 2; ``*_refine.prototxt``, trained by
+The hand-centre refinement net (docs/localization.md; ``*_refine.prototxt``, trained by
 ``tools/train_refine.py``, used by ``deepmodel.data.hand_crop.locate.locate_hand``), input the same 1x128x128
 crop around the current centre, output blob ``offset`` (N, 3): the 3D offset from the crop centre
 to the palm centre (NYU joint 34), x right, y up, z away, in units of half the cube (150 mm):
@@ -445,7 +445,7 @@ def generate():
             to_text(solver(variant, dataset=dataset), f"{desc}, solver")
             .replace("\n", f"\n# From the project root: mkdir -p {SNAPSHOT_DIR} && "
                            f"caffe train -solver prototxt/{names['solver']}\n", 1))
-    what = "hand-centre refinement (issue 13)"
+    what = "hand-centre refinement"
     files[REFINE_FILES["train"]] = to_text(refine_net(deploy=False), f"{what}, train (Input layers)")
     files[REFINE_FILES["deploy"]] = to_text(refine_net(deploy=True, batch=1), f"{what}, deploy")
     files[REFINE_FILES["solver"]] = (

@@ -50,7 +50,7 @@ def weight_name(variant, dataset="nyu"):
 
 
 def make_nets():
-    """tools/make_nets.py as a module (variants, file names, generator constants)."""
+    """The net generator :mod:`deepmodel.nets.netspec` (variants, file names, constants)."""
     from deepmodel.nets import netspec as mn
 
     return mn

@@ -9,7 +9,7 @@ net the shipped weights belong to) falls back to weights shipped with the reposi
 :data:`SHIPPED` (trained by ``make train`` on the default synthetic world mixed 5:1 with the
 prior-pose world; ``models/default/README.md``) for the tools on synthetic test sets, and
 :data:`SHIPPED_REAL` (trained by ``make train-real``, the recipe for real depth of
-docs/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
+docs/experiments/realism.md; ``models/real/README.md``) for the tools on real depth (``tools/demo.py``,
 ``tools/score_real.py``). Without ``--model`` the tools then take the deploy net the weights
 belong to (:func:`deepmodel.nets.net_io.default_model`: ``prototxt/deploy_hand_up.prototxt`` for weights
 trained on crops turned hand-up, else ``prototxt/deploy.prototxt``).
