@@ -123,3 +123,24 @@ def test_caffe_train_fine_tunes_from_weights(layer_module, make_net):
     np.testing.assert_array_equal(got["given"][0], w)
     np.testing.assert_array_equal(got["given"][1], b)
     assert np.abs(got["filler"][0] - w).max() > 0.1 and np.all(got["filler"][1] == 0)
+
+
+def test_venv_caffe_runs_the_project_layers_from_a_clean_shell(project_root, tmp_path):
+    """The venv's `caffe` command, started from another folder with neither the venv on PATH nor
+    PYTHONPATH set, imports the hand model layer by its dotted module (the package deepmodel,
+    installed in the venv) and runs it."""
+    exe = project_root / ".venv" / "bin" / "caffe"
+    if not exe.is_file():
+        pytest.skip("no .venv/bin/caffe: run `make caffe`")
+    model = tmp_path / "net.prototxt"
+    model.write_text(textwrap.dedent('''
+        name: "layers"
+        layer { name: "theta" type: "Input" top: "theta" input_param { shape { dim: 2 dim: 26 } } }
+        layer { name: "hand" type: "Python" bottom: "theta" top: "joints"
+                python_param { module: "deepmodel.layers.hand_model_layer" layer: "HandModelLayer" } }
+    '''))
+    env = {"HOME": os.environ.get("HOME", str(tmp_path)), "PATH": "/usr/bin:/bin", "GLOG_minloglevel": "0"}
+    proc = subprocess.run([str(exe), "time", "-model", str(model), "-iterations", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "hand\tforward" in proc.stderr

@@ -21,13 +21,13 @@ from deepmodel.data.records.split import LmdbSplit
 from deepmodel.plumbing import PROJECT, InputError, atomic_path, blas_core, write_json
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
-# The budget of `make train` (see the module docstring): batch 64 instead of the paper's 512, for
+# The budget of `make train` (see tools/train.py's docstring): batch 64 instead of the paper's 512, for
 # as many frames (4800 x 64 = 600 x 512) but 8 times the updates; measured on the synthetic set at
 # equal wall time (5 min): batch 512 24.96 mm, 128 18.29 mm, 64 16.38 mm mean joint error.
 BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
-# OpenBLAS threads of `caffe train` unless OPENBLAS_NUM_THREADS is set (module docstring, "BLAS
+# OpenBLAS threads of `caffe train` unless OPENBLAS_NUM_THREADS is set (tools/train.py's docstring, "BLAS
 # threads"): one trains faster here, and the same weights whatever the core count.
 BLAS_THREADS = 1
 # a run whose final test loss is at least this share of the loss of always predicting the test
