@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from deepmodel import plumbing
-from deepmodel.plumbing import InputError, OutputSet, finite_float, int_in, open_text, replace_atomically
+from deepmodel.plumbing import (InputError, OutputSet, finite_float, int_in, open_text,
+                                replace_atomically)
 
 
 def test_a_file_never_replaces_a_folder(tmp_path):

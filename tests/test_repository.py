@@ -104,3 +104,32 @@ def test_scripts_with_a_shebang_are_executable(tmp_path):
     proc = subprocess.run([str(ROOT / "tools" / "score_real.py"), "--help"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "--weights" in proc.stdout, proc.stderr
+
+
+def readme_table_cells(text):
+    """The cells of the Markdown tables in ``text`` (header and separator rows included)."""
+    cells = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|"):
+            cells += [c.strip() for c in line[1:-1].split("|")]
+    return cells
+
+
+def test_readme_table_cells_are_read():
+    assert readme_table_cells("x\n| a b | c |\n|---|---|\n| d e f | g |\n") == \
+        ["a b", "c", "---", "---", "d e f", "g"]
+
+
+def test_readme_is_short_for_a_first_visit():
+    """The README is for a first visit: at most 8 KB, no table cell over 40 words, every relative
+    link pointing at a file of the repository (figures and history live in docs/)."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 8192, f"README.md is {len(text.encode())} bytes"
+    long = [c for c in readme_table_cells(text) if len(c.split()) > 40]
+    assert not long, f"README table cells over 40 words: {long}"
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to {target}, which is missing"

@@ -35,7 +35,7 @@ layer's share of an iteration < 1 %; deploy single-frame inference >= 400 frames
 forward <= 0.1 ms. Timings depend on the load of the machine: the load average at the start is
 reported with the figures.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os

@@ -7,7 +7,7 @@ fitted to real ICVL labels, ``deepmodel.data.synthetic.pose_prior``; its realist
 
     tools/compare_crops.py --out docs/img/real_vs_synthetic.png
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 
@@ -17,8 +17,8 @@ from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int, run,
-                      save_figure)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int,
+                                run, save_figure)
 
 DEFAULT_OUT = PROJECT / "docs" / "img" / "real_vs_synthetic.png"
 

@@ -38,7 +38,7 @@ With ``--fit`` the net's angles (its ``theta`` blob) are fitted to each crop's d
 (:class:`deepmodel.fitting.depth_fit.DepthFitter`, with the crop centre when it is known) and the fitted
 hand is drawn and written instead of the net's; ``demo.json`` keeps the net's keypoints too.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import os
 from argparse import ArgumentDefaultsHelpFormatter
@@ -51,8 +51,9 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA, Camera
-from deepmodel.plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet, atomic_path,
-                      check_center, console, finite_float, run, save_figure, write_json)
+from deepmodel.plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet,
+                                atomic_path, check_center, console, finite_float, run, save_figure,
+                                write_json)
 from deepmodel.data.datasets.frames import png_files
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
 from deepmodel.nets.net_io import MODEL_HELP
@@ -396,8 +397,8 @@ def main(argv=None):
     from deepmodel.model.hand_model import HandModel
 
     from deepmodel.data.evaluation import metrics
-    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
-                              theta_frame)
+    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net,
+                                       output_blob, theta_frame)
 
     args.model = args.model or default_model(weights)
     net = load_net(args.model, weights)

@@ -10,7 +10,7 @@ keypoint's id. The tables are generated from the model file (python_layers/model
 and replace the block between ``<!-- BEGIN GENERATED TABLES -->`` and ``<!-- END GENERATED
 TABLES -->`` in the Markdown file.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import pathlib

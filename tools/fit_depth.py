@@ -13,7 +13,7 @@ the labels: the mean joint error, the same with both centred on their mean joint
 metric of tools/score_real.py), and the share of frames the fit made better or worse by more than
 1 mm (centred). Prints a table; ``--json`` also writes the figures.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
@@ -67,8 +67,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     from deepmodel.fitting.depth_fit import DepthFitter
     from deepmodel.model.hand_model import HandModel
-    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net, output_blob,
-                              theta_frame)
+    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net,
+                                       output_blob, theta_frame)
 
     if args.weights:
         weights = args.weights

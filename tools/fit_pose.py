@@ -25,7 +25,7 @@ A histogram of the errors goes next to it (``<out stem>_error.png``).
 
 The objective, solver and starts are described in ``python_layers/fitting/pose_fitting.py``.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import json
 import os
@@ -36,7 +36,7 @@ import numpy as np
 
 
 from deepmodel.plumbing import InputError, console, open_text, run, save_figure, write_npz
-from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
+from deepmodel.plumbing import (ArgumentParser, finite_float, nonneg_int, positive_int)
 from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA

@@ -23,7 +23,7 @@ printed for the model's joint set (``mm_per_unit``).
 
     tools/icvl_hand.py --markdown docs/icvl.md --write-model      # what `make icvl-hand` runs
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import itertools
@@ -37,7 +37,7 @@ from deepmodel.data.datasets.camera import ICVL_CAMERA
 from deepmodel.data.datasets.labels import load_uvd_file
 from deepmodel.data.datasets.reference import ICVL_LABELS
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, int_in,
-                      nonneg_int, run, write_text)
+                                nonneg_int, run, write_text)
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/icvl_hand.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"

@@ -12,7 +12,7 @@ true labels (``make lmdb-nyu CENTERS=detected``: the test split). ``--augment CO
 scaled and shifted copies of each training frame (``data_prep/records/augment.py``; off by default). Splits
 already built from the same input are skipped (``--force`` rebuilds).
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os
@@ -24,7 +24,7 @@ import numpy as np
 
 from deepmodel.data.records import build
 from deepmodel.plumbing import PROJECT, InputError, run
-from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
+from deepmodel.plumbing import (ArgumentParser, finite_float, nonneg_int, positive_int)
 
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"

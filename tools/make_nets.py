@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Write prototxt/ from the NetSpec generator (`make nets`); `--check` compares instead of writing. The generator is :mod:`deepmodel.nets.netspec`."""
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+"""Write prototxt/ from the NetSpec generator (`make nets`); `--check` compares instead of writing.
+The generator is :mod:`deepmodel.nets.netspec`."""
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import difflib

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Training splits of several LMDB folders mixed into one (`make lmdb-mix`, `make lmdb-default-mix`). The merge is :mod:`deepmodel.data.records.merge`."""
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+"""Training splits of several LMDB folders mixed into one (`make lmdb-mix`, `make lmdb-default-
+mix`). The merge is :mod:`deepmodel.data.records.merge`."""
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 

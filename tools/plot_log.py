@@ -16,7 +16,7 @@ panels, one colour per log.
     tools/plot_log.py results/train.log --out results/loss.png
     tools/plot_log.py a.log b.log --labels paper direct --out results/compare_loss.png --json c.json
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import math
 import sys
@@ -25,7 +25,8 @@ import pathlib
 import re
 
 
-from deepmodel.plumbing import ArgumentParser, InputError, check_output_file, run, save_figure, write_json
+from deepmodel.plumbing import (ArgumentParser, InputError, check_output_file, run, save_figure,
+                                write_json)
 
 _NUM = r"([-+]?(?:nan|inf|[0-9.]+(?:e[-+]?[0-9]+)?))"
 RE_LOSS = re.compile(r"\bIteration (\d+)(?: \([^)]*\))?, loss = " + _NUM, re.I)

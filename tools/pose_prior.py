@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Write the pose prior of the synthetic worlds from a tools/fit_pose.py result (`make pose-prior`). The prior is read by :mod:`deepmodel.data.synthetic.pose_prior`."""
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+"""Write the pose prior of the synthetic worlds from a tools/fit_pose.py result (`make pose-prior`).
+The prior is read by :mod:`deepmodel.data.synthetic.pose_prior`."""
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import numpy as np
 import pathlib
 
 from deepmodel.data.synthetic.pose_prior import DEFAULT_PRIOR
-from deepmodel.plumbing import ArgumentParser, InputError, check_output_file, finite_float, run, write_npz
+from deepmodel.plumbing import (ArgumentParser, InputError, check_output_file, finite_float, run,
+                                write_npz)
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ the frames; ``test_net.py`` reads them as missing), counted and reported, never 
 fails (exit 2) only when no frame at all gives a pose, or on a bad option, net or weights file
 (one-line error). Files are written when the run is complete (atomically).
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os

@@ -25,7 +25,7 @@ to the crop's depth (:class:`deepmodel.fitting.depth_fit.DepthFitter`) and score
 With several weights files (nets of the same ``--model``), the frames are scored on the average
 of their keypoints (an ensemble): whether nets of different seeds or worlds share their error.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import os

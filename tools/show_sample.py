@@ -9,7 +9,7 @@ where they project into the crop (exactly, using com and cube from ``_meta.npz``
 orthographically). From a raw frame: the frame is cropped with the NYU pipeline at joint 34 of the
 ``joint_data.mat`` beside it (frame number from the file name), or at ``--center U V D``.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 import re
@@ -20,8 +20,8 @@ import numpy as np
 
 from argparse import RawDescriptionHelpFormatter
 
-from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_output_file, finite_float,
-                      nonneg_int, run, save_figure)
+from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_output_file,
+                                finite_float, nonneg_int, run, save_figure)
 
 
 def parse_args(argv):

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Render the synthetic hand-depth dataset in the exact NYU on-disk format (`make lmdb-nyu` runs it first; `--help` lists the options). The generator is :mod:`deepmodel.data.synthetic.nyu`."""
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+"""Render the synthetic hand-depth dataset in the exact NYU on-disk format (`make lmdb-nyu` runs it
+first; `--help` lists the options). The generator is :mod:`deepmodel.data.synthetic.nyu`."""
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import json
 import os
@@ -8,8 +9,10 @@ import pathlib
 import sys
 import time
 
-from deepmodel.data.synthetic.nyu import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN, POSES, PROFILES, generate, is_complete, set_params
-from deepmodel.plumbing import ArgumentParser, InputError, finite_float, nonneg_int, positive_int, run
+from deepmodel.data.synthetic.nyu import (DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN,
+                                          POSES, PROFILES, generate, is_complete, set_params)
+from deepmodel.plumbing import (ArgumentParser, InputError, finite_float, nonneg_int, positive_int,
+                                run)
 
 
 def parse_args(argv):

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""Render the synthetic hand-depth dataset in ICVL's on-disk layout (`make lmdb-icvl` runs it first). The generator is :mod:`deepmodel.data.synthetic.icvl`."""
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+"""Render the synthetic hand-depth dataset in ICVL's on-disk layout (`make lmdb-icvl` runs it
+first). The generator is :mod:`deepmodel.data.synthetic.icvl`."""
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import os
 import pathlib
 
-from deepmodel.data.synthetic.icvl import DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN, generate
+from deepmodel.data.synthetic.icvl import (DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN,
+                                           generate)
 from deepmodel.plumbing import ArgumentParser, InputError, int_in, nonneg_int, run
 
 

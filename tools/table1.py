@@ -14,7 +14,7 @@ the share of test frames with an angle outside its limits, plus the paper's figu
 the paper's findings show up again. A threshold-curve figure of the four goes to
 docs/img/table1_threshold.png.
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import datetime
@@ -26,7 +26,7 @@ import sys
 
 
 from deepmodel.plumbing import PROJECT, InputError, run, save_figure, write_text
-from deepmodel.plumbing import ArgumentParser, finite_float, positive_int  # options checked as parsed
+from deepmodel.plumbing import (ArgumentParser, finite_float, positive_int)  # options checked as parsed
 
 from deepmodel.nets import training as tr
 

@@ -35,7 +35,7 @@ curves side by side), ``per_joint.png`` and, in mode 1, ``predictions_<dataset><
 net's predictions in the kit's format, frame order) and ``predictions.npz`` (xyz mm of the
 predicted joints, frame index, theta).
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 from argparse import ArgumentDefaultsHelpFormatter
 import os
@@ -48,11 +48,13 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from deepmodel.data.evaluation import kit
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
-from deepmodel.data.datasets.labels import NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning, write_uvd_file
+from deepmodel.data.datasets.labels import (NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning,
+                                            write_uvd_file)
 from deepmodel.data.datasets.reference import ICVL_LABELS, NYU_LABELS
 from deepmodel.data.records.split import LmdbSplit, to_mm
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file, console,
-                      open_text, positive_int, run, save_figure, write_json, write_npz)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file,
+                                console, open_text, positive_int, run, save_figure, write_json,
+                                write_npz)
 from deepmodel.data.evaluation import metrics
 from deepmodel.nets.net_io import MODEL_HELP
 from deepmodel.nets.weights import default_weights

@@ -57,13 +57,15 @@ The count used is in RESULTS/train.json (``blas_threads``), and OpenBLAS's kerne
 ``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
 matched by name; W is checked against the variant's deploy net first).
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import pathlib
 
 from argparse import RawDescriptionHelpFormatter
-from deepmodel.nets.training import BUDGET_BATCH, BUDGET_ITERS, DEFAULT_LMDB_DIR, DEFAULT_MAX_MINUTES, describe_eval, make_nets, train_variant
-from deepmodel.plumbing import ArgumentParser, InputError, PROJECT, console, finite_float, nonneg_int, positive_int, run
+from deepmodel.nets.training import (BUDGET_BATCH, BUDGET_ITERS, DEFAULT_LMDB_DIR,
+                                     DEFAULT_MAX_MINUTES, describe_eval, make_nets, train_variant)
+from deepmodel.plumbing import (ArgumentParser, InputError, PROJECT, console, finite_float,
+                                nonneg_int, positive_int, run)
 
 
 def main(argv=None):

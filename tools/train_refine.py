@@ -25,7 +25,7 @@
 
 The raw NYU test frame is never used here: it is the test of the result (tests/test_localize.py).
 """
-if __name__ == "__main__" and not __package__:   # run as a script outside the venv: one line on how to enter it
+if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
 import json
@@ -42,8 +42,8 @@ from deepmodel.data.datasets.camera import NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.hand_crop.locate import HandNotFound, locate
 from deepmodel.data.hand_crop.refine import WEIGHTS, CentreRefiner, offset_target
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in, nonneg_int, run,
-                      write_json)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
+                                nonneg_int, run, write_json)
 from deepmodel.nets import netspec as mn
 from deepmodel.nets.net_io import import_caffe
 

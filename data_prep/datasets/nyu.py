@@ -18,8 +18,8 @@ import numpy as np
 import scipy.io
 
 from deepmodel.data.datasets.camera import NYU_CAMERA
-from deepmodel.data.datasets.frames import (BadFrame, FrameTable, label_problems, neutralise, quiet_imdecode,
-                              read_bytes, read_theta)
+from deepmodel.data.datasets.frames import (BadFrame, FrameTable, label_problems, neutralise,
+                                            quiet_imdecode, read_bytes, read_theta)
 from deepmodel.data.records.split import to_normalised
 from deepmodel.plumbing import InputError
 
