@@ -65,10 +65,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from deepmodel.fitting.depth_fit import DepthFitter
     from deepmodel.model.hand_model import HandModel
-    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net,
-                                       output_blob, theta_frame)
+    from deepmodel.nets.net_io import default_model, fit_net_pose, input_blob, load_net, output_blob
 
     if args.weights:
         weights = args.weights
@@ -79,8 +77,7 @@ def main(argv=None):
     net = load_net(args.model, weights)
     data_blob = input_blob(net, None, args.model)
     output_blob(net, args.blob, 93, args.model, "--blob")
-    model = HandModel.nyu()
-    output_blob(net, args.theta_blob, model.num_free, args.model, "--theta-blob")
+    output_blob(net, args.theta_blob, HandModel.nyu().num_free, args.model, "--theta-blob")
     args.lmdb = args.lmdb or str(DEFAULT_LMDB)
     split = LmdbSplit(args.lmdb)
     with split.open("depth") as depth, split.open("joint") as joint:
@@ -99,14 +96,12 @@ def main(argv=None):
         raise InputError(f"{args.lmdb}: joint records hold {true.shape[1]} values, not the 31 "
                          "keypoints (93) of the hand model")
     pred = net_keypoints(net, data_blob, args.blob, crops)
-    theta = np.array(net.blobs[args.theta_blob].data.reshape(n, -1), np.float64)
     center = None if args.nominal_depth else np.asarray(meta.com, np.float64)[:n]
     cube = np.asarray(meta.cube, np.float64)[:n]
     start = time.perf_counter()
-    posed, angles = theta_frame(net, crops)     # a net that turns its crops: fit in them
-    fit = DepthFitter(model).fit(posed[:, 0], theta, center, cube, progress=not args.quiet)
+    fitted, fit = fit_net_pose(net, args.theta_blob, args.model, crops, cube, center,
+                               progress=not args.quiet)
     seconds = time.perf_counter() - start
-    fitted = keypoints_of_theta(model, fit["theta"], angles)
     net_abs, net_c = errors_mm(pred, true, cube / 2)
     fit_abs, fit_c = errors_mm(fitted, true, cube / 2)
     better, worse = float(np.mean(fit_c < net_c - 1.0)), float(np.mean(fit_c > net_c + 1.0))

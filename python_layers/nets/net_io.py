@@ -276,10 +276,14 @@ def net_keypoints(net, data_blob, joints_blob, crops):
     return np.array(net.blobs[joints_blob].data.reshape(n, -1), dtype=np.float64)
 
 
-def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
-    """The net's angles (after a forward pass) fitted to the crops' depth (``(N, 1, H, W)``,
-    cube edges ``(N,)`` mm) -> ``(N, 93)`` normalised keypoints (for a net that turns its
-    crops, fitted in the turned crops and turned back)."""
+def fit_net_pose(net, theta_blob, model_path, crops, cube_mm, center_mm=None, progress=False):
+    """The net's angles (its ``theta_blob``, after a forward pass of ``crops`` ``(N, 1, H, W)``)
+    fitted to the crops' depth (:class:`deepmodel.fitting.depth_fit.DepthFitter`; cube edges
+    ``(N,)`` mm, crop centres ``(N, 3)`` mm or None for the fitter's nominal depth). A net that
+    turns its crops is fitted in the turned crops, and the fitted hand turned back.
+
+    Returns ``(keypoints (N, 93) normalised, in the crops' own frame, the fitter's result dict)``.
+    """
     from deepmodel.fitting.depth_fit import DepthFitter
     from deepmodel.model.hand_model import HandModel
 
@@ -288,5 +292,10 @@ def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
     output_blob(net, theta_blob, model.num_free, model_path, "--theta-blob")
     theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
     posed, angles = theta_frame(net, crops)
-    fitted = DepthFitter(model).fit(posed[:, 0], theta, cube_mm=cube_mm)["theta"]
-    return keypoints_of_theta(model, fitted, angles)
+    fit = DepthFitter(model).fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
+    return keypoints_of_theta(model, fit["theta"], angles), fit
+
+
+def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):
+    """:func:`fit_net_pose`'s keypoints ``(N, 93)``, the crops' centres unknown (nominal depth)."""
+    return fit_net_pose(net, theta_blob, model_path, crops, cube_mm)[0]
