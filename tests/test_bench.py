@@ -85,3 +85,41 @@ def test_bench_without_lmdb_and_bad_input(project_root, tmp_path):
                           cwd=project_root, capture_output=True, text=True)
     assert proc.returncode == 2 and "no such folder for --json" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_model_layer_figures_are_the_time_of_its_work(monkeypatch, tmp_path):
+    """The model layer's figures are wired to the work they time, checked without a wall clock:
+    the clock tools/bench.py reads is a counter that only HandModel.forward and .backward move,
+    by 1 and 2 us per frame. Whatever runs around them (Caffe, the other layers, the solver) takes
+    no time on it, so the figures must be exactly the model's share and move with the batch."""
+    import numpy as np
+    import pytest
+
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.tools import bench
+
+    clock = {"s": 0.0}
+    forward, backward = HandModel.forward, HandModel.backward
+
+    def timed_forward(self, theta, *args, **kwargs):
+        clock["s"] += 1e-6 * len(theta)
+        return forward(self, theta, *args, **kwargs)
+
+    def timed_backward(self, theta, *args, **kwargs):
+        clock["s"] += 2e-6 * len(theta)
+        return backward(self, theta, *args, **kwargs)
+
+    monkeypatch.setattr(HandModel, "forward", timed_forward)
+    monkeypatch.setattr(HandModel, "backward", timed_backward)
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["s"])
+    caffe = bench.import_caffe()
+    rng = np.random.default_rng(0)
+    for batch in (4, 12):
+        want = 3e-3 * batch                                 # ms per forward + backward
+        ms, peak = bench.bench_model(batch, 3, rng)
+        assert ms == pytest.approx(want) and peak > 0
+        assert bench.bench_layer(caffe, batch, 3, rng, tmp_path) == pytest.approx(want)
+        depth, joints, _ = bench.sample_inputs(tmp_path / "none", batch, rng)
+        iteration, per_layer = bench.bench_iteration(caffe, batch, 2, rng, tmp_path, (depth, joints))
+        assert per_layer["joints"] == pytest.approx(want) and iteration == pytest.approx(want)
+        assert sum(per_layer.values()) == pytest.approx(want)
