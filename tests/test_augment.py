@@ -137,6 +137,19 @@ def test_augment_table_rows_and_bad_frames(synth):
     assert augment_table(table, Augmentation(copies=0)) is table
 
 
+def test_scale_above_one_makes_the_hand_larger(synth):
+    """``scale`` s is the hand-size factor: the copy's cube is the frame's divided by s, so its
+    hand spans s times more of the crop (labels in half-cubes s times further from the centre)."""
+    table = nyu.split_table(synth, "train", subject2=False)
+    n = len(table)
+    aug = augment_table(table, Augmentation(copies=1, turn_deg=0.0, scale=(1.25, 1.25), shift_mm=0.0))
+    np.testing.assert_allclose(aug.cube[n:], np.asarray(table.cube) / 1.25)
+    orig, copy = np.asarray(table.labels), np.asarray(aug.labels[n:])
+    inside = np.abs(orig) < 0.75                           # not clipped at the crop's edge, either
+    assert inside.mean() > 0.8
+    np.testing.assert_allclose(copy[inside], 1.25 * orig[inside], rtol=1e-6, atol=1e-9)
+
+
 def test_augmented_lmdb_labels_equal_the_turned_model(synth, tmp_path, model):
     """Through the build: every record's joints == scale * forward(its true angles), where the
     scale is the cube's (300 / cube): shift and turn exact, the scale outside theta."""

@@ -141,6 +141,7 @@ def test_centred_net_refuses_labels_not_centred_on_its_joint(project_root, icvl_
     assert not (tmp_path / "res" / "train.log").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["paper", "direct_joints"])
 def test_train_icvl_variant_and_evaluate(project_root, icvl_lmdbs, tmp_path, variant):
     res = tmp_path / "res"

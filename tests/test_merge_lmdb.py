@@ -112,6 +112,7 @@ def test_up_to_date_is_skipped_and_force_rebuilds(project_root, sources, tmp_pat
     assert read_build_id(out / "nyu_train_depth") != build
 
 
+@pytest.mark.slow
 def test_caffe_trains_on_the_merged_split(project_root, sources, tmp_path):
     a, b = sources
     out = tmp_path / "mix"

@@ -28,6 +28,7 @@ def _losses(log_text):
     return [(int(i), float(v)) for i, v in re.findall(r"Iteration (\d+), loss = (\S+)", log_text)]
 
 
+@pytest.mark.slow
 def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     res = tmp_path / "res"
     proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 40, "--batch", 16,
@@ -69,6 +70,7 @@ def test_train_paper_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
             f"(mean-pose baseline {real['mean_pose_mean_mm']:.2f} mm") in proc.stdout
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_early_with_a_snapshot(project_root, tiny, tmp_path):
     res = tmp_path / "res"
     proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 100000,
@@ -85,6 +87,7 @@ def test_max_minutes_stops_early_with_a_snapshot(project_root, tiny, tmp_path):
     assert "test_interval: 12800\n" in solver and "snapshot: 25600\n" in solver
 
 
+@pytest.mark.slow
 def test_paper_batch_keeps_the_committed_solver(project_root, tiny, tmp_path):
     res = tmp_path / "res"
     proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--paper-batch",
@@ -100,6 +103,7 @@ def test_paper_batch_keeps_the_committed_solver(project_root, tiny, tmp_path):
     assert json.loads((res / "train.json").read_text())["seed"] == 1701     # the committed solver's
 
 
+@pytest.mark.slow
 def test_seed_sets_the_solvers_random_seed(project_root, tiny, tmp_path):
     """--seed: written into the solver used and train.json; the same seed trains the same
     weights, another seed other ones (the initialisation)."""
@@ -115,6 +119,7 @@ def test_seed_sets_the_solvers_random_seed(project_root, tiny, tmp_path):
     assert weights["a"] == weights["b"] and weights["a"] != weights["c"]
 
 
+@pytest.mark.slow
 def test_base_lr_sets_the_solvers_learning_rate(project_root, tiny, tmp_path):
     res = tmp_path / "res"
     proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--iters", 1, "--batch", 4,
@@ -143,6 +148,7 @@ def _mean_label_loss(lmdb_path):
     return 0.5 * float(np.mean(np.sum((labels - labels.mean(axis=0)) ** 2, axis=1)))
 
 
+@pytest.mark.slow
 def test_a_run_that_has_not_learnt_is_flagged(project_root, tiny, tmp_path):
     """A net no better than always predicting the mean test label (here: one update) gets a
     warning and ``stuck`` in train.json, beside that baseline loss computed independently."""
@@ -157,6 +163,7 @@ def test_a_run_that_has_not_learnt_is_flagged(project_root, tiny, tmp_path):
     assert "has not learnt" in proc.stderr and "--seed" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_run_shorter_than_the_test_interval_is_tested_at_its_end(project_root, tiny, tmp_path):
     """The test interval is capped at the run's length, so the loss curve ends with a test pass
     after training and the has-it-learnt check uses that one (not the pass before the first
@@ -202,6 +209,7 @@ def test_missing_or_mismatched_lmdbs_are_one_line_errors(project_root, tiny, tmp
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --iters 0: must be at least 1"
 
 
+@pytest.mark.slow
 def test_table1_page_from_two_short_trainings(project_root, tiny, tmp_path):
     doc, fig = tmp_path / "docs" / "table1.md", tmp_path / "docs" / "img" / "t1.png"
     args = ["tools/table1.py", "--results", tmp_path / "t1", "--lmdb-dir", tiny, "--iters", 10,
@@ -259,6 +267,7 @@ def _solver_copy(project_root, tmp_path, **changes):
     return path
 
 
+@pytest.mark.slow
 def test_diverged_run_is_stopped_and_reported(project_root, tiny, tmp_path):
     """The learning rate jumps a billion-fold at iteration 16: the loss turns NaN; train.py stops
     Caffe, says so, keeps the finite snapshots (the last one, of iteration 16, taken before the
@@ -279,6 +288,7 @@ def test_diverged_run_is_stopped_and_reported(project_root, tiny, tmp_path):
     assert not (res / "deepmodel.caffemodel").exists()
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path):
     """A run whose last snapshots are gone (as after a kill) continues from its newest
     .solverstate with --resume, to max_iter; another solver trains from the start."""
@@ -302,6 +312,7 @@ def test_resume_continues_from_the_last_solverstate(project_root, tiny, tmp_path
     assert proc.returncode == 0 and "training from the start" in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_keeps_a_finished_run_until_what_it_depends_on_changes(project_root, tiny, tmp_path):
     """--resume after a finished run trains nothing and leaves its files as they are; a run
     fine-tuned from it (--weights) is kept too, until the weights it started from change (the
@@ -338,6 +349,7 @@ def test_resume_keeps_a_finished_run_until_what_it_depends_on_changes(project_ro
     assert proc.returncode == 0 and "kept" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_weights_start_training_from_a_trained_net(project_root, tiny, tmp_path):
     """--weights: Caffe starts from them (with a zero learning rate the next snapshot holds the
     same parameters; without --weights it holds the fillers'); weights of another net are a
@@ -371,6 +383,7 @@ def test_weights_start_training_from_a_trained_net(project_root, tiny, tmp_path)
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_train_hand_up_net_on_a_tiny_lmdb(project_root, tiny, tmp_path):
     """The variant that turns its crops hand-up trains through Caffe (the turn layers in the
     TRAIN and TEST phases), is evaluated, and its real-crop score includes the depth fit in the
@@ -434,6 +447,7 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")
 
 
+@pytest.mark.slow
 def test_caffe_train_runs_one_blas_thread_unless_told(project_root, tiny, tmp_path):
     """OpenBLAS's sums depend on its thread count: from the same seed and data two threads train
     other weights than one. tools/train.py runs `caffe train` with one unless OPENBLAS_NUM_THREADS
