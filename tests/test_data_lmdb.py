@@ -343,3 +343,15 @@ def test_show_sample_from_lmdb_and_raw_frame(built, synth, reference_data, proje
     proc = run_module(project_root, "tools/show_sample.py", "--frame", reference_data / "nyu" / "depth_1_0000001.png",
                       "--out", real)
     assert_one_line_error(proc, "joint_data.mat", "--center")
+    # the same frame as a sensor in 0.125 mm units stores it (.npy): drawn with the unit, refused without
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    np.save(tmp_path / "frame.npy", depth.astype(np.float32) * 8)
+    unit = tmp_path / "unit.png"
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", tmp_path / "frame.npy",
+                      "--depth-unit", "0.125", "--center", "205.5", "288", "784.2", "--out", unit)
+    assert proc.returncode == 0, proc.stderr
+    assert cv2.imread(str(unit)).shape == cv2.imread(str(real)).shape
+    proc = run_module(project_root, "tools/show_sample.py", "--frame", tmp_path / "frame.npy",
+                      "--center", "205.5", "288", "784.2", "--out", tmp_path / "no.png")
+    assert_one_line_error(proc, "frame.npy", "is the depth unit right?")
+    assert not (tmp_path / "no.png").exists()

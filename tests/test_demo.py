@@ -67,6 +67,27 @@ def uvd_to_xyz(uvd):
     return np.stack([(u - CX) * d / FX, (CY - v) * d / FY, d], -1)
 
 
+def test_raw_frame_in_another_depth_unit(reference_data, project_root, tmp_path):
+    """The raw NYU frame as a 16-bit PNG in 0.125 mm units, given --depth-unit 0.125: the net sees
+    the crop of the frame in mm (probe pixels), and the keypoints are those of the NYU frame."""
+    labels = label_row(reference_data)
+    center = labels[13]
+    model, weights = probe_net(tmp_path, np.zeros(93))
+    frame = reference_data / "nyu" / "depth_1_0000001.png"
+    img = cv2.imread(str(frame), cv2.IMREAD_UNCHANGED).astype(np.int64)
+    raw = tmp_path / "raw.png"
+    assert cv2.imwrite(str(raw), ((img[..., 0] + 256 * img[..., 1]) * 8).astype(np.uint16))
+    got = {}
+    for name, path, unit in (("nyu", frame, []), ("raw", raw, ["--depth-unit", "0.125"])):
+        out = tmp_path / name
+        proc = run_demo(project_root, path, "--center", *center, "--weights", weights,
+                        "--model", model, "--out", out, *unit)
+        assert proc.returncode == 0, proc.stderr
+        got[name] = json.loads((out / "demo.json").read_text())["inputs"][0]["keypoints_normalised"]
+    np.testing.assert_allclose(got["raw"], got["nyu"], atol=1e-6)
+    assert len(set(np.round(got["nyu"][0], 4))) > 1          # the probes see different depths
+
+
 def test_raw_frame_geometry(reference_data, project_root, tmp_path):
     """Raw NYU frame + centre: the crop the net sees is data_prep's, keypoints go back to the labels."""
     from deepmodel.data.datasets.camera import NYU_CAMERA

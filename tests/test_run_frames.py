@@ -63,7 +63,7 @@ def test_bad_input(make_net, project_root, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     proc = run_module(project_root, "tools/run_frames.py", empty, "--weights", weights, "--out", tmp_path / "o")
-    assert_one_line_error(proc, "empty", "no .png files")
+    assert_one_line_error(proc, "empty", "no .png or .npy files")
     frame = tmp_path / "zero.png"
     frame.write_bytes(nyu.encode_depth(np.zeros((480, 640), np.uint16)))
     proc = run_module(project_root, "tools/run_frames.py", frame, "--weights", weights, "--out", tmp_path / "o",
@@ -110,3 +110,129 @@ def test_fit_writes_the_fitted_hand(project_root, reference_data, tmp_path, mode
     back = np.array([[np.cos(a), np.sin(a), 0], [-np.sin(a), np.cos(a), 0], [0, 0, 1]])
     np.testing.assert_allclose(kp, model.forward(fitted)[0] @ back * 150.0 + com, atol=2e-3)
     assert np.abs(kp - own).max() > 5.0
+
+
+def test_another_depth_unit_and_the_camera_given_three_ways(make_net, project_root, reference_data,
+                                                           tmp_path):
+    """The raw NYU frame stored as a sensor with 0.125 mm units would store it (16-bit PNG and
+    .npy of depth x 8): with that unit and NYU's intrinsics given as numbers or as a JSON file, the
+    keypoints in mm are those of the frame as NYU encodes it; the kit's file is written only for
+    NYU's own camera. Without the unit the depths leave the working range: one line per frame."""
+    import json
+
+    weights = _weights(make_net, project_root, tmp_path)
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    assert depth.max() * 8 < 65536
+    raw = (depth.astype(np.uint32) * 8).astype(np.uint16)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+
+    assert cv2.imwrite(str(frames / "1.png"), raw)
+    np.save(frames / "2.npy", raw.astype(np.float32))
+    intrinsics = f"{NYU_CAMERA.fx},{NYU_CAMERA.fy},{NYU_CAMERA.cx},{NYU_CAMERA.cy}"
+    spec = tmp_path / "camera.json"
+    spec.write_text(json.dumps({"fx": NYU_CAMERA.fx, "fy": NYU_CAMERA.fy, "cx": NYU_CAMERA.cx,
+                                "cy": NYU_CAMERA.cy, "width": 640, "height": 480,
+                                "depth_unit_mm": 0.125}))
+    ref = tmp_path / "ref"
+    proc = run_module(project_root, "tools/run_frames.py", reference_data / "nyu" / "depth_1_0000001.png",
+                      "--weights", weights, "--out", ref, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    want = np.loadtxt(ref / "keypoints_mm.txt")
+    for name, options in (("numbers", ["--camera", intrinsics, "--depth-unit", "0.125"]),
+                          ("json", ["--camera", spec])):
+        out = tmp_path / name
+        proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights,
+                          "--out", out, "--quiet", *options)
+        assert proc.returncode == 0, proc.stderr
+        kp = np.loadtxt(out / "keypoints_mm.txt")
+        assert kp.shape == (2, 93)
+        np.testing.assert_allclose(kp, np.stack([want, want]), atol=1e-3)
+        assert not (out / "predictions_nyu14_uvd.txt").exists()
+    proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights,
+                      "--out", tmp_path / "unit1", "--quiet", "--camera", intrinsics)
+    assert_one_line_error(proc, "no pose from any of the 2 frames", "is the depth unit right?")
+    assert not (tmp_path / "unit1").exists()
+
+
+def test_a_frame_of_another_size_than_the_camera_is_a_failure(make_net, project_root,
+                                                              reference_data, tmp_path):
+    weights = _weights(make_net, project_root, tmp_path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(reference_data / "nyu" / "depth_1_0000001.png", frames / "a.png")
+    depth = nyu.read_depth(reference_data / "nyu" / "depth_1_0000001.png")
+    np.save(frames / "b.npy", depth[::2, ::2].astype(np.float32))        # 320x240
+    out = tmp_path / "out"
+    proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights, "--out", out,
+                      "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 of 2 frames" in proc.stdout
+    assert "b.npy: 320x240 pixels, the camera's frames are 640x480" in (out / "failures.txt").read_text()
+
+
+def test_bad_camera_options_are_one_line_errors(make_net, project_root, reference_data, tmp_path):
+    import json
+
+    weights = _weights(make_net, project_root, tmp_path)
+    frame = reference_data / "nyu" / "depth_1_0000001.png"
+    cases = [(["--camera", "kinect9"], "expected a name (nyu, icvl, msra)"),
+             (["--camera", "500,500,320"], "expected a name"),
+             (["--camera", "500,-500,320,240"], "fy"),
+             (["--camera", "500,nan,320,240"], "fy"),
+             (["--camera", "nyu", "--depth-unit", "0"], "--depth-unit"),
+             (["--camera", "nyu", "--depth-unit", "inf"], "--depth-unit"),
+             (["--camera", str(tmp_path / "none.json")], "no such file")]
+    specs = {"missing.json": ({"fx": 1.0, "fy": 1.0, "cx": 1.0}, "no cy"),
+             "nan.json": ({"fx": 1.0, "fy": 1.0, "cx": 1.0, "cy": "nan"}, "cy"),
+             "half.json": ({"fx": 1.0, "fy": 1.0, "cx": 1.0, "cy": 1.0, "width": 640}, "both width and height"),
+             "typo.json": ({"fx": 1.0, "fy": 1.0, "cx": 1.0, "cy": 1.0, "depth_unit": 1}, "unknown key 'depth_unit'"),
+             "list.json": ([1, 2, 3, 4], "a JSON object")}
+    for name, (spec, why) in specs.items():
+        (tmp_path / name).write_text(json.dumps(spec))
+        cases.append((["--camera", str(tmp_path / name)], why))
+    (tmp_path / "broken.json").write_text("{fx: 1")
+    cases.append((["--camera", str(tmp_path / "broken.json")], "not JSON"))
+    for options, why in cases:
+        out = tmp_path / "out"
+        proc = run_module(project_root, "tools/run_frames.py", frame, "--weights", weights, "--out", out,
+                          "--quiet", *options)
+        assert_one_line_error(proc, why)
+        assert not out.exists(), options
+
+
+def test_the_same_hands_through_another_camera(project_root, tmp_path, model):
+    """Six rendered hands (known keypoints, mm) seen by NYU's camera and by one with other
+    intrinsics (fx = fy = 476, principal point (314, 243)) storing 1/8 mm units: through the
+    shipped net, with --camera and --depth-unit, both give keypoints near the truth and near each
+    other (the crop is the same cube in mm whatever the focal length)."""
+    import cv2
+
+    from deepmodel.data.datasets.camera import Camera
+    from deepmodel.data.synthetic.nyu import PoseSampler, render_depth
+
+    other = Camera(fx=476.0, fy=476.0, cx=314.0, cy=243.0, width=640, height=480)
+    rng = np.random.default_rng(3)
+    sampler = PoseSampler(model)
+    theta = sampler.sample(rng, 6)
+    com = NYU_CAMERA.uvd_to_xyz(np.stack([rng.uniform(260, 380, 6), rng.uniform(200, 280, 6),
+                                          rng.uniform(550, 750, 6)], 1))
+    truth = com[:, None] + model.mm_per_unit * model.forward(theta)
+    weights = project_root / "models" / "default" / "deepmodel.caffemodel"
+    got = {}
+    for name, camera, unit, option in (("nyu", NYU_CAMERA, 1.0, "nyu"),
+                                       ("other", other, 0.125, "476,476,314,243")):
+        frames = tmp_path / name
+        frames.mkdir()
+        depth = render_depth(sampler.body, truth, com, np.random.default_rng(4), camera)
+        for i, d in enumerate(depth):
+            assert cv2.imwrite(str(frames / f"{i}.png"), (d.astype(np.float64) / unit).astype(np.uint16))
+        out = tmp_path / f"out_{name}"
+        proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights, "--out", out,
+                          "--quiet", "--camera", option, "--depth-unit", unit)
+        assert proc.returncode == 0, proc.stderr
+        got[name] = np.loadtxt(out / "keypoints_mm.txt").reshape(6, 31, 3)
+    err = {k: np.linalg.norm(v - truth, axis=2).mean(axis=1) for k, v in got.items()}
+    assert err["nyu"].mean() < 20.0 and err["other"].mean() < 20.0, err  # measured 13.1, 13.5 mm
+    assert np.linalg.norm(got["nyu"] - got["other"], axis=2).mean(axis=1).max() < 10.0   # 2-6 mm

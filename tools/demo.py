@@ -7,7 +7,8 @@ Inputs (PNG files or folders of PNGs):
   normalised depth = gray / 255 * 2 - 1 - like the five real NYU test crops in
   ``data/reference/nyu/test_crops/`` (used when no input is given);
 * a raw depth frame: NYU's 640x480 blue/green encoding (depth mm = blue + 256 * green) or a
-  16-bit single-channel PNG in mm, with the camera (``--camera nyu|icvl`` or ``--intrinsics FX FY
+  16-bit single-channel PNG in the camera's raw units (``--depth-unit`` mm each, default 1), with
+  the camera (``--camera``: nyu, icvl, msra, FX,FY,CX,CY or a JSON file; or ``--intrinsics FX FY
   CX CY``) and the cube (``--cube``, mm). The crop centre is ``--center U V D`` (pixels, mm) when
   given, else found without a label by ``deepmodel.data.hand_crop.locate.locate_hand`` (printed; a frame with
   no hand in the working range is a one-line error). The frame is cropped with the project's crop
@@ -50,7 +51,7 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from deepmodel.data.datasets import nyu
-from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA, Camera
+from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, Camera, parse_camera
 from deepmodel.plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet,
                                 atomic_path, check_center, console, finite_float, run, save_figure,
                                 write_json)
@@ -60,7 +61,6 @@ from deepmodel.nets.net_io import MODEL_HELP
 from deepmodel.nets.weights import SHIPPED_REAL, default_weights
 
 DEFAULT_CROPS = NYU_TEST_CROPS
-CAMERAS = {"nyu": NYU_CAMERA, "icvl": ICVL_CAMERA}
 SCALE = 4  # enlargement of the crop in the overlay
 
 # colours (RGB) by finger (hand_model.FINGERS, then palm/wrist): little, ring, middle, index, thumb, palm
@@ -145,15 +145,15 @@ def load_input(path, crop_hw, args, camera):
         depth = nyu.depth_of_image(img)
         kind = "NYU-encoded (blue + 256 * green)"
     elif img.ndim == 2 and img.dtype == np.uint16:
-        depth = img
+        # in the camera's raw units (--depth-unit mm each)
+        depth = img if camera.depth_unit_mm == 1.0 else img.astype(np.float32) * np.float32(camera.depth_unit_mm)
         kind = "16-bit"
     else:
         raise InputError(f"{path}: {w}x{h} {img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} "
                          f"channel(s) is neither a {crop_hw[1]}x{crop_hw[0]} 8-bit crop nor a raw "
                          "depth frame (NYU 8-bit blue/green or 16-bit mm)")
-    if (w, h) != (camera.width, camera.height):
-        print(f"note: {path} is {w}x{h} but the camera is {camera.width}x{camera.height}",
-              file=sys.stderr)
+    if camera.size_problem(img.shape):
+        print(f"note: {path}: {camera.size_problem(img.shape)}", file=sys.stderr)
     from deepmodel.data.hand_crop.crop import crop_depth
 
     if args.center is None:
@@ -358,7 +358,8 @@ def build_parser():
                    metavar=("U", "V", "D"), default=None,
                    help="crop centre of raw frames: pixels and depth in mm (default: detected "
                    "without a label, deepmodel.data.hand_crop.locate)")
-    p.add_argument("--camera", choices=sorted(CAMERAS), default="nyu", help="camera of raw frames")
+    p.add_argument("--camera", default="nyu", help="camera of raw frames: " + CAMERA_HELP)
+    p.add_argument("--depth-unit", default=None, metavar="MM", help=DEPTH_UNIT_HELP)
     p.add_argument("--intrinsics", nargs=4, type=finite_float(-MAX_PLAUSIBLE, MAX_PLAUSIBLE),
                    metavar=("FX", "FY", "CX", "CY"),
                    default=None, help="camera intrinsics of raw frames (override --camera)")
@@ -374,7 +375,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.center is not None:
         check_center(args.center)
-    camera = CAMERAS[args.camera]
+    camera = parse_camera(args.camera, args.depth_unit)
     if args.intrinsics is not None:
         fx, fy, cx, cy = args.intrinsics
         if fx <= 0 or fy <= 0:
@@ -384,8 +385,7 @@ def main(argv=None):
                              "an image of at most 20000 pixels (positive)")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out}: is a file, not a folder")
-        camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, width=int(round(2 * cx)),
-                        height=int(round(2 * cy)))
+        camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, depth_unit_mm=camera.depth_unit_mm)
     files = find_inputs(args.inputs) if args.inputs else default_inputs()
     if args.weights:
         weights = pathlib.Path(args.weights)

@@ -3,9 +3,13 @@
 
     tools/run_frames.py FOLDER --weights results/deepmodel.caffemodel --out results/frames
     tools/run_frames.py a.png b.png --weights W --dataset icvl --out results/icvl_frames
+    tools/run_frames.py FOLDER --weights W --camera 476,476,314,243 --depth-unit 0.125 --out O
 
-For every frame (a folder's ``*.png`` in name order, or the files given): read the depth (an NYU
-8-bit PNG, blue + 256 * green, or a 16-bit PNG in mm), find the hand without a label
+For every frame (a folder's ``*.png`` and ``*.npy`` in name order, or the files given): read the
+depth (an NYU 8-bit PNG, blue + 256 * green, in mm; a 16-bit PNG or a 2-D ``.npy`` in the
+camera's raw units, ``--depth-unit`` mm each), with the camera's intrinsics (``--camera``: a
+dataset's by name, ``FX,FY,CX,CY``, or a JSON file; default the ``--dataset``'s; the cube stays in
+mm), check it is the camera's (its size, depths in the working range), find the hand without a label
 (:func:`deepmodel.data.hand_crop.locate.locate_hand`, with the learned refinement when its weights are
 present), crop the cube around it (:func:`deepmodel.data.hand_crop.crop.crop_depth`), run the deploy net
 (``--model``, its ``joints`` blob: the model layer's 31 keypoints in half-cube units) and map the
@@ -38,7 +42,8 @@ from tqdm import tqdm
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from deepmodel.data.datasets.frames import BadFrame, png_files
+from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, parse_camera
+from deepmodel.data.datasets.frames import BadFrame, frame_files
 from deepmodel.data.datasets.raw import read_frame
 from deepmodel.nets.net_io import MODEL_HELP, default_model
 from deepmodel.pipeline.frames import DATASETS, FramePipeline
@@ -49,12 +54,15 @@ from deepmodel.plumbing import (ArgumentParser, InputError, atomic_path, console
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", help="a folder of raw depth frames (*.png) or frame files")
+    p.add_argument("inputs", nargs="+", help="a folder of raw depth frames (*.png, *.npy) or frame "
+                   "files")
     p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="nyu",
                    help="camera, cube (NYU 300 mm, ICVL 250 mm) and the kit's joints (default nyu)")
+    p.add_argument("--camera", default=None, help=CAMERA_HELP + " (default: the --dataset's)")
+    p.add_argument("--depth-unit", default=None, metavar="MM", help=DEPTH_UNIT_HELP)
     p.add_argument("--cube", type=finite_float(50.0, 1000.0), default=None,
                    help="cube edge in mm, 50-1000 (default: the dataset's)")
     p.add_argument("--fit", action="store_true", help="fit the net's pose to each crop's depth "
@@ -69,6 +77,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     camera, cube = DATASETS[args.dataset]
+    if args.camera is not None or args.depth_unit is not None:
+        camera = parse_camera(args.camera, args.depth_unit) if args.camera is not None else \
+            parse_camera(args.dataset, args.depth_unit)
     if args.cube is not None:
         if not (np.isfinite(args.cube) and args.cube > 0):
             raise InputError(f"--cube {args.cube}: must be a positive number of mm")
@@ -76,7 +87,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    frames = png_files(args.inputs)
+    frames = frame_files(args.inputs)
     model = args.model or default_model(args.weights)
     pipeline = FramePipeline(model, args.weights, camera, cube, args.blob, args.fit,
                              args.theta_blob)
@@ -90,7 +101,7 @@ def main(argv=None):
     busy = 0.0
     for i, path in enumerate(tqdm(frames, desc="frames", unit="frame", disable=args.quiet)):
         try:
-            depth = read_frame(path)
+            depth = read_frame(path, camera)
             t = time.perf_counter()
             xyz[i], uvd[i], c = pipeline(depth)
             busy += time.perf_counter() - t
@@ -108,7 +119,7 @@ def main(argv=None):
     write_text(out / "frames.txt", "".join(f"{p}\n" for p in frames))
     files = {"keypoints_mm.txt": xyz.reshape(n, -1), "keypoints_uvd.txt": uvd.reshape(n, -1),
              "centers.txt": centers}
-    if args.dataset == "nyu":
+    if args.dataset == "nyu" and camera == DATASETS["nyu"][0]:     # the kit's format: NYU's camera
         files["predictions_nyu14_uvd.txt"] = uvd[:, list(NYU14_KEYPOINTS)].reshape(n, -1)
     for name, rows in files.items():
         with atomic_path(out / name) as tmp:

@@ -20,6 +20,7 @@ import numpy as np
 
 from argparse import RawDescriptionHelpFormatter
 
+from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, parse_camera
 from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_output_file,
                                 finite_float, nonneg_int, run, save_figure)
 
@@ -30,7 +31,10 @@ def parse_args(argv):
                                 epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--lmdb", type=pathlib.Path, help="folder of the LMDBs (e.g. data/lmdb)")
-    src.add_argument("--frame", type=pathlib.Path, help="a raw NYU depth PNG (depth_1_%%07d.png)")
+    src.add_argument("--frame", type=pathlib.Path, help="a raw depth frame: an NYU depth PNG "
+                     "(depth_1_%%07d.png), a 16-bit PNG or .npy in the camera's units")
+    p.add_argument("--camera", default="nyu", help="raw frame: " + CAMERA_HELP + " (default nyu)")
+    p.add_argument("--depth-unit", default=None, metavar="MM", help="raw frame: " + DEPTH_UNIT_HELP)
     p.add_argument("--dataset", default="nyu", help="LMDB name prefix (default nyu)")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--index", type=nonneg_int, default=0, help="LMDB record (default 0)")
@@ -85,11 +89,12 @@ def from_lmdb(args):
 
 def from_frame(args):
     from deepmodel.data.datasets import nyu
-    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.datasets.raw import read_frame
     from deepmodel.data.hand_crop.crop import crop_depth, crop_pixel_of_uvd
 
+    camera = parse_camera(args.camera, args.depth_unit)
     try:
-        depth = nyu.read_depth(args.frame)
+        depth = read_frame(args.frame, camera)
     except nyu.BadFrame as err:
         raise InputError(f"{args.frame}: {err}") from None
     pix = None
@@ -108,10 +113,10 @@ def from_frame(args):
             raise InputError(f"{args.frame}: frame {frame + 1} but {mat} has {len(jd)} frames")
         center = jd.uvd[frame, nyu.PALM_JOINT]
         uvd = jd.uvd[frame, nyu.keypoint_joints()]
-        pix = crop_pixel_of_uvd(uvd, center, args.cube, NYU_CAMERA)
+        pix = crop_pixel_of_uvd(uvd, center, args.cube, camera)
         info = f"{args.frame.name} (frame {frame}), centre joint {nyu.PALM_JOINT}"
     try:
-        crop = crop_depth(depth, center, args.cube, NYU_CAMERA)
+        crop = crop_depth(depth, center, args.cube, camera)
     except ValueError as err:
         raise InputError(f"{args.frame}: {err}") from None
     return crop, pix, info

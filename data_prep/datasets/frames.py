@@ -101,23 +101,29 @@ def neutralise(bad, xyz, center_uvd):
     return xyz, center_uvd
 
 
-def png_files(paths):
-    """Input images: a folder's ``*.png`` (sorted by name, numerically when the stems are numbers)
-    or the files given, in order. An InputError names a missing path or a folder without PNGs."""
+def png_files(paths, suffixes=(".png",)):
+    """Input images: a folder's files ending in one of ``suffixes`` (``*.png`` by default; sorted
+    by name, numerically when the stems are numbers) or the files given, in order. An InputError
+    names a missing path or a folder without such files."""
     files = []
     for p in paths:
         p = pathlib.Path(p)
         if p.is_dir():
-            pngs = sorted(p.glob("*.png"),
-                          key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
-            if not pngs:
-                raise InputError(f"{p}: folder has no .png files")
-            files += pngs
+            found = sorted((f for f in p.iterdir() if f.suffix.lower() in suffixes and f.is_file()),
+                           key=lambda f: (0, int(f.stem), "") if f.stem.isdigit() else (1, 0, f.stem))
+            if not found:
+                raise InputError(f"{p}: folder has no {' or '.join(suffixes)} files")
+            files += found
         elif p.is_file():
             files.append(p)
         else:
             raise InputError(f"{p}: no such file or folder")
     return files
+
+
+def frame_files(paths):
+    """Raw depth frames: a folder's ``*.png`` and ``*.npy`` files, or the files given."""
+    return png_files(paths, (".png", ".npy"))
 
 
 def read_theta(path, n, rows):
