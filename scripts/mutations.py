@@ -95,6 +95,8 @@ MUTATIONS = [
      "a current split built again", ["tests/test_data_lmdb.py"]),
     ("data", "data_prep/records/augment.py", "new_cube = cube[src] / scale", "new_cube = cube[src] * scale",
      "--scale making the hand smaller", ["tests/test_augment.py"]),
+    ("data", "data_prep/datasets/raw.py", "depth = depth.astype(np.float32) * np.float32(unit)",
+     "depth = depth.astype(np.float32)", "raw frames' depth unit ignored", ["tests/test_run_frames.py"]),
     ("localisation", "data_prep/hand_crop/locate.py",
      "DEPTH_OFFSET_MM = 28.0", "DEPTH_OFFSET_MM = 18.0",
      "the found centre's depth offset 10 mm off", ["tests/test_localize.py"]),
