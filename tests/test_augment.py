@@ -9,7 +9,7 @@ from deepmodel.data.records.augment import Augmentation, augment_table
 from deepmodel.data.datasets.camera import NYU_CAMERA, Camera
 from deepmodel.data.records.datum import decode_array
 from deepmodel.data.datasets import nyu
-from deepmodel.fitting.pose_fitting import rotate_pose
+from deepmodel.model.global_pose import rotate_pose
 from tests.data_helpers import assert_one_line_error, make_synthetic, run_module
 
 

@@ -130,7 +130,7 @@ def test_fit_of_a_turning_net_lands_near_the_truth_in_the_crops_frame(model, fra
     turned crops, every finger angle 0.35 rad off the truth. Back in the crops' own frame (the
     turn undone by a rotation matrix written out here) the fitted keypoints are nearer the truth
     than the start by more than a third of its error, at the true crop centres."""
-    from deepmodel.fitting.pose_fitting import rotate_pose
+    from deepmodel.model.global_pose import rotate_pose
     from deepmodel.nets.net_io import fit_net_pose
 
     n = len(frames["crops"])

@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from deepmodel.fitting.pose_fitting import PoseFitter, euler_of_global_rotation, global_rotation
+from deepmodel.fitting.pose_fitting import PoseFitter
+from deepmodel.model.global_pose import euler_of_global_rotation, global_rotation
 from data_helpers import reference_lines
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

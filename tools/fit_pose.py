@@ -36,7 +36,7 @@ import numpy as np
 
 
 from deepmodel.plumbing import InputError, console, open_text, run, save_figure, write_npz
-from deepmodel.plumbing import (ArgumentParser, finite_float, nonneg_int, positive_int)
+from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA

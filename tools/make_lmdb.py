@@ -14,7 +14,6 @@ already built from the same input are skipped (``--force`` rebuilds).
 """
 if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
-import argparse
 import os
 import pathlib
 import sys
@@ -23,8 +22,8 @@ import time
 import numpy as np
 
 from deepmodel.data.records import build
-from deepmodel.plumbing import PROJECT, InputError, run
-from deepmodel.plumbing import (ArgumentParser, finite_float, nonneg_int, positive_int)
+from deepmodel.plumbing import PROJECT, run
+from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
 
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"

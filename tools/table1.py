@@ -26,8 +26,9 @@ import sys
 
 
 from deepmodel.plumbing import PROJECT, InputError, run, save_figure, write_text
-from deepmodel.plumbing import (ArgumentParser, finite_float, positive_int)  # options checked as parsed
+from deepmodel.plumbing import ArgumentParser, finite_float, positive_int  # options checked as parsed
 
+from deepmodel.nets import netspec as mn
 from deepmodel.nets import training as tr
 
 ORDER = ["direct_joints", "direct_params", "nolimit", "paper"]
@@ -248,7 +249,7 @@ def write_page(runs, args, run_info, doc, png):
         "```",
         f"tools/test_net.py --weights {tr.rel(args.results)}/paper/"
         f"{tr.weight_name('paper', args.dataset)}.caffemodel --model prototxt/"
-        f"{tr.make_nets().variant_files('paper', args.dataset)['deploy']} --lmdb "
+        f"{mn.variant_files('paper', args.dataset)['deploy']} --lmdb "
         f"{tr.rel(args.lmdb_dir)}/{args.dataset}_test --out results/eval",
         "```",
         "",
@@ -257,7 +258,6 @@ def write_page(runs, args, run_info, doc, png):
 
 
 def main(argv=None):
-    mn = tr.make_nets()
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])

@@ -62,14 +62,14 @@ if __name__ == "__main__" and not __package__:   # a script outside the venv: sa
 import pathlib
 
 from argparse import RawDescriptionHelpFormatter
+from deepmodel.nets import netspec as mn
 from deepmodel.nets.training import (BUDGET_BATCH, BUDGET_ITERS, DEFAULT_LMDB_DIR,
-                                     DEFAULT_MAX_MINUTES, describe_eval, make_nets, train_variant)
+                                     DEFAULT_MAX_MINUTES, describe_eval, train_variant)
 from deepmodel.plumbing import (ArgumentParser, InputError, PROJECT, console, finite_float,
                                 nonneg_int, positive_int, run)
 
 
 def main(argv=None):
-    mn = make_nets()
     parser = ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 2)[2])

@@ -49,8 +49,7 @@ from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import NYU_CAMERA
 from deepmodel.plumbing import PROJECT, InputError, atomic_path, worker_results
 from deepmodel.data.synthetic.render import SensorModel, render_slabs, render_spheres
-from deepmodel.data.synthetic.body import HandBody  # noqa: F401 (re-exported)
-from deepmodel.data.synthetic.poses import PoseSampler  # noqa: F401 (re-exported)
+from deepmodel.data.synthetic.poses import PoseSampler
 
 DEFAULT_OUT = PROJECT / "data" / "synthetic"
 # Default size: ~12000 training frames give a CPU-trained net (batch 512, ~15 min) dozens of epochs

@@ -30,8 +30,7 @@ only steadies flat directions (e.g. a straight finger) and changes the NYU test 
 """
 import numpy as np
 
-from deepmodel.model.global_pose import (axis_rotation, euler_of_global_rotation, global_rotation,
-                                         rotate_pose, wrap_angle)
+from deepmodel.model.global_pose import axis_rotation, euler_of_global_rotation, wrap_angle
 
 NUM_THETA = 26
 GLOBAL = slice(0, 6)       # translation x, y, z (normalised), rotation x, y, z (rad): unbounded

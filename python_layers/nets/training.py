@@ -18,6 +18,7 @@ import time
 
 from deepmodel.data.records.lmdb_io import read_build_id
 from deepmodel.data.records.split import LmdbSplit
+from deepmodel.nets import netspec as mn
 from deepmodel.plumbing import PROJECT, InputError, atomic_path, blas_core, write_json
 
 DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
@@ -49,13 +50,6 @@ def weight_name(variant, dataset="nyu"):
     return name if dataset == "nyu" else name.replace("deepmodel", f"deepmodel_{dataset}", 1)
 
 
-def make_nets():
-    """The net generator :mod:`deepmodel.nets.netspec` (variants, file names, constants)."""
-    from deepmodel.nets import netspec as mn
-
-    return mn
-
-
 def rel(path):
     """A path for messages: relative to the project root when inside it."""
     path = pathlib.Path(path).resolve()
@@ -75,7 +69,6 @@ def lmdb_entries(split, kind, dataset="nyu"):
 
 def check_lmdbs(variant, lmdb_dir, dataset="nyu"):
     """Check the LMDBs a variant reads; returns (train frames, test frames)."""
-    mn = make_nets()
     kinds = ["depth", "joint"] + (["theta"] if mn.needs_theta_labels(variant) else [])
     counts = {}
     for split in ("train", "test"):
@@ -153,7 +146,6 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     """
     from caffe.proto import caffe_pb2
 
-    mn = make_nets()
     files = mn.variant_files(variant, dataset)
     solver_path = pathlib.Path(solver_path or PROJECT / "prototxt" / files["solver"])
     if not solver_path.is_file():
@@ -501,7 +493,6 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
                   seed=None, init_weights=None, base_lr=None):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict.
     ``init_weights``: a .caffemodel to start from (checked against the variant's deploy net)."""
-    mn = make_nets()
     deploy = f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"
     if init_weights is not None:
         from deepmodel.nets.net_io import load_net
