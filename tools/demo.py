@@ -146,7 +146,7 @@ def load_input(path, crop_hw, args, camera):
         kind = "NYU-encoded (blue + 256 * green)"
     elif img.ndim == 2 and img.dtype == np.uint16:
         # in the camera's raw units (--depth-unit mm each)
-        depth = img if camera.depth_unit_mm == 1.0 else img.astype(np.float32) * np.float32(camera.depth_unit_mm)
+        depth = camera.depth_mm(img)
         kind = "16-bit"
     else:
         raise InputError(f"{path}: {w}x{h} {img.dtype} image with {1 if img.ndim == 2 else img.shape[2]} "

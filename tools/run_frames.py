@@ -76,10 +76,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    camera, cube = DATASETS[args.dataset]
-    if args.camera is not None or args.depth_unit is not None:
-        camera = parse_camera(args.camera, args.depth_unit) if args.camera is not None else \
-            parse_camera(args.dataset, args.depth_unit)
+    _, cube = DATASETS[args.dataset]
+    camera = parse_camera(args.camera or args.dataset, args.depth_unit)
     if args.cube is not None:
         if not (np.isfinite(args.cube) and args.cube > 0):
             raise InputError(f"--cube {args.cube}: must be a positive number of mm")

@@ -41,6 +41,14 @@ class Camera:
         v = self.cy - xyz[..., 1] * self.fy / z
         return np.stack([u, v, z], axis=-1)
 
+    def depth_mm(self, raw):
+        """A frame in this camera's raw units -> depth in mm: the frame itself when the unit is
+        1 mm and the frame 16-bit, else float32 times ``depth_unit_mm``."""
+        raw = np.asarray(raw)
+        if self.depth_unit_mm == 1.0 and raw.dtype == np.uint16:
+            return raw
+        return raw.astype(np.float32) * np.float32(self.depth_unit_mm)
+
     def size_problem(self, shape):
         """Why a frame of ``shape`` (rows, columns, ...) is not this camera's, or None."""
         h, w = shape[:2]

@@ -46,15 +46,13 @@ def read_frame(path, camera=None):
     problem = camera.size_problem(depth.shape)
     if problem:
         raise BadFrame(problem)
-    unit = float(camera.depth_unit_mm)
-    if kind == "raw" and not (unit == 1.0 and depth.dtype == np.uint16):
-        depth = depth.astype(np.float32) * np.float32(unit)
-    valid = depth[np.isfinite(depth) & (depth > 0)]
-    if valid.size:
-        lo, hi = WORKING_RANGE_MM
-        inside = (valid >= lo) & (valid <= hi)
-        if not inside.any():
+    if kind == "raw":
+        depth = camera.depth_mm(depth)
+    lo, hi = WORKING_RANGE_MM
+    if not np.any((depth >= lo) & (depth <= hi)):      # NaN compares False; 0 is no reading
+        valid = depth[np.isfinite(depth) & (depth > 0)]
+        if valid.size:
             raise BadFrame(f"no depth within {lo:g}-{hi:g} mm (readings {float(valid.min()):.0f}-"
-                           f"{float(valid.max()):.0f} mm at {unit:g} mm per unit): is the depth "
-                           "unit right?")
+                           f"{float(valid.max()):.0f} mm at {camera.depth_unit_mm:g} mm per "
+                           "unit): is the depth unit right?")
     return depth
