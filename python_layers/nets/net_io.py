@@ -276,24 +276,27 @@ def net_keypoints(net, data_blob, joints_blob, crops):
     return np.array(net.blobs[joints_blob].data.reshape(n, -1), dtype=np.float64)
 
 
-def fit_net_pose(net, theta_blob, model_path, crops, cube_mm, center_mm=None, progress=False):
+def fit_net_pose(net, theta_blob, model_path, crops, cube_mm, center_mm=None, progress=False,
+                 fitter=None):
     """The net's angles (its ``theta_blob``, after a forward pass of ``crops`` ``(N, 1, H, W)``)
-    fitted to the crops' depth (:class:`deepmodel.fitting.depth_fit.DepthFitter`; cube edges
-    ``(N,)`` mm, crop centres ``(N, 3)`` mm or None for the fitter's nominal depth). A net that
-    turns its crops is fitted in the turned crops, and the fitted hand turned back.
+    fitted to the crops' depth (``fitter``, default a :class:`deepmodel.fitting.depth_fit.DepthFitter`
+    of the NYU hand; cube edges ``(N,)`` mm, crop centres ``(N, 3)`` mm or None for the fitter's
+    nominal depth). A net that turns its crops is fitted in the turned crops, and the fitted hand
+    turned back.
 
     Returns ``(keypoints (N, 93) normalised, in the crops' own frame, the fitter's result dict)``.
     """
-    from deepmodel.fitting.depth_fit import DepthFitter
-    from deepmodel.model.hand_model import HandModel
+    if fitter is None:
+        from deepmodel.fitting.depth_fit import DepthFitter
+        from deepmodel.model.hand_model import HandModel
 
+        fitter = DepthFitter(HandModel.nyu())
     n = len(crops)
-    model = HandModel.nyu()
-    output_blob(net, theta_blob, model.num_free, model_path, "--theta-blob")
+    output_blob(net, theta_blob, fitter.model.num_free, model_path, "--theta-blob")
     theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
     posed, angles = theta_frame(net, crops)
-    fit = DepthFitter(model).fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
-    return keypoints_of_theta(model, fit["theta"], angles), fit
+    fit = fitter.fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
+    return keypoints_of_theta(fitter.model, fit["theta"], angles), fit
 
 
 def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):

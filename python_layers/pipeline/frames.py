@@ -8,7 +8,7 @@ import numpy as np
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.hand_crop.locate import locate_hand
-from deepmodel.nets.net_io import input_blob, keypoints_of_theta, load_net, output_blob, theta_frame
+from deepmodel.nets.net_io import fit_net_pose, input_blob, load_net, output_blob
 from deepmodel.plumbing import InputError
 
 # the raw-frame cameras and their crop cubes (mm)
@@ -30,10 +30,10 @@ class FramePipeline:
             from deepmodel.fitting.depth_fit import DepthFitter
             from deepmodel.model.hand_model import HandModel
 
-            hand = HandModel.nyu()
-            self.theta_blob = output_blob(self.net, theta_blob, hand.num_free, model, "--theta-blob")
-            self.hand = hand
-            self.fitter = DepthFitter(hand, chunk=1)      # the cube comes with each frame
+            self.fitter = DepthFitter(HandModel.nyu(), chunk=1)      # the cube comes with each frame
+            self.theta_blob = output_blob(self.net, theta_blob, self.fitter.model.num_free, model,
+                                          "--theta-blob")
+        self.model_path = model
         shape = self.net.blobs[self.input].data.shape
         if tuple(shape[1:]) != (1, 128, 128):
             raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
@@ -51,9 +51,7 @@ class FramePipeline:
         kp = self.net.blobs[self.blob].data[0].reshape(31, 3).astype(np.float64)
         com = self.camera.uvd_to_xyz(center)
         if self.fitter is not None:
-            theta = self.net.blobs[self.theta_blob].data[:1].astype(np.float64).reshape(1, -1)
-            posed, angles = theta_frame(self.net, self.data[:1])  # a net that turns its crop
-            theta = self.fitter.fit(posed[:, 0], theta, com[None], cube)["theta"]
-            kp = keypoints_of_theta(self.hand, theta, angles).reshape(31, 3)
+            kp = fit_net_pose(self.net, self.theta_blob, self.model_path, self.data[:1], cube,
+                              com[None], fitter=self.fitter)[0].reshape(31, 3)
         xyz = kp * (cube / 2.0) + com
         return xyz, self.camera.xyz_to_uvd(xyz), center
