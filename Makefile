@@ -11,7 +11,7 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe test lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix lmdb-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
+.PHONY: help setup venv caffe extras test detect-net lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix lmdb-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -33,8 +33,15 @@ caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python
 	@bash scripts/setup_caffe.sh
 	@mkdir -p $(RESULTS)/snapshots  # the solver's snapshot folder: Caffe will not create it
 
-test: caffe ## run all tests
+test: caffe extras ## run all tests
 	@$(RUN) $(PY) -m pytest -q
+
+extras: $(VENV)/.extras.stamp ## the optional extras the tests use (pip install -e '.[realsense]')
+
+$(VENV)/.extras.stamp: $(VENV)/.requirements.stamp pyproject.toml
+	@echo "[venv] installing the optional extras: pip install -e '.[realsense]'"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[realsense]'
+	@touch $@
 
 lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once); CENTERS=detected: test LMDBs at label-free centres
 	@$(RUN) $(PY) tools/make_lmdb.py nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \
@@ -84,6 +91,9 @@ table1: caffe lmdb-$(DATASET) ## train the four variants of the paper's Table 1 
 
 demo: caffe ## the newest net trained in results/ (else the shipped models/real/, make train-real's net) on the five real NYU crops -> results/demo
 	@$(RUN) $(PY) tools/demo.py --out $(RESULTS)/demo
+
+detect-net: caffe ## train and score the hand detector for scenes with a body -> models/detect/ (about 15 min, once)
+	@$(RUN) $(PY) tools/train_detect.py
 
 refine-net: caffe ## train the hand-centre refinement net -> models/refine/ (4-7 min, once)
 	@$(RUN) $(PY) tools/train_refine.py

@@ -348,7 +348,8 @@ class OutputSet:
     without an error, the old index is removed first (it no longer describes the files), every
     file is renamed onto its final name and the index comes last: an index on disk always sits
     beside the files it describes. On an error (a full disk, Ctrl-C) every staged file is
-    removed and the previous set stays as it was.
+    removed and the previous set stays as it was. A staged name may be made a folder: it replaces
+    the previous version of that folder (:func:`replace_atomically`).
     """
 
     def __init__(self, index):
@@ -381,14 +382,14 @@ class OutputSet:
             for final, tmp in self.staged.items():
                 if not tmp.exists():
                     raise RuntimeError(f"{final}: staged but not written")
-                if final.is_dir() and not final.is_symlink():
+                if final.is_dir() and not final.is_symlink() and not tmp.is_dir():
                     raise InputError(f"{final}: is a folder; refusing to replace it with a file "
                                      "(nothing was written)")
             index_tmp = self.staged.pop(self.index, None)
             if index_tmp is not None:
                 self.index.unlink(missing_ok=True)
             for final in list(self.staged):
-                os.replace(self.staged.pop(final), final)
+                replace_atomically(self.staged.pop(final), final)   # a staged folder too
             if index_tmp is not None:
                 os.replace(index_tmp, self.index)
         except BaseException:

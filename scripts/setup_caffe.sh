@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup_caffe.sh            # what `make caffe` runs
 #
-# 1. Debian packages Caffe compiles against (apt-get, only those missing).
+# 1. Debian packages Caffe compiles against, and libusb for the RealSense extra (apt-get, only
+#    those missing).
 # 2. The brocolli-caffe 9.0.2 source archive via `pip download`, checked against its sha256.
 # 3. One fix to the source: `caffe train -weights W` fine-tunes from W, as in BVLC Caffe (this
 #    source parsed the flag and ignored it; scripts/caffe-train-weights.patch).
@@ -26,7 +27,8 @@ ARCHIVE_SHA256="c6410cc60bdd6db685d441b66be7df05410f8850ac88d6b75d48ef9b2315c08a
 CACHE="${DEEPMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/deepmodel-caffe}"
 APT_PACKAGES=(build-essential libboost-system-dev libboost-thread-dev libboost-filesystem-dev
   libboost-regex-dev libboost-python-dev libprotobuf-dev protobuf-compiler libgoogle-glog-dev
-  libgflags-dev libhdf5-dev liblmdb-dev libopenblas-dev)
+  libgflags-dev libhdf5-dev liblmdb-dev libopenblas-dev
+  libusb-1.0-0)   # not Caffe's: the RealSense extra's wheel loads it (pyproject.toml, realsense)
 
 say() { printf '[caffe] %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

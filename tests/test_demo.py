@@ -155,7 +155,7 @@ def test_raw_frame_detected_centre(reference_data, project_root, tmp_path):
     proc = run_demo(project_root, frame, "--weights", weights, "--model", model, "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert (f"detected hand centre u {center[0]:.1f} px, v {center[1]:.1f} px, "
-            f"d {center[2]:.1f} mm (cube 300 mm)") in proc.stdout
+            f"d {center[2]:.1f} mm (cube 300 mm; the nearest surface)") in proc.stdout
     entry = json.loads((out / "demo.json").read_text())["inputs"][0]
     assert entry["center_source"] == "detected" and entry["cube_mm"] == 300.0
     np.testing.assert_allclose(entry["center_uvd"], center, atol=1e-9)

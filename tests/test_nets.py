@@ -25,7 +25,7 @@ def test_committed_prototxt_are_current(project_root):
     proc = subprocess.run([PY, "tools/make_nets.py", "--check"], cwd=project_root,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "30 prototxt files are current" in proc.stdout   # (5 NYU + 4 ICVL variants) x 3; the refinement net x 3
+    assert "33 prototxt files are current" in proc.stdout   # (5 NYU + 4 ICVL variants) x 3; refinement, detector x 3
 
 
 def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
@@ -40,7 +40,7 @@ def test_check_fails_on_a_stale_or_missing_file(project_root, tmp_path):
                           cwd=project_root, capture_output=True, text=True)
     assert proc.returncode == 1
     assert "deploy.prototxt: missing" in proc.stderr
-    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 30" in proc.stderr
+    assert "dropout_ratio: 0.5" in proc.stderr and "2 of 33" in proc.stderr
 
 
 def test_solver_settings_are_the_papers(project_root):

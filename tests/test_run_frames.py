@@ -236,3 +236,63 @@ def test_the_same_hands_through_another_camera(project_root, tmp_path, model):
     err = {k: np.linalg.norm(v - truth, axis=2).mean(axis=1) for k, v in got.items()}
     assert err["nyu"].mean() < 20.0 and err["other"].mean() < 20.0, err  # measured 13.1, 13.5 mm
     assert np.linalg.norm(got["nyu"] - got["other"], axis=2).mean(axis=1).max() < 10.0   # 2-6 mm
+
+
+def test_sequence_tracking_video_and_json_lines(project_root, reference_data, tmp_path):
+    """A folder taken as a sequence (--track on): the first frame searched whole, the next ones
+    tracked; a failed frame in between is a JSON line with its error and the frame after it is
+    searched whole again; --video draws every frame (mp4, or a folder of PNGs)."""
+    import cv2
+    import json
+
+    frames = tmp_path / "seq"
+    frames.mkdir()
+    for name in ("1.png", "2.png", "4.png", "5.png"):
+        shutil.copy(reference_data / "nyu" / "depth_1_0000001.png", frames / name)
+    (frames / "3.png").write_bytes(nyu.encode_depth(np.zeros((480, 640), np.uint16)))
+    weights = project_root / "models" / "real" / "deepmodel.caffemodel"
+    out = tmp_path / "out"
+    proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights, "--out", out,
+                      "--track", "on", "--video", out / "video.mp4", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(l) for l in (out / "frames.jsonl").read_text().splitlines()]
+    assert [l.get("how") for l in lines] == ["nearest", "tracked", None, "nearest", "tracked"]
+    assert "no hand found" in lines[2]["error"] and not lines[2]["found"]
+    kp = np.loadtxt(out / "keypoints_mm.txt")
+    np.testing.assert_allclose(kp[0], np.ravel(lines[0]["keypoints_mm"]), atol=5e-4)
+    # tracking the same frame stays on the hand (the scene refiner's centre, near the localiser's)
+    moved = nyu_uvd_to_xyz(np.array(lines[1]["center_uvd"])) - nyu_uvd_to_xyz(np.array(lines[0]["center_uvd"]))
+    assert np.linalg.norm(moved) < 25.0
+    # --smooth A: a tracked frame's keypoints are A x the previous frame's + (1 - A) x its own
+    proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights, "--out",
+                      tmp_path / "smooth", "--track", "on", "--smooth", "0.75", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    smooth = [json.loads(l) for l in (tmp_path / "smooth" / "frames.jsonl").read_text().splitlines()]
+    raw = [np.array(l.get("keypoints_mm", np.nan)) for l in lines]
+    sm = [np.array(l.get("keypoints_mm", np.nan)) for l in smooth]
+    np.testing.assert_allclose(sm[0], raw[0], atol=1e-9)                # searched: as it is
+    np.testing.assert_allclose(sm[1], 0.75 * raw[0] + 0.25 * raw[1], atol=1e-9)
+    np.testing.assert_allclose(sm[3], raw[3], atol=1e-9)                # after a failure
+    np.testing.assert_allclose(sm[4], 0.75 * raw[3] + 0.25 * raw[4], atol=1e-9)
+    video = cv2.VideoCapture(str(out / "video.mp4"))
+    shapes = []
+    while True:
+        ok, img = video.read()
+        if not ok:
+            break
+        shapes.append(img.shape)
+    assert shapes == [(480, 640 + 480, 3)] * 5
+    # a folder of PNGs; an existing folder that holds other files is refused before any work
+    proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights, "--out", out,
+                      "--video", out / "png_frames", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (out / "png_frames").iterdir()) == \
+        [f"frame_{i:06d}.png" for i in range(5)]
+    before = (out / "frames.jsonl").read_bytes()
+    (out / "dir.mp4").mkdir()
+    for bad, needle in ((frames, "not only the frame_*.png"), (out / "v.gif", "give a name ending"),
+                        (out / "dir.mp4", "is a folder")):
+        proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights,
+                          "--out", out, "--video", bad, "--quiet")
+        assert_one_line_error(proc, "--video", needle)
+    assert (out / "frames.jsonl").read_bytes() == before and len(list(frames.iterdir())) == 5

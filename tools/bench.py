@@ -336,9 +336,24 @@ def bench_localize(caffe, frames, folder):
         net.forward()
         return joints[0].reshape(31, 3) * (cube / 2.0) + NYU_CAMERA.uvd_to_xyz(center)
 
+    from deepmodel.data.hand_crop.detect import HandFinder, default_detector
+
+    detector = default_detector()
+    finders = {"detect": HandFinder(NYU_CAMERA, 300.0),
+               "track": HandFinder(NYU_CAMERA, 300.0, track=True)}
+    scene = body_scene()
+
+    def finder_path(finder, frame):
+        center, _ = finder(frame)
+        data[0, 0] = crop_depth(frame, center, 300.0, NYU_CAMERA)
+        net.forward()
+        return joints[0].reshape(31, 3) * 150.0 + NYU_CAMERA.uvd_to_xyz(center)
+
     for _ in range(5):
         path()
-    times = {k: [] for k in ("loc", "alone", "refine", "crop", "both", "path")}
+        finder_path(finders["detect"], scene)
+    times = {k: [] for k in ("loc", "alone", "refine", "crop", "both", "path", "detect_path",
+                             "scene_path", "track_path")}
     for _ in range(frames):
         t0 = time.perf_counter()
         center, cube = locate_hand(depth, NYU_CAMERA)
@@ -354,12 +369,34 @@ def bench_localize(caffe, frames, folder):
         t5 = time.perf_counter()
         path()
         t6 = time.perf_counter()
+        if detector is not None:
+            finder_path(finders["detect"], depth)
+            t7 = time.perf_counter()
+            finder_path(finders["detect"], scene)
+            t8 = time.perf_counter()
+            finder_path(finders["track"], depth)
+            t9 = time.perf_counter()
+            times["detect_path"].append(t7 - t6)
+            times["scene_path"].append(t8 - t7)
+            times["track_path"].append(t9 - t8)
         for k, dt in (("loc", t1 - t0), ("crop", t2 - t1), ("both", t3 - t2), ("alone", t4 - t3),
                       ("refine", t5 - t4), ("path", t6 - t5)):
             times[k].append(dt)
-    res = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    res = {k: 1000 * statistics.median(v) if v else None for k, v in times.items()}
     res["refined"] = refiner is not None
+    res["scene_how"] = finders["detect"](scene)[1] if detector is not None else None
     return res
+
+
+def body_scene():
+    """One synthetic scene with a person (``deepmodel.data.synthetic.scenes``, seed 3) in which the
+    body is nearer than the hand: the learned detector overrules the nearest surface."""
+    from deepmodel.data.synthetic.nyu import PoseSampler
+    from deepmodel.data.synthetic.scenes import make_scenes
+    from deepmodel.model.hand_model import HandModel
+
+    depth, _, kind = make_scenes(PoseSampler(HandModel.nyu()), np.random.default_rng(3), 8)
+    return depth[int(np.flatnonzero(kind == 0)[0])]
 
 
 def main(argv=None):
@@ -448,6 +485,10 @@ def main(argv=None):
                 res["localize_crop_fps"] = 1000 / lc["both"]
                 res["raw_frame_path_ms"] = lc["path"]
                 res["raw_frame_path_fps"] = 1000 / lc["path"]
+                for k in ("detect_path", "scene_path", "track_path"):
+                    res[f"raw_frame_{k}_ms"] = lc[k]
+                    res[f"raw_frame_{k}_fps"] = None if lc[k] is None else 1000 / lc[k]
+                res["scene_found_by"] = lc["scene_how"]
             elif step == "data":
                 ms = bench_data(caffe, b, max(2, args.repeats // 4), folder, args.lmdb_dir)
                 res[f"data_layers_ms_per_batch_b{b}"] = ms
@@ -507,6 +548,14 @@ def main(argv=None):
         ("whole raw-frame path: localise, crop, net, model layer", f"{res['raw_frame_path_ms']:.3f} ms",
          f"{res['raw_frame_path_fps']:.0f} frames/s (goal >= {GOALS['raw_path_fps']:g}), one frame at a time"),
     ]
+    for k, what, note in (
+            ("detect_path", "  the same with the learned detector", "the NYU frame (the localiser kept)"),
+            ("scene_path", "  the same on a scene with a person", f"the hand found by: {res['scene_found_by']}"),
+            ("track_path", "  the same tracking a sequence", "the NYU frame again and again")):
+        ms = res[f"raw_frame_{k}_ms"]
+        rows.append((what, "n/a" if ms is None else f"{ms:.3f} ms",
+                     "no detector weights (make detect-net)" if ms is None else
+                     f"{1000 / ms:.0f} frames/s (goal >= {GOALS['raw_path_fps']:g}); {note}"))
     ms = res[f"data_layers_ms_per_batch_b{b}"]
     rows.append((f"Data layers (depth + joint LMDB), batch {b}",
                  "n/a" if ms is None else f"{ms:.0f} ms",

@@ -10,7 +10,8 @@ Inputs (PNG files or folders of PNGs):
   16-bit single-channel PNG in the camera's raw units (``--depth-unit`` mm each, default 1), with
   the camera (``--camera``: nyu, icvl, msra, FX,FY,CX,CY or a JSON file; or ``--intrinsics FX FY
   CX CY``) and the cube (``--cube``, mm). The crop centre is ``--center U V D`` (pixels, mm) when
-  given, else found without a label by ``deepmodel.data.hand_crop.locate.locate_hand`` (printed; a frame with
+  given, else found without a label by ``deepmodel.data.hand_crop.detect.HandFinder`` (the nearest
+  surface, or the learned detector when the body or an object is nearer; printed; a frame with
   no hand in the working range is a one-line error). The frame is cropped with the project's crop
   (deepmodel.data.hand_crop.crop); the skeleton, the centre (cyan) and the crop box (yellow) are drawn on the frame.
 
@@ -52,20 +53,20 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, Camera, parse_camera
-from deepmodel.plumbing import (MAX_PLAUSIBLE, PROJECT, ArgumentParser, InputError, OutputSet,
+from deepmodel.plumbing import (MAX_PLAUSIBLE, ArgumentParser, InputError, OutputSet,
                                 atomic_path, check_center, console, finite_float, run, save_figure,
                                 write_json)
 from deepmodel.data.datasets.frames import png_files
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
 from deepmodel.nets.net_io import MODEL_HELP
 from deepmodel.nets.weights import SHIPPED_REAL, default_weights
+from deepmodel.pipeline.drawing import FINGER_COLOURS, draw_skeleton, frame_image
 
 DEFAULT_CROPS = NYU_TEST_CROPS
+FOUND_BY = {"nearest": "the nearest surface", "detected": "the learned detector, not the nearest "
+            "surface"}
 SCALE = 4  # enlargement of the crop in the overlay
 
-# colours (RGB) by finger (hand_model.FINGERS, then palm/wrist): little, ring, middle, index, thumb, palm
-FINGER_COLOURS = [(230, 60, 60), (240, 160, 30), (60, 190, 60), (50, 120, 240), (190, 70, 220),
-                  (240, 240, 240)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,15 +158,15 @@ def load_input(path, crop_hw, args, camera):
     from deepmodel.data.hand_crop.crop import crop_depth
 
     if args.center is None:
-        from deepmodel.data.hand_crop.locate import locate_hand
+        from deepmodel.data.hand_crop.detect import HandFinder
 
         try:
-            center, _ = locate_hand(depth, camera, args.cube)
+            center, how = HandFinder(camera, args.cube)(depth)
         except ValueError as err:        # HandNotFound is a ValueError
             raise InputError(f"{path}: {kind} depth frame ({w}x{h}), no --center given and no "
                              f"hand found: {err}") from None
         print(f"{path}: detected hand centre u {center[0]:.1f} px, v {center[1]:.1f} px, "
-              f"d {center[2]:.1f} mm (cube {args.cube:g} mm)")
+              f"d {center[2]:.1f} mm (cube {args.cube:g} mm; {FOUND_BY[how]})")
         source = "detected"
     else:
         center = np.asarray(args.center, dtype=np.float64)
@@ -235,26 +236,6 @@ def crop_to_rgb(crop, scale):
     return np.repeat(big[:, :, None], 3, axis=2)
 
 
-def draw_skeleton(rgb, pts, edges, finger, scale, thickness=2, radius=4):
-    """Draw keypoints ``(K, 2)`` onto ``rgb`` in place.
-
-    pts: continuous (column, row) before ``scale``, pixel j covering [j, j+1); edges: (parent,
-    child) pairs, coloured by the child's finger; finger: ``(K,)`` finger of each keypoint
-    (``HandModel.finger_of_keypoint``).
-    """
-    import cv2
-
-    p = np.round(np.asarray(pts) * scale * 16).astype(np.int64)   # 4 fractional bits
-    img = np.ascontiguousarray(rgb)
-    for a, b in edges:
-        cv2.line(img, (int(p[a, 0]), int(p[a, 1])), (int(p[b, 0]), int(p[b, 1])),
-                 FINGER_COLOURS[finger[b]], thickness, cv2.LINE_AA, shift=4)
-    for k in range(len(p)):
-        cv2.circle(img, (int(p[k, 0]), int(p[k, 1])), radius * 16,
-                   FINGER_COLOURS[finger[k]], -1, cv2.LINE_AA, shift=4)
-    rgb[...] = img
-
-
 def draw_3d(path, norm, crop, edges, finger, title):
     """3D skeleton (normalised units) over the crop's point cloud (orthographic back-projection)."""
     import matplotlib
@@ -292,29 +273,10 @@ def draw_3d(path, norm, crop, edges, finger, title):
     plt.close(fig)
 
 
-BOX_COLOUR = (255, 220, 0)      # the crop box on the frame (RGB)
-CENTER_COLOUR = (0, 255, 255)   # the crop centre on the frame (cyan)
-
-
 def draw_frame(path, depth, uvd, center, edges, finger, cube, camera):
-    """The skeleton on the full raw frame (depth shown in a window around the centre), with the
-    crop box (the cube's pixel box, deepmodel.data.hand_crop.crop.crop_box: outline on its first and last
-    columns and rows) and the crop centre (a filled disc of radius 3 px)."""
-    import cv2
-
-    from deepmodel.data.hand_crop.crop import crop_box
-
-    d = float(center[2])
-    shown = np.clip((depth.astype(np.float64) - (d - cube)) / (2 * cube), 0, 1)
-    shown[depth == 0] = 1
-    gray = (255 * (1 - shown)).astype(np.uint8)
-    rgb = np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
-    x0, x1, y0, y1 = crop_box(center, cube, camera)
-    cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, 1)
-    draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, finger, 1, thickness=1, radius=2)  # u: centre
-    cu, cv_ = int(round(float(center[0]))), int(round(float(center[1])))
-    cv2.circle(rgb, (cu, cv_), 3, CENTER_COLOUR, -1)
-    _save_png_rgb(path, rgb)
+    """The skeleton on the full raw frame with the crop box and centre
+    (:func:`deepmodel.pipeline.drawing.frame_image`), written to ``path``."""
+    _save_png_rgb(path, frame_image(depth, uvd, center, cube, camera, edges, finger))
 
 
 def draw_overview(path, overlays, names):

@@ -28,7 +28,6 @@ The raw NYU test frame is never used here: it is the test of the result (tests/t
 if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
     import _venv_check  # noqa: F401
 import argparse
-import json
 import pathlib
 import sys
 import time
@@ -45,7 +44,7 @@ from deepmodel.data.hand_crop.refine import WEIGHTS, CentreRefiner, offset_targe
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
                                 nonneg_int, run, write_json)
 from deepmodel.nets import netspec as mn
-from deepmodel.nets.net_io import import_caffe
+from deepmodel.nets.training import train_in_memory
 
 CUBE_MM = nyu.CUBE_MM
 MAX_OFFSET_MM = 150.0
@@ -96,34 +95,16 @@ def training_crops(n, seed, progress):
 
 def train(crops, targets, iters, folder, progress):
     """Train with pycaffe's solver; returns ``(net, losses)`` (the solver's train net)."""
-    caffe = import_caffe()
-    from google.protobuf import text_format
+    def feed(net, it, rng):
+        idx = rng.integers(0, len(crops), net.blobs["depth"].data.shape[0])
+        net.blobs["depth"].data[:, 0] = crops[idx]
+        net.blobs["offset_gt"].data[...] = targets[idx]
 
-    folder = pathlib.Path(folder)
-    net_path = folder / "train_refine.prototxt"
-    net_path.write_text(text_format.MessageToString(mn.refine_net(deploy=False)))
-    solver_path = folder / "solver_refine.prototxt"
-    solver_path.write_text(text_format.MessageToString(
-        mn.refine_solver(net_path=str(net_path), max_iter=iters,
-                         snapshot_prefix=str(folder / "refine"))))
-    caffe.set_random_seed(mn.REFINE_SEED)
-    solver = caffe.get_solver(str(solver_path))
-    net = solver.net
-    batch = net.blobs["depth"].data.shape[0]
-    rng = np.random.default_rng(mn.REFINE_SEED)
-    losses = []
-    with tqdm(total=iters, desc="training", unit="it", disable=not progress) as bar:
-        for it in range(iters):
-            idx = rng.integers(0, len(crops), batch)
-            net.blobs["depth"].data[:, 0] = crops[idx]
-            net.blobs["offset_gt"].data[...] = targets[idx]
-            solver.step(1)
-            losses.append(float(net.blobs["loss"].data))
-            if it % 100 == 99:
-                rms = np.sqrt(2 * np.mean(losses[-100:]) / 3) * CUBE_MM / 2
-                bar.set_postfix(rms_mm=f"{rms:.1f}")
-            bar.update(1)
-    return net, losses
+    def show(losses):
+        return f"rms_mm={np.sqrt(2 * np.mean(losses[-100:]) / 3) * CUBE_MM / 2:.1f}"
+
+    return train_in_memory(mn.refine_net(deploy=False), mn.refine_solver(), feed, iters, folder,
+                           mn.REFINE_SEED, progress, show=show)
 
 
 def evaluate(refiner, n, seed, progress):

@@ -43,10 +43,17 @@ def read_frame(path, camera=None):
     depth, kind = _decode(path)
     if camera is None:
         return depth
+    return checked_depth(depth, camera, raw=kind == "raw")
+
+
+def checked_depth(depth, camera, raw=True):
+    """A frame of ``camera`` -> ``(H, W)`` depth in mm (``raw``: in the camera's units, converted
+    with :meth:`Camera.depth_mm`), or :class:`BadFrame` when its size is not the camera's or no
+    depth lies in the working range (a wrong depth unit)."""
     problem = camera.size_problem(depth.shape)
     if problem:
         raise BadFrame(problem)
-    if kind == "raw":
+    if raw:
         depth = camera.depth_mm(depth)
     lo, hi = WORKING_RANGE_MM
     if not np.any((depth >= lo) & (depth <= hi)):      # NaN compares False; 0 is no reading

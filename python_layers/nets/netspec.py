@@ -399,6 +399,58 @@ def refine_solver(net_path=None, max_iter=REFINE_MAX_ITER, snapshot_prefix=None)
     return s
 
 
+DETECT_FILES = {"train": "train_detect.prototxt", "deploy": "deploy_detect.prototxt",
+                "solver": "solver_detect.prototxt"}
+DETECT_INPUT = (60, 80)     # rows, columns of the detector's input for NYU's camera (any size works)
+DETECT_BATCH = 32
+DETECT_MAX_ITER = 6000
+DETECT_LR = 0.002
+DETECT_SEED = 1717
+DETECT_WIDTH = 16
+
+
+def detect_net(deploy, batch=DETECT_BATCH, size=DETECT_INPUT):
+    """NetParameter of the hand detector (``deepmodel.data.hand_crop.detect``), fully convolutional:
+    ``depth`` (batch, 1, rows, cols), the frame resampled to a fixed focal length and normalised
+    -> ``heat`` (batch, 1, rows / 2, cols / 2), a logit per 2x2 input cells that the palm centre
+    lies there; unless ``deploy``, also the input ``heat_gt`` (soft targets in [0, 1]) and the
+    sigmoid cross-entropy loss. A 5x5 convolution of stride 2, then 3x3 convolutions dilated 1, 2,
+    4, 8, 16 channels each (ReLU), and a 1x1 to the heat map: receptive field 65 input pixels
+    (about 0.9 m at 1 m), about 9 M multiply-adds for NYU's 80x60 input."""
+    caffe, L, P = _caffe()
+    n = caffe.NetSpec()
+    rows, cols = size
+    n.depth = L.Input(shape={"dim": [batch, 1, rows, cols]})
+    if not deploy:
+        n.heat_gt = L.Input(shape={"dim": [batch, 1, rows // 2, cols // 2]})
+    w = DETECT_WIDTH
+    n.conv1 = L.Convolution(n.depth, num_output=w, kernel_size=5, stride=2, pad=2, **_fillers())
+    n.relu1 = L.ReLU(n.conv1, in_place=True)
+    n.conv2 = L.Convolution(n.conv1, num_output=w, kernel_size=3, pad=1, **_fillers())
+    n.relu2 = L.ReLU(n.conv2, in_place=True)
+    n.conv3 = L.Convolution(n.conv2, num_output=w, kernel_size=3, pad=2, dilation=2, **_fillers())
+    n.relu3 = L.ReLU(n.conv3, in_place=True)
+    n.conv4 = L.Convolution(n.conv3, num_output=w, kernel_size=3, pad=4, dilation=4, **_fillers())
+    n.relu4 = L.ReLU(n.conv4, in_place=True)
+    n.conv5 = L.Convolution(n.conv4, num_output=w, kernel_size=3, pad=8, dilation=8, **_fillers())
+    n.relu5 = L.ReLU(n.conv5, in_place=True)
+    n.heat = L.Convolution(n.conv5, num_output=1, kernel_size=1, **_fillers(0.01))
+    if not deploy:
+        n.loss = L.SigmoidCrossEntropyLoss(n.heat, n.heat_gt)
+    net = n.to_proto()
+    net.name = "DeepModelDetect_deploy" if deploy else "DeepModelDetect"
+    return net
+
+
+def detect_solver(net_path=None, max_iter=DETECT_MAX_ITER, snapshot_prefix=None):
+    """SolverParameter of the detector: Adam, lr 0.002, x0.1 after 3/4 of the iterations."""
+    s = refine_solver(net_path or f"prototxt/{DETECT_FILES['train']}", max_iter,
+                      snapshot_prefix or f"{SNAPSHOT_DIR}/detect")
+    s.base_lr = DETECT_LR
+    s.random_seed = DETECT_SEED
+    return s
+
+
 def solver(variant, net_path=None, max_iter=MAX_ITER, snapshot_prefix=None, test_iter=TEST_ITER,
            test_interval=TEST_INTERVAL, snapshot=SNAPSHOT, dataset="nyu"):
     """SolverParameter of a variant: SGD, lr 0.003, momentum 0.9 (the paper), gradients clipped
@@ -452,4 +504,11 @@ def generate():
         to_text(refine_solver(), f"{what}, solver")
         .replace("\n", "\n# Fed by tools/train_refine.py (`make refine-net`): its inputs are "
                        "crops made in memory\n", 1))
+    what = "hand detector"
+    files[DETECT_FILES["train"]] = to_text(detect_net(deploy=False), f"{what}, train (Input layers)")
+    files[DETECT_FILES["deploy"]] = to_text(detect_net(deploy=True, batch=1), f"{what}, deploy")
+    files[DETECT_FILES["solver"]] = (
+        to_text(detect_solver(), f"{what}, solver")
+        .replace("\n", "\n# Fed by tools/train_detect.py (`make detect-net`): its inputs are "
+                       "scenes made in memory\n", 1))
     return files

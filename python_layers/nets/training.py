@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 
 from deepmodel.data.records.lmdb_io import read_build_id
 from deepmodel.data.records.split import LmdbSplit
@@ -570,3 +571,43 @@ def describe_eval(ev):
         parts.append(f"{100 * ev['frac_out_of_limits']:.1f}% of frames out of limits")
     parts.append(f"{ev['frames']} test frames")
     return ", ".join(parts)
+
+
+def train_in_memory(net_param, solver_param, feed, iters, folder, seed, progress=False,
+                    desc="training", show=None):
+    """Train a net whose inputs are Input layers fed from memory, with pycaffe's solver (the
+    small helper nets: the centre refinement, the hand detector).
+
+    ``net_param``/``solver_param``: NetParameter and SolverParameter (the solver's ``net`` is set
+    to the written net); ``feed(net, it, rng)`` fills the inputs of iteration ``it``;
+    ``show(losses) -> str``: the progress bar's figure every 50 iterations. Returns ``(net,
+    losses)``: the solver's train net after ``iters`` iterations and the loss of each."""
+    from google.protobuf import text_format
+
+    from deepmodel.nets.net_io import import_caffe
+
+    caffe = import_caffe()
+    folder = pathlib.Path(folder)
+    net_path = folder / "train_net.prototxt"
+    net_path.write_text(text_format.MessageToString(net_param))
+    solver_param.net = str(net_path)
+    solver_param.max_iter = iters
+    solver_param.snapshot_prefix = str(folder / "snapshot")
+    solver_path = folder / "solver.prototxt"
+    solver_path.write_text(text_format.MessageToString(solver_param))
+    caffe.set_random_seed(seed)
+    solver = caffe.get_solver(str(solver_path))
+    net = solver.net
+    rng = np.random.default_rng(seed)
+    losses = []
+    from tqdm import tqdm
+
+    with tqdm(total=iters, desc=desc, unit="it", disable=not progress) as bar:
+        for it in range(iters):
+            feed(net, it, rng)
+            solver.step(1)
+            losses.append(float(net.blobs["loss"].data))
+            if show is not None and it % 50 == 49:
+                bar.set_postfix_str(show(losses))
+            bar.update(1)
+    return net, losses
