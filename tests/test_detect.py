@@ -26,7 +26,7 @@ def test_cell_and_pixel_are_inverse_and_the_target_peaks_at_the_palm():
         target = heat_target((shape[1] * 0.6, shape[0] * 0.3), camera, shape)
         (ci, cj), peak = _peak(target)
         u, v = cell_to_pixel(ci, cj, size, shape)
-        cell_px = 2 * shape[1] / size[1]
+        cell_px = 4 * shape[1] / size[1]
         assert peak > 0.8 and abs(u - shape[1] * 0.6) < cell_px and abs(v - shape[0] * 0.3) < cell_px
     # the input is the frame at the detector's focal length: about the same mm per pixel
     assert input_size(NYU_CAMERA, (480, 640)) == (60, 80)
@@ -124,7 +124,7 @@ def test_detector_files_are_the_shipped_ones():
     det = HandDetector()
     assert (PROJECT / "prototxt" / "deploy_detect.prototxt").is_file()
     prob, x = det.heat(np.full((480, 640), 900, np.uint16), NYU_CAMERA)
-    assert prob.shape == (30, 40) and x.shape == (60, 80)
+    assert prob.shape == (15, 20) and x.shape == (60, 80)
 
 
 def test_scenes_have_the_body_where_they_say():
@@ -158,3 +158,22 @@ def test_scenes_have_the_body_where_they_say():
     assert np.median(beside) > 5000, beside
     counts = np.bincount(kind, minlength=len(KINDS)) / len(kind)
     assert np.all(np.abs(counts - KIND_SHARE) < 0.2), counts
+
+
+def test_clutter_set_keeps_its_figures():
+    """Rendered hands with a body behind and an object beside (the localiser's clutter set, seed
+    102): with the detector the centres stay within the localiser's goals (mean <= 10 mm, 95th
+    percentile <= 25 mm) and no worse than the localiser's own."""
+    from deepmodel.data.synthetic import nyu as synthetic
+    from deepmodel.model.hand_model import HandModel
+
+    rng = np.random.default_rng(102)
+    depth, _, xyz, _ = synthetic.make_frames(synthetic.PoseSampler(HandModel.nyu()), rng, 128)
+    depth = synthetic.add_clutter(depth, xyz, rng, near_object=0.5)
+    finder = HandFinder(NYU_CAMERA, 300.0)
+    palm = xyz[:, nyu.PALM_JOINT]
+    found = np.array([NYU_CAMERA.uvd_to_xyz(finder(d)[0]) for d in depth])
+    alone = np.array([NYU_CAMERA.uvd_to_xyz(locate_hand(d, NYU_CAMERA)[0]) for d in depth])
+    err, err_alone = (np.linalg.norm(c - palm, axis=1) for c in (found, alone))
+    assert err.mean() <= 10.0 and np.percentile(err, 95) <= 25.0, (err.mean(), np.percentile(err, 95))
+    assert err.mean() <= err_alone.mean() + 0.5, (err.mean(), err_alone.mean())

@@ -389,14 +389,21 @@ def bench_localize(caffe, frames, folder):
 
 
 def body_scene():
-    """One synthetic scene with a person (``deepmodel.data.synthetic.scenes``, seed 3) in which the
-    body is nearer than the hand: the learned detector overrules the nearest surface."""
+    """One synthetic scene with a person (``deepmodel.data.synthetic.scenes``, seed 3): the first
+    with the hand beside the body whose nearest surface is not the hand (the localiser's centre
+    more than 100 mm from the palm), where the learned detector has to overrule it."""
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.hand_crop.locate import locate
     from deepmodel.data.synthetic.nyu import PoseSampler
     from deepmodel.data.synthetic.scenes import make_scenes
     from deepmodel.model.hand_model import HandModel
 
-    depth, _, kind = make_scenes(PoseSampler(HandModel.nyu()), np.random.default_rng(3), 8)
-    return depth[int(np.flatnonzero(kind == 0)[0])]
+    depth, palm, kind = make_scenes(PoseSampler(HandModel.nyu()), np.random.default_rng(3), 32)
+    for d, p, k in zip(depth, palm, kind):
+        c = locate(d, NYU_CAMERA, refine=None).center_uvd
+        if k == 0 and np.linalg.norm(NYU_CAMERA.uvd_to_xyz(c) - p) > 100.0:
+            return d
+    return depth[0]
 
 
 def main(argv=None):

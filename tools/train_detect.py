@@ -25,6 +25,7 @@ if __name__ == "__main__" and not __package__:   # a script outside the venv: sa
     import _venv_check  # noqa: F401
 import argparse
 import pathlib
+import shutil
 import sys
 import tempfile
 import time
@@ -78,7 +79,7 @@ def scenes(n, seed, progress, desc, workers=2, shares=KIND_SHARE):
             bar.update(len(depth))
 
 
-def training_set(n, seed, progress):
+def training_set(n, seed, progress, with_crops=True):
     """The detector's inputs ``(n, rows, cols)`` and targets ``(n, rows/2, cols/2)`` (float16),
     and the scene refiner's crops ``(3n', 128, 128)`` (float16) and offsets ``(3n', 3)``: three
     per scene, at the palm centre moved by a Gaussian of 10, 20 and 40 mm per axis (kept within
@@ -90,12 +91,13 @@ def training_set(n, seed, progress):
         xs.append(detector_input(depth, NYU_CAMERA, size).astype(np.float16))
         ys.append(heat_target(NYU_CAMERA.xyz_to_uvd(palm)[:2], NYU_CAMERA, depth.shape, size)
                   .astype(np.float16))
-        for sd in JITTER_MM:
+        for sd in JITTER_MM if with_crops else ():
             x = palm + np.clip(rng.normal(0, sd, 3), -MAX_OFFSET_MM / 2, MAX_OFFSET_MM / 2)
             c = NYU_CAMERA.xyz_to_uvd(x)
             crops.append(crop_depth(depth, c, CUBE_MM, NYU_CAMERA).astype(np.float16))
             offsets.append(offset_target(c, palm, CUBE_MM, NYU_CAMERA))
-    return np.stack(xs), np.stack(ys), np.stack(crops), np.asarray(offsets, np.float32)
+    return (np.stack(xs), np.stack(ys), np.array(crops, np.float16).reshape(-1, 128, 128),
+            np.asarray(offsets, np.float32).reshape(-1, 3))
 
 
 def train_detector(xs, ys, iters, folder, progress):
@@ -160,16 +162,17 @@ def summary(err, kinds):
 def parse_args(argv):
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int_in(1, 200_000), default=10000,
-                   help="rendered training scenes (default 10000)")
+    p.add_argument("--frames", type=int_in(1, 200_000), default=15000,
+                   help="rendered training scenes (default 15000)")
     p.add_argument("--eval-frames", type=int_in(1, 200_000), default=2000,
                    help="evaluation scenes (default 2000: the goal's test set)")
     p.add_argument("--seed", type=nonneg_int, default=21, help="seed of the training scenes "
                    "(evaluation: +1)")
     p.add_argument("--iters", type=int_in(1, 1_000_000), default=mn.DETECT_MAX_ITER,
                    help=f"solver iterations (default {mn.DETECT_MAX_ITER})")
-    p.add_argument("--refine-iters", type=int_in(1, 1_000_000), default=mn.REFINE_MAX_ITER,
-                   help=f"solver iterations of the scene refiner (default {mn.REFINE_MAX_ITER})")
+    p.add_argument("--refine-iters", type=int_in(0, 1_000_000), default=mn.REFINE_MAX_ITER,
+                   help=f"solver iterations of the scene refiner (default {mn.REFINE_MAX_ITER}; 0: "
+                   "keep the one beside --out)")
     p.add_argument("--out", type=pathlib.Path, default=WEIGHTS,
                    help="the detector's weights file (default models/detect/detect_nyu.caffemodel; "
                    "the scene refiner's is written beside it, <name>_refine.caffemodel)")
@@ -232,12 +235,21 @@ def main(argv=None):
     args = parse_args(argv)
     if args.eval_only:
         return eval_only(args)
+    refine_out = refiner_path(args.out)
+    keep = args.refine_iters == 0
+    old_record = {}
+    if keep:
+        import json
+
+        if not refine_out.is_file():
+            raise InputError(f"--refine-iters 0 keeps the scene refiner, but {refine_out} is missing")
+        if args.out.with_suffix(".json").is_file():
+            old_record = json.loads(args.out.with_suffix(".json").read_text())
     t0 = time.perf_counter()
-    xs, ys, crops, offsets = training_set(args.frames, args.seed, not args.quiet)
+    xs, ys, crops, offsets = training_set(args.frames, args.seed, not args.quiet, with_crops=not keep)
     t_data = time.perf_counter() - t0
     print(f"[detect] {len(xs)} training scenes, input {xs.shape[2]}x{xs.shape[1]}, "
           f"{len(crops)} refinement crops, in {t_data:.0f} s")
-    refine_out = refiner_path(args.out)
     with atomic_path(args.out) as tmp, atomic_path(refine_out) as tmp_refine, \
             tempfile.TemporaryDirectory() as folder:
         t1 = time.perf_counter()
@@ -245,9 +257,19 @@ def main(argv=None):
         net.save(str(tmp))
         del xs, ys
         t2 = time.perf_counter()
-        refine_net, refine_losses = train_refiner(crops, offsets, args.refine_iters,
-                                                  pathlib.Path(folder), not args.quiet)
-        refine_net.save(str(tmp_refine))
+        if keep:
+            shutil.copyfile(refine_out, tmp_refine)
+            refiner = dict(old_record.get("refiner", {"weights": rel(refine_out)}))
+            refiner.setdefault("command", old_record.get("command", "unknown"))   # made by
+        else:
+            refine_net, refine_losses = train_refiner(crops, offsets, args.refine_iters,
+                                                      pathlib.Path(folder), not args.quiet)
+            refine_net.save(str(tmp_refine))
+            refiner = {"weights": rel(refine_out), "net": "prototxt/deploy_refine.prototxt",
+                       "crops": int(len(crops)), "jitter_mm": list(JITTER_MM),
+                       "iterations": args.refine_iters, "batch": mn.REFINE_BATCH,
+                       "final_train_rms_mm": round(float(
+                           np.sqrt(2 * np.mean(refine_losses[-100:]) / 3) * CUBE_MM / 2), 2)}
         t_train = (t2 - t1, time.perf_counter() - t2)
         res = evaluate(HandDetector(weights=tmp, refine_weights=tmp_refine), args.eval_frames,
                        args.seed + 1, not args.quiet)
@@ -259,13 +281,10 @@ def main(argv=None):
         "net": "prototxt/deploy_detect.prototxt", "training_scenes": args.frames, "seed": args.seed,
         "eval_seed": args.seed + 1, "eval_scenes": kinds, "iterations": args.iters,
         "batch": mn.DETECT_BATCH, "final_loss": round(float(np.mean(losses[-100:])), 5),
-        "refiner": {"weights": rel(refine_out), "net": "prototxt/deploy_refine.prototxt",
-                    "crops": int(len(crops)), "jitter_mm": list(JITTER_MM),
-                    "iterations": args.refine_iters, "batch": mn.REFINE_BATCH,
-                    "final_train_rms_mm": round(float(
-                        np.sqrt(2 * np.mean(refine_losses[-100:]) / 3) * CUBE_MM / 2), 2)},
+        "refiner": refiner,
         "seconds": {"data": round(t_data, 1), "detector": round(t_train[0], 1),
-                    "refiner": round(t_train[1], 1)},
+                    "refiner": old_record.get("seconds", {}).get("refiner") if keep
+                    else round(t_train[1], 1)},
         "found_within_mm": FOUND_MM, "evaluation": figures,
     }
     write_json(args.out.with_suffix(".json"), record)

@@ -7,7 +7,7 @@ of millimetres per pixel for any camera), its depth normalised (``(d - 800) / 40
 working range, missing and out-of-range readings far, +1.75), and a small fully-convolutional Caffe
 net (``prototxt/deploy_detect.prototxt``, weights ``models/detect/detect_nyu.caffemodel`` trained by
 ``tools/train_detect.py`` on the scenes of :mod:`deepmodel.data.synthetic.scenes`) gives a heat map,
-a logit per 2x2 input pixels that the palm centre lies there. The nearest-surface localiser's
+a logit per 4x4 input pixels that the palm centre lies there. The nearest-surface localiser's
 centre (:mod:`deepmodel.data.hand_crop.locate`) is the first guess and stands when the heat map
 near it is at least :data:`AGREE` (0.9) of the peak's; otherwise the peak decides. The peak (refined to a sub-cell
 position by the mean of its 3x3 neighbourhood's probabilities) is the hand's u, v; its depth is the
@@ -41,7 +41,8 @@ FOCAL_PX = 588.03 / 8          # the detector's input: this focal length (NYU's 
 DEPTH_MID_MM, DEPTH_SCALE_MM, FAR_VALUE = 800.0, 400.0, 1.75
 MIN_SCORE = 0.05               # below this peak probability the nearest surface decides
 AGREE = 0.9                    # the first guess stands where the heat is this share of the peak
-SIGMA_CELLS = 1.0              # the training target: a Gaussian of this width (heat cells)
+SIGMA_CELLS = 0.75             # the training target: a Gaussian of this width (heat cells)
+HEAT_STRIDE = 4                # input pixels per heat cell
 WINDOW = 2                     # the depth is taken within +-2 input pixels of the peak
 SURFACE_MM = 60.0              # ... among the readings this far behind the nearest one
 TRACK_MAX_MOVE_MM = 100.0
@@ -57,38 +58,51 @@ def input_size(camera, shape):
 def detector_input(depth_mm, camera, size=None):
     """``(H, W)`` depth in mm -> ``(rows, cols)`` float32, the detector's normalised input."""
     rows, cols = size or input_size(camera, np.shape(depth_mm))
-    small = cv2.resize(np.asarray(depth_mm, np.float32), (cols, rows), interpolation=cv2.INTER_NEAREST)
+    depth = np.asarray(depth_mm)
+    if depth.dtype not in (np.uint16, np.float32):       # what cv2.resize takes as it is
+        depth = depth.astype(np.float32)
+    small = cv2.resize(depth, (cols, rows), interpolation=cv2.INTER_NEAREST).astype(np.float32)
     ok = (small >= NEAR_MM) & (small <= FAR_MM)          # NaN compares False
     out = np.full(small.shape, FAR_VALUE, np.float32)
     out[ok] = (small[ok] - DEPTH_MID_MM) / DEPTH_SCALE_MM
     return out
 
 
+def heat_size(size):
+    """The heat map's ``(rows, cols)`` for an input of ``size``: two stride-2 convolutions of
+    kernels 5 and 3 (padding 2 and 1)."""
+    return tuple((((n + 4 - 5) // 2 + 1) + 2 - 3) // 2 + 1 for n in size)
+
+
 def pixel_to_cell(u, v, size, shape):
     """Frame pixel ``(u, v)`` of a frame of ``shape`` -> heat-map cell coordinates ``(row, col)``
     (continuous) for the detector's input ``size`` (rows, cols): input pixel x covers frame
-    pixels ``[x W / cols, (x + 1) W / cols)``, heat cell j is centred on input pixel ``2 j + 0.5``."""
+    pixels ``[x W / cols, (x + 1) W / cols)``, heat cell j is centred on input pixel
+    ``4 j + 1.5`` (:data:`HEAT_STRIDE` 4)."""
     rows, cols = size
     H, W = shape[:2]
     x = (u + 0.5) * cols / W - 0.5
     y = (v + 0.5) * rows / H - 0.5
-    return (y - 0.5) / 2.0, (x - 0.5) / 2.0
+    half = (HEAT_STRIDE - 1) / 2.0
+    return (y - half) / HEAT_STRIDE, (x - half) / HEAT_STRIDE
 
 
 def cell_to_pixel(ci, cj, size, shape):
     """The inverse of :func:`pixel_to_cell`: cell ``(row, col)`` -> frame pixel ``(u, v)``."""
     rows, cols = size
     H, W = shape[:2]
-    x, y = 2.0 * cj + 0.5, 2.0 * ci + 0.5
+    half = (HEAT_STRIDE - 1) / 2.0
+    x, y = HEAT_STRIDE * cj + half, HEAT_STRIDE * ci + half
     return (x + 0.5) * W / cols - 0.5, (y + 0.5) * H / rows - 0.5
 
 
 def heat_target(uv, camera, shape, size=None, sigma=SIGMA_CELLS):
-    """The training target for a palm centre at pixel ``uv`` of a frame of ``shape``: ``(rows/2,
-    cols/2)`` float32, a Gaussian of ``sigma`` cells around it, peak 1 (less off the grid)."""
+    """The training target for a palm centre at pixel ``uv`` of a frame of ``shape``: the heat
+    map's size (:func:`heat_size`) float32, a Gaussian of ``sigma`` cells around it, peak 1 (less
+    off the grid)."""
     size = size or input_size(camera, shape)
     ci, cj = pixel_to_cell(uv[0], uv[1], size, shape)
-    gy, gx = np.mgrid[0:size[0] // 2, 0:size[1] // 2]
+    gy, gx = np.mgrid[0:heat_size(size)[0], 0:heat_size(size)[1]]
     return np.exp(-((gx - cj) ** 2 + (gy - ci) ** 2) / (2 * sigma * sigma)).astype(np.float32)
 
 
@@ -121,7 +135,7 @@ class HandDetector:
         self.refiner = CentreRefiner(weights=refine_weights)
 
     def heat(self, depth_mm, camera):
-        """Peak probability map ``(rows/2, cols/2)`` and the normalised input ``(rows, cols)``."""
+        """Peak probability map (:func:`heat_size`) and the normalised input ``(rows, cols)``."""
         x = detector_input(depth_mm, camera)
         if tuple(self._in.shape[2:]) != x.shape:
             self._in.reshape(1, 1, *x.shape)
@@ -162,7 +176,8 @@ class HandDetector:
         None when no reading lies near it."""
         prob, x, shape, (ci, cj), score = self.last
         u, v = cell_to_pixel(ci, cj, x.shape, shape)
-        r0, c0 = int(round(2 * ci + 0.5)), int(round(2 * cj + 0.5))     # input pixel
+        half = (HEAT_STRIDE - 1) / 2.0
+        r0, c0 = int(round(HEAT_STRIDE * ci + half)), int(round(HEAT_STRIDE * cj + half))
         win = x[max(r0 - WINDOW, 0):r0 + WINDOW + 1, max(c0 - WINDOW, 0):c0 + WINDOW + 1]
         d = win[win < FAR_VALUE] * DEPTH_SCALE_MM + DEPTH_MID_MM
         if not len(d):

@@ -403,36 +403,41 @@ DETECT_FILES = {"train": "train_detect.prototxt", "deploy": "deploy_detect.proto
                 "solver": "solver_detect.prototxt"}
 DETECT_INPUT = (60, 80)     # rows, columns of the detector's input for NYU's camera (any size works)
 DETECT_BATCH = 32
-DETECT_MAX_ITER = 6000
+DETECT_MAX_ITER = 15000
 DETECT_LR = 0.002
 DETECT_SEED = 1717
 DETECT_WIDTH = 16
 
 
+def _detect_heat_size(rows, cols):
+    """The detector's heat map for an input of rows x cols: two stride-2 convolutions."""
+    return [(((n + 4 - 5) // 2 + 1) + 2 - 3) // 2 + 1 for n in (rows, cols)]
+
+
 def detect_net(deploy, batch=DETECT_BATCH, size=DETECT_INPUT):
     """NetParameter of the hand detector (``deepmodel.data.hand_crop.detect``), fully convolutional:
     ``depth`` (batch, 1, rows, cols), the frame resampled to a fixed focal length and normalised
-    -> ``heat`` (batch, 1, rows / 2, cols / 2), a logit per 2x2 input cells that the palm centre
+    -> ``heat`` (batch, 1, rows / 4, cols / 4), a logit per 4x4 input pixels that the palm centre
     lies there; unless ``deploy``, also the input ``heat_gt`` (soft targets in [0, 1]) and the
-    sigmoid cross-entropy loss. A 5x5 convolution of stride 2, then 3x3 convolutions dilated 1, 2,
-    4, 8, 16 channels each (ReLU), and a 1x1 to the heat map: receptive field 65 input pixels
-    (about 0.9 m at 1 m), about 9 M multiply-adds for NYU's 80x60 input."""
+    sigmoid cross-entropy loss. A 5x5 convolution of stride 2, a 3x3 of stride 2, then 3x3
+    convolutions dilated 1, 2, 4, 16 channels each (ReLU), and a 1x1 to the heat map: receptive
+    field 65 input pixels (about 0.9 m at 1 m), about 3 M multiply-adds for NYU's 80x60 input."""
     caffe, L, P = _caffe()
     n = caffe.NetSpec()
     rows, cols = size
     n.depth = L.Input(shape={"dim": [batch, 1, rows, cols]})
     if not deploy:
-        n.heat_gt = L.Input(shape={"dim": [batch, 1, rows // 2, cols // 2]})
+        n.heat_gt = L.Input(shape={"dim": [batch, 1, *_detect_heat_size(rows, cols)]})
     w = DETECT_WIDTH
     n.conv1 = L.Convolution(n.depth, num_output=w, kernel_size=5, stride=2, pad=2, **_fillers())
     n.relu1 = L.ReLU(n.conv1, in_place=True)
-    n.conv2 = L.Convolution(n.conv1, num_output=w, kernel_size=3, pad=1, **_fillers())
+    n.conv2 = L.Convolution(n.conv1, num_output=w, kernel_size=3, stride=2, pad=1, **_fillers())
     n.relu2 = L.ReLU(n.conv2, in_place=True)
-    n.conv3 = L.Convolution(n.conv2, num_output=w, kernel_size=3, pad=2, dilation=2, **_fillers())
+    n.conv3 = L.Convolution(n.conv2, num_output=w, kernel_size=3, pad=1, **_fillers())
     n.relu3 = L.ReLU(n.conv3, in_place=True)
-    n.conv4 = L.Convolution(n.conv3, num_output=w, kernel_size=3, pad=4, dilation=4, **_fillers())
+    n.conv4 = L.Convolution(n.conv3, num_output=w, kernel_size=3, pad=2, dilation=2, **_fillers())
     n.relu4 = L.ReLU(n.conv4, in_place=True)
-    n.conv5 = L.Convolution(n.conv4, num_output=w, kernel_size=3, pad=8, dilation=8, **_fillers())
+    n.conv5 = L.Convolution(n.conv4, num_output=w, kernel_size=3, pad=4, dilation=4, **_fillers())
     n.relu5 = L.ReLU(n.conv5, in_place=True)
     n.heat = L.Convolution(n.conv5, num_output=1, kernel_size=1, **_fillers(0.01))
     if not deploy:
