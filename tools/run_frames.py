@@ -170,7 +170,7 @@ def process(source, pipeline, drawer, args):
     except KeyboardInterrupt:
         if not args.live:
             raise
-        frames.close()
+        del names[len(poses):]                  # a frame cut off halfway is left out
         print(f"[frames] stopped after {len(names)} frames")
     finally:
         frames.close()
