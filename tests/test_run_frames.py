@@ -290,9 +290,15 @@ def test_sequence_tracking_video_and_json_lines(project_root, reference_data, tm
         [f"frame_{i:06d}.png" for i in range(5)]
     before = (out / "frames.jsonl").read_bytes()
     (out / "dir.mp4").mkdir()
-    for bad, needle in ((frames, "not only the frame_*.png"), (out / "v.gif", "give a name ending"),
-                        (out / "dir.mp4", "is a folder")):
+    for bad, needle in ((out, "not only the frame_*.png"), (frames, "would replace the input"),
+                        (out / "v.gif", "give a name ending"), (out / "dir.mp4", "is a folder")):
         proc = run_module(project_root, "tools/run_frames.py", frames, "--weights", weights,
                           "--out", out, "--video", bad, "--quiet")
         assert_one_line_error(proc, "--video", needle)
     assert (out / "frames.jsonl").read_bytes() == before and len(list(frames.iterdir())) == 5
+    # frames named like a previous video's, given as the input: never replaced by the video
+    drawn = sorted((out / "png_frames").iterdir())
+    proc = run_module(project_root, "tools/run_frames.py", out / "png_frames", "--weights", weights,
+                      "--out", tmp_path / "again", "--video", out / "png_frames", "--quiet")
+    assert_one_line_error(proc, "--video", "would replace the input")
+    assert sorted((out / "png_frames").iterdir()) == drawn

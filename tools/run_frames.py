@@ -120,7 +120,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
-    video = check_video_path(args.video, [out / n for n in OUTPUT_FILES]) if args.video else None
+    video = check_video_path(args.video, args.inputs) if args.video else None
     model = args.model or default_model(args.weights)
     with open_frames(args.inputs, args.camera, args.depth_unit, args.dataset, live=args.live,
                      max_frames=args.max_frames) as source:
@@ -139,10 +139,6 @@ def main(argv=None):
             write_outputs(outs, out, result, source.camera, args, cube)
     report(result, out, args, track)
     return 0
-
-
-OUTPUT_FILES = ("frames.txt", "frames.jsonl", "keypoints_mm.txt", "keypoints_uvd.txt",
-                "predictions_nyu14_uvd.txt", "centers.txt", "failures.txt")
 
 
 def process(source, pipeline, drawer, args):

@@ -14,16 +14,20 @@ FPS = 30
 PNG_PATTERN = "frame_{:06d}.png"
 
 
-def check_video_path(path, outputs=()):
+def check_video_path(path, inputs=()):
     """Before any work: ``--video PATH`` can be written. A file needs a video suffix or none (a
     folder of PNGs); an existing folder must hold only a previous run's ``frame_*.png``; it may not
-    be one of ``outputs``. Returns the path."""
+    be one of the run's ``inputs``, lie inside one, or hold one (it is replaced whole). Returns
+    the path."""
     path = pathlib.Path(path)
     if path.suffix and path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"--video {path}: give a name ending in {' or '.join(VIDEO_SUFFIXES)} "
                          "for a video, or a folder name (no suffix) for PNG frames")
-    if any(path.resolve() == pathlib.Path(o).resolve() for o in outputs):
-        raise InputError(f"--video {path}: is one of the run's other outputs")
+    target = path.resolve()
+    for given in inputs:
+        given = pathlib.Path(given).resolve()
+        if target == given or given in target.parents or target in given.parents:
+            raise InputError(f"--video {path}: would replace the input {given}; give another name")
     if path.suffix:
         if path.is_dir():
             raise InputError(f"--video {path}: is a folder; give a file name")
