@@ -41,7 +41,7 @@ from deepmodel.data.hand_crop.refine import offset_target
 from deepmodel.data.hand_crop.locate import HandNotFound, learned_refiner
 from deepmodel.data.synthetic.scenes import KIND_SHARE, KINDS, make_scenes
 from deepmodel.nets import netspec as mn
-from deepmodel.nets.training import train_in_memory
+from deepmodel.nets.training import refine_rms_mm, train_in_memory, train_refine_net
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
                                 nonneg_int, run, worker_results, write_json)
 
@@ -113,18 +113,6 @@ def train_detector(xs, ys, iters, folder, progress):
     return train_in_memory(mn.detect_net(deploy=False, size=xs.shape[1:]), mn.detect_solver(),
                            feed, iters, folder, mn.DETECT_SEED, progress, "detector",
                            lambda losses: f"loss={np.mean(losses[-50:]):.4f}")
-
-
-def train_refiner(crops, offsets, iters, folder, progress):
-    """The scene refiner: the refinement net (prototxt/deploy_refine.prototxt) on scene crops."""
-    def feed(net, it, rng):
-        idx = rng.integers(0, len(crops), net.blobs["depth"].data.shape[0])
-        net.blobs["depth"].data[:, 0] = crops[idx]
-        net.blobs["offset_gt"].data[...] = offsets[idx]
-
-    return train_in_memory(mn.refine_net(deploy=False), mn.refine_solver(), feed, iters, folder,
-                           mn.REFINE_SEED, progress, "scene refiner",
-                           lambda losses: f"rms_mm={np.sqrt(2 * np.mean(losses[-100:]) / 3) * 150:.1f}")
 
 
 def evaluate(detector, n, seed, progress):
@@ -262,14 +250,14 @@ def main(argv=None):
             refiner = dict(old_record.get("refiner", {"weights": rel(refine_out)}))
             refiner.setdefault("command", old_record.get("command", "unknown"))   # made by
         else:
-            refine_net, refine_losses = train_refiner(crops, offsets, args.refine_iters,
-                                                      pathlib.Path(folder), not args.quiet)
+            refine_net, refine_losses = train_refine_net(crops, offsets, args.refine_iters,
+                                                         pathlib.Path(folder), not args.quiet,
+                                                         "scene refiner")
             refine_net.save(str(tmp_refine))
             refiner = {"weights": rel(refine_out), "net": "prototxt/deploy_refine.prototxt",
                        "crops": int(len(crops)), "jitter_mm": list(JITTER_MM),
                        "iterations": args.refine_iters, "batch": mn.REFINE_BATCH,
-                       "final_train_rms_mm": round(float(
-                           np.sqrt(2 * np.mean(refine_losses[-100:]) / 3) * CUBE_MM / 2), 2)}
+                       "final_train_rms_mm": round(refine_rms_mm(refine_losses, CUBE_MM / 2), 2)}
         t_train = (t2 - t1, time.perf_counter() - t2)
         res = evaluate(HandDetector(weights=tmp, refine_weights=tmp_refine), args.eval_frames,
                        args.seed + 1, not args.quiet)

@@ -44,7 +44,7 @@ from deepmodel.data.hand_crop.refine import WEIGHTS, CentreRefiner, offset_targe
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
                                 nonneg_int, run, write_json)
 from deepmodel.nets import netspec as mn
-from deepmodel.nets.training import train_in_memory
+from deepmodel.nets.training import refine_rms_mm, train_refine_net
 
 CUBE_MM = nyu.CUBE_MM
 MAX_OFFSET_MM = 150.0
@@ -91,20 +91,6 @@ def training_crops(n, seed, progress):
             targets.append(offset_target(c, truth, CUBE_MM, NYU_CAMERA))
     return (np.stack(crops), np.asarray(targets, np.float32),
             {"frames": n, "crops": len(crops), "localiser_missed": missed, "not_found": not_found})
-
-
-def train(crops, targets, iters, folder, progress):
-    """Train with pycaffe's solver; returns ``(net, losses)`` (the solver's train net)."""
-    def feed(net, it, rng):
-        idx = rng.integers(0, len(crops), net.blobs["depth"].data.shape[0])
-        net.blobs["depth"].data[:, 0] = crops[idx]
-        net.blobs["offset_gt"].data[...] = targets[idx]
-
-    def show(losses):
-        return f"rms_mm={np.sqrt(2 * np.mean(losses[-100:]) / 3) * CUBE_MM / 2:.1f}"
-
-    return train_in_memory(mn.refine_net(deploy=False), mn.refine_solver(), feed, iters, folder,
-                           mn.REFINE_SEED, progress, show=show)
 
 
 def evaluate(refiner, n, seed, progress):
@@ -171,7 +157,7 @@ def main(argv=None):
 
         with tempfile.TemporaryDirectory() as folder:
             t1 = time.perf_counter()
-            net, losses = train(crops, targets, args.iters, folder, not args.quiet)
+            net, losses = train_refine_net(crops, targets, args.iters, folder, not args.quiet)
             t_train = time.perf_counter() - t1
             net.save(str(tmp))
         refiner = CentreRefiner(weights=tmp)
@@ -183,7 +169,7 @@ def main(argv=None):
         "net": "prototxt/deploy_refine.prototxt", "training": counts, "seed": args.seed,
         "eval_seed": args.seed + 1, "iterations": args.iters, "batch": mn.REFINE_BATCH,
         "near_object": NEAR_OBJECT, "cube_mm": CUBE_MM,
-        "final_train_rms_mm": round(float(np.sqrt(2 * np.mean(losses[-100:]) / 3) * CUBE_MM / 2), 2),
+        "final_train_rms_mm": round(refine_rms_mm(losses, CUBE_MM / 2), 2),
         "seconds": {"data": round(t_data, 1), "training": round(t_train, 1)},
         "evaluation": figures,
     }

@@ -611,3 +611,24 @@ def train_in_memory(net_param, solver_param, feed, iters, folder, seed, progress
                 bar.set_postfix_str(show(losses))
             bar.update(1)
     return net, losses
+
+
+def refine_rms_mm(losses, half_cube_mm=150.0):
+    """The refinement net's training figure: the rms offset error per axis (mm) over the last 100
+    iterations of its EuclideanLoss (``sum of squares / (2 batch)``, in half-cube units)."""
+    return float(np.sqrt(2 * np.mean(losses[-100:]) / 3) * half_cube_mm)
+
+
+def train_refine_net(crops, offsets, iters, folder, progress=False, desc="training"):
+    """The centre-refinement net (``netspec.refine_net``) trained on ``crops`` ``(n, 128, 128)``
+    and their offsets to the palm centre ``(n, 3)`` (half-cube units), random batches with the
+    net's seed: ``(net, losses)``, as :func:`train_in_memory`. Used by ``tools/train_refine.py``
+    and, for the scene refiner, ``tools/train_detect.py``."""
+    def feed(net, it, rng):
+        idx = rng.integers(0, len(crops), net.blobs["depth"].data.shape[0])
+        net.blobs["depth"].data[:, 0] = crops[idx]
+        net.blobs["offset_gt"].data[...] = offsets[idx]
+
+    return train_in_memory(mn.refine_net(deploy=False), mn.refine_solver(), feed, iters, folder,
+                           mn.REFINE_SEED, progress, desc,
+                           lambda losses: f"rms_mm={refine_rms_mm(losses):.1f}")
