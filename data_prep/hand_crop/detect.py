@@ -26,12 +26,14 @@ searched again ("detected").
 Units: u, v pixels, d and xyz mm (camera frame, x right, y up).
 """
 import os
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from deepmodel.data.hand_crop.locate import (DEPTH_OFFSET_MM, FAR_MM, NEAR_MM, HandNotFound,
                                              learned_refiner, locate)
+from deepmodel.data.hand_crop.refine import shipped_net
 from deepmodel.plumbing import PROJECT, InputError
 
 DEPLOY = PROJECT / "prototxt" / "deploy_detect.prototxt"
@@ -87,12 +89,17 @@ def pixel_to_cell(u, v, size, shape):
     return (y - half) / HEAT_STRIDE, (x - half) / HEAT_STRIDE
 
 
+def cell_to_input(ci, cj):
+    """Heat-map cell ``(row, col)`` -> the input pixel ``(row, col)`` it is centred on."""
+    half = (HEAT_STRIDE - 1) / 2.0
+    return HEAT_STRIDE * ci + half, HEAT_STRIDE * cj + half
+
+
 def cell_to_pixel(ci, cj, size, shape):
     """The inverse of :func:`pixel_to_cell`: cell ``(row, col)`` -> frame pixel ``(u, v)``."""
     rows, cols = size
     H, W = shape[:2]
-    half = (HEAT_STRIDE - 1) / 2.0
-    x, y = HEAT_STRIDE * cj + half, HEAT_STRIDE * ci + half
+    y, x = cell_to_input(ci, cj)
     return (x + 0.5) * W / cols - 0.5, (y + 0.5) * H / rows - 0.5
 
 
@@ -115,6 +122,16 @@ def _peak(prob):
     return (float((w * gy).sum() / w.sum()), float((w * gx).sum() / w.sum())), float(prob[i, j])
 
 
+class HeatMap(NamedTuple):
+    """A frame's heat map: ``prob`` the probabilities (:func:`heat_size`), ``x`` the normalised
+    input, ``shape`` the frame's, ``peak`` ``(row, col)`` in cells and ``score`` its probability."""
+    prob: np.ndarray
+    x: np.ndarray
+    shape: tuple
+    peak: tuple
+    score: float
+
+
 class HandDetector:
     """The learned detector: ``detector(depth_mm, camera, first_guess=None) -> (center_uvd,
     how)``, a crop centre before the refinement (see :meth:`__call__`)."""
@@ -133,6 +150,7 @@ class HandDetector:
         self._in, self._out = self.net.blobs["depth"], self.net.blobs["heat"]
         self._last = len(self.net.layers) - 1
         self.refiner = CentreRefiner(weights=refine_weights)
+        self.last = None                # the last frame's HeatMap
 
     def heat(self, depth_mm, camera):
         """Peak probability map (:func:`heat_size`) and the normalised input ``(rows, cols)``."""
@@ -152,15 +170,18 @@ class HandDetector:
         None when the peak is below :data:`MIN_SCORE` (then the first guess, if any, stands) or
         has no reading near it. The heat map stays for :meth:`agrees` and :meth:`peak_centre`."""
         prob, x = self.heat(depth_mm, camera)
-        self.last = (prob, x, np.shape(depth_mm)[:2]) + _peak(prob)
-        if self.last[4] < MIN_SCORE:
-            return (None, None) if first_guess is None else (first_guess, "nearest")
+        self.last = HeatMap(prob, x, np.shape(depth_mm)[:2], *_peak(prob))
+        fallback = (None, None) if first_guess is None else (first_guess, "nearest")
+        if not self.confident():
+            return fallback
         if first_guess is not None and self.agrees(first_guess):
             return first_guess, "nearest"
         center = self.peak_centre()
-        if center is None:
-            return (None, None) if first_guess is None else (first_guess, "nearest")
-        return center, "detected"
+        return fallback if center is None else (center, "detected")
+
+    def confident(self):
+        """Whether the last heat map's peak reaches :data:`MIN_SCORE`."""
+        return self.last is not None and self.last.score >= MIN_SCORE
 
     def agrees(self, center_uvd):
         """Whether the last heat map (of :meth:`__call__`) is at least :data:`AGREE` of its peak
@@ -174,10 +195,9 @@ class HandDetector:
     def peak_centre(self):
         """The last heat map's peak as a crop centre ``(3,)`` uvd (before the refinement), or
         None when no reading lies near it."""
-        prob, x, shape, (ci, cj), score = self.last
+        prob, x, shape, (ci, cj), _ = self.last
         u, v = cell_to_pixel(ci, cj, x.shape, shape)
-        half = (HEAT_STRIDE - 1) / 2.0
-        r0, c0 = int(round(HEAT_STRIDE * ci + half)), int(round(HEAT_STRIDE * cj + half))
+        r0, c0 = (int(round(c)) for c in cell_to_input(ci, cj))
         win = x[max(r0 - WINDOW, 0):r0 + WINDOW + 1, max(c0 - WINDOW, 0):c0 + WINDOW + 1]
         d = win[win < FAR_VALUE] * DEPTH_SCALE_MM + DEPTH_MID_MM
         if not len(d):
@@ -186,25 +206,11 @@ class HandDetector:
         return np.array([u, v, float(np.median(d)) + DEPTH_OFFSET_MM])
 
 
-_CACHE = {}
-
-
 def default_detector():
     """The shipped detector (one per process), or None without its weights or pycaffe, or with
     ``DEEPMODEL_NO_DETECT=1``."""
-    if os.environ.get("DEEPMODEL_NO_DETECT", "") not in ("", "0"):
-        return None
-    if "detector" not in _CACHE:
-        detector = None
-        if WEIGHTS.is_file() and DEPLOY.is_file() and REFINE_WEIGHTS.is_file():
-            try:
-                import caffe  # noqa: F401  (only to know whether pycaffe is there)
-            except ImportError:
-                pass
-            else:
-                detector = HandDetector()
-        _CACHE["detector"] = detector
-    return _CACHE["detector"]
+    return shipped_net("detector", "DEEPMODEL_NO_DETECT", (WEIGHTS, DEPLOY, REFINE_WEIGHTS),
+                       HandDetector)
 
 
 class HandFinder:
@@ -217,7 +223,7 @@ class HandFinder:
         camera: the frames' :class:`~deepmodel.data.datasets.camera.Camera`.
         cube_mm: the crop cube's edge (mm).
         detector: ``"learned"`` (default: :func:`default_detector`, None without its weights),
-            None (the nearest-surface localiser alone) or a callable like :class:`HandDetector`.
+            None (the nearest-surface localiser alone) or a :class:`HandDetector` of other weights.
         refine: ``"learned"`` (the refinement net when present), None, or a callable.
         track: use the previous frame's centre (a sequence); ``redetect_every``: search the
             whole frame at least this often even while tracking (0: never).
@@ -287,8 +293,7 @@ class HandFinder:
                                                     "detector takes for one")
             center = self._refined(depth, guess, how)
             if how == "nearest" and self.detector is not None and self.refine is not None \
-                    and getattr(self.detector, "last", None) is not None \
-                    and self.detector.last[4] >= MIN_SCORE and not self.detector.agrees(center):
+                    and self.detector.confident() and not self.detector.agrees(center):
                 # the refinement left the hand the detector sees (a body beside it): start
                 # again from the detector's peak, with its scene refiner
                 peak = self.detector.peak_centre()

@@ -15,6 +15,7 @@ units of half the cube (the net's output) or mm; the cube edge in mm (the net wa
 300 mm, NYU's; with another cube the offset is scaled by it, as the crop is).
 """
 import os
+import pathlib
 
 import numpy as np
 
@@ -101,19 +102,26 @@ class CentreRefiner:
 _CACHE = {}
 
 
-def default_refiner():
-    """The shipped refiner (one per process), or ``None`` when its weights or pycaffe are missing
-    or ``DEEPMODEL_NO_REFINE=1`` is set (the centre of mass alone)."""
-    if os.environ.get("DEEPMODEL_NO_REFINE", "") not in ("", "0"):
+def shipped_net(key, env_off, files, make):
+    """One instance per process of a net shipped with the repository: ``make()``, or None when one
+    of ``files`` or pycaffe is missing, or the environment sets ``env_off`` (to anything but "" or
+    "0"). Cached under ``key``."""
+    if os.environ.get(env_off, "") not in ("", "0"):
         return None
-    if "refiner" not in _CACHE:
-        refiner = None
-        if WEIGHTS.is_file() and DEPLOY.is_file():
+    if key not in _CACHE:
+        net = None
+        if all(pathlib.Path(f).is_file() for f in files):
             try:
                 import caffe  # noqa: F401  (only to know whether pycaffe is there)
             except ImportError:
                 pass
             else:
-                refiner = CentreRefiner()
-        _CACHE["refiner"] = refiner
-    return _CACHE["refiner"]
+                net = make()
+        _CACHE[key] = net
+    return _CACHE[key]
+
+
+def default_refiner():
+    """The shipped refiner (one per process), or ``None`` when its weights or pycaffe are missing
+    or ``DEEPMODEL_NO_REFINE=1`` is set (the centre of mass alone)."""
+    return shipped_net("refiner", "DEEPMODEL_NO_REFINE", (WEIGHTS, DEPLOY), CentreRefiner)

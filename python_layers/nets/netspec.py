@@ -409,11 +409,6 @@ DETECT_SEED = 1717
 DETECT_WIDTH = 16
 
 
-def _detect_heat_size(rows, cols):
-    """The detector's heat map for an input of rows x cols: two stride-2 convolutions."""
-    return [(((n + 4 - 5) // 2 + 1) + 2 - 3) // 2 + 1 for n in (rows, cols)]
-
-
 def detect_net(deploy, batch=DETECT_BATCH, size=DETECT_INPUT):
     """NetParameter of the hand detector (``deepmodel.data.hand_crop.detect``), fully convolutional:
     ``depth`` (batch, 1, rows, cols), the frame resampled to a fixed focal length and normalised
@@ -427,7 +422,9 @@ def detect_net(deploy, batch=DETECT_BATCH, size=DETECT_INPUT):
     rows, cols = size
     n.depth = L.Input(shape={"dim": [batch, 1, rows, cols]})
     if not deploy:
-        n.heat_gt = L.Input(shape={"dim": [batch, 1, *_detect_heat_size(rows, cols)]})
+        from deepmodel.data.hand_crop.detect import heat_size
+
+        n.heat_gt = L.Input(shape={"dim": [batch, 1, *heat_size(size)]})
     w = DETECT_WIDTH
     n.conv1 = L.Convolution(n.depth, num_output=w, kernel_size=5, stride=2, pad=2, **_fillers())
     n.relu1 = L.ReLU(n.conv1, in_place=True)
