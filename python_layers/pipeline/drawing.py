@@ -42,7 +42,7 @@ def depth_gray(depth, center_d, cube):
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 
 
-def frame_image(depth, uvd, center, cube, camera, edges, finger, box_colour=BOX_COLOUR):
+def frame_image(depth, uvd, center, cube, camera, edges, finger):
     """The skeleton ``uvd`` ``(K, 3)`` on the full raw frame (depth shown around the centre), with
     the crop box (:func:`deepmodel.data.hand_crop.crop.crop_box`: outline on its first and last
     columns and rows) and the crop centre (a filled disc of radius 3 px) -> RGB ``(H, W, 3)``."""
@@ -50,7 +50,7 @@ def frame_image(depth, uvd, center, cube, camera, edges, finger, box_colour=BOX_
 
     rgb = depth_gray(depth, float(center[2]), cube)
     x0, x1, y0, y1 = crop_box(center, cube, camera)
-    cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), box_colour, 1)
+    cv2.rectangle(rgb, (x0, y0), (x1 - 1, y1 - 1), BOX_COLOUR, 1)
     draw_skeleton(rgb, uvd[:, :2] + 0.5, edges, finger, 1, thickness=1, radius=2)  # u: centre
     cv2.circle(rgb, (int(round(float(center[0]))), int(round(float(center[1])))), 3,
                CENTER_COLOUR, -1)

@@ -46,13 +46,13 @@ class VideoOut:
     """Draws frame after frame (:meth:`add`) into a name staged in ``outs`` (a
     :class:`deepmodel.plumbing.OutputSet`): the video appears with the run's other files."""
 
-    def __init__(self, path, outs, camera, cube, edges=None, finger=None):
+    def __init__(self, path, outs, camera, cube):
         from deepmodel.model.hand_model import HandModel
 
         self.path, self.camera, self.cube = pathlib.Path(path), camera, float(cube)
         model = HandModel.nyu()
-        self.edges = edges or [tuple(int(v) for v in e) for e in model.edges]
-        self.finger = finger if finger is not None else model.finger_of_keypoint
+        self.edges = [tuple(int(v) for v in e) for e in model.edges]
+        self.finger = model.finger_of_keypoint
         self.tmp = outs.stage(self.path)
         self.writer, self.count = None, 0
         if not self.path.suffix:
