@@ -177,3 +177,43 @@ def test_clutter_set_keeps_its_figures():
     err, err_alone = (np.linalg.norm(c - palm, axis=1) for c in (found, alone))
     assert err.mean() <= 10.0 and np.percentile(err, 95) <= 25.0, (err.mean(), np.percentile(err, 95))
     assert err.mean() <= err_alone.mean() + 0.5, (err.mean(), err_alone.mean())
+
+
+def test_train_detect_tool_small_run(project_root, tmp_path):
+    """A short real run: both nets written with a record; --refine-iters 0 keeps the scene refiner
+    (bytes and record); --eval-only scores again; bad --out and a missing refiner are one-line
+    errors that write nothing."""
+    from tests.data_helpers import assert_one_line_error, run_module
+
+    out = tmp_path / "d.caffemodel"
+    args = ["tools/train_detect.py", "--frames", "40", "--iters", "5", "--eval-frames", "12",
+            "--out", out, "--quiet"]
+    proc = run_module(project_root, *args, "--refine-iters", "5")
+    assert proc.returncode == 0, proc.stderr
+    refiner = tmp_path / "d_refine.caffemodel"
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["iterations"] == 5 and record["training_scenes"] == 40
+    assert record["refiner"]["iterations"] == 5 and record["refiner"]["crops"] == 120
+    assert sum(record["eval_scenes"].values()) == 12
+    assert HandDetector(weights=out, refine_weights=refiner).heat(
+        np.full((480, 640), 900, np.uint16), NYU_CAMERA)[0].shape == (15, 20)
+    kept = refiner.read_bytes()
+    proc = run_module(project_root, *args, "--refine-iters", "0", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    again = json.loads(out.with_suffix(".json").read_text())
+    assert refiner.read_bytes() == kept and again["refiner"]["iterations"] == 5
+    assert again["seed"] == 3 and again["refiner"]["command"] == record["command"]
+    proc = run_module(project_root, "tools/train_detect.py", "--eval-only", "--eval-frames", "12",
+                      "--out", out, "--quiet")
+    assert proc.returncode == 0 and "learned detector" in proc.stdout, proc.stderr
+    assert json.loads(out.with_suffix(".json").read_text())["evaluation_command"].startswith(
+        "tools/train_detect.py --eval-only --out ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.caffemodel", "d.json",
+                                                           "d_refine.caffemodel"]
+    assert_one_line_error(run_module(project_root, "tools/train_detect.py", "--out",
+                                     tmp_path / "w.txt"), "w.txt", ".caffemodel")
+    assert_one_line_error(run_module(project_root, "tools/train_detect.py", "--refine-iters", "0",
+                                     "--out", tmp_path / "new.caffemodel", "--quiet"),
+                          "new_refine.caffemodel", "missing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.caffemodel", "d.json",
+                                                           "d_refine.caffemodel"]
