@@ -11,7 +11,7 @@ ICVL_ROOT ?=
 DATASET ?= nyu
 RESULTS ?= results
 
-.PHONY: help setup venv caffe extras test detect-net lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix lmdb-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
+.PHONY: help setup venv caffe extras onnx test detect-net lmdb-nyu lmdb-icvl nets train train-real lmdb-prior lmdb-default-mix lmdb-mix evaluate table1 demo bench fit icvl-hand pose-prior docs clean refine-net
 
 help: ## list the targets
 	@echo "DeepModel-Caffe targets (the README's two commands: make train, make test):"
@@ -36,12 +36,15 @@ caffe: venv ## build (first time, ~4 min) or link (cached) CPU Caffe with Python
 test: caffe extras ## run all tests
 	@$(RUN) $(PY) -m pytest -q
 
-extras: $(VENV)/.extras.stamp ## the optional extras the tests use (pip install -e '.[realsense]')
+extras: $(VENV)/.extras.stamp ## the optional extras the tests use (pip install -e '.[realsense,onnx]')
 
 $(VENV)/.extras.stamp: $(VENV)/.requirements.stamp pyproject.toml
-	@echo "[venv] installing the optional extras: pip install -e '.[realsense]'"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[realsense]'
+	@echo "[venv] installing the optional extras: pip install -e '.[realsense,onnx]'"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[realsense,onnx]'
 	@touch $@
+
+onnx: caffe extras ## export the shipped nets to ONNX beside their weights (models/*/*.onnx), each checked against Caffe
+	@$(RUN) $(PY) tools/export_onnx.py --shipped
 
 lmdb-nyu: caffe ## NYU LMDBs from NYU_ROOT, else from the synthetic NYU-format set (generated once); CENTERS=detected: test LMDBs at label-free centres
 	@$(RUN) $(PY) tools/make_lmdb.py nyu $(if $(NYU_ROOT),--root "$(NYU_ROOT)") \

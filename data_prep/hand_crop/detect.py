@@ -34,6 +34,7 @@ import numpy as np
 from deepmodel.data.hand_crop.locate import (DEPTH_OFFSET_MM, FAR_MM, NEAR_MM, HandNotFound,
                                              learned_refiner, locate)
 from deepmodel.data.hand_crop.refine import shipped_net
+from deepmodel.runtime.nets import onnx_path, open_net
 from deepmodel.plumbing import PROJECT, InputError
 
 DEPLOY = PROJECT / "prototxt" / "deploy_detect.prototxt"
@@ -136,31 +137,24 @@ class HandDetector:
     """The learned detector: ``detector(depth_mm, camera, first_guess=None) -> (center_uvd,
     how)``, a crop centre before the refinement (see :meth:`__call__`)."""
 
-    def __init__(self, weights=WEIGHTS, model=DEPLOY, refine_weights=REFINE_WEIGHTS):
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        import caffe
-
+    def __init__(self, weights=WEIGHTS, model=DEPLOY, refine_weights=REFINE_WEIGHTS,
+                 backend="caffe"):
         from deepmodel.data.hand_crop.refine import CentreRefiner
 
-        for path in (model, weights, refine_weights):
+        files = (model, weights, refine_weights) if backend == "caffe" else \
+            (onnx_path(weights), onnx_path(refine_weights))
+        for path in files:
             if not os.path.isfile(str(path)):
-                raise InputError(f"{path}: no such file (the hand detector: `make detect-net`)")
-        caffe.set_mode_cpu()
-        self.net = caffe.Net(str(model), caffe.TEST, weights=str(weights))
-        self._in, self._out = self.net.blobs["depth"], self.net.blobs["heat"]
-        self._last = len(self.net.layers) - 1
-        self.refiner = CentreRefiner(weights=refine_weights)
+                raise InputError(f"{path}: no such file (the hand detector: `make detect-net`"
+                                 f"{'' if backend == 'caffe' else ', then `make onnx`'})")
+        self.net = open_net(backend, model, weights)
+        self.refiner = CentreRefiner(weights=refine_weights, backend=backend)
         self.last = None                # the last frame's HeatMap
 
     def heat(self, depth_mm, camera):
         """Peak probability map (:func:`heat_size`) and the normalised input ``(rows, cols)``."""
         x = detector_input(depth_mm, camera)
-        if tuple(self._in.shape[2:]) != x.shape:
-            self._in.reshape(1, 1, *x.shape)
-            self.net.reshape()
-        self._in.data[0, 0] = x
-        self.net._forward(0, self._last)
-        logits = self._out.data[0, 0]
+        logits = self.net.run(x[None, None], ["heat"])["heat"][0, 0]
         return 1.0 / (1.0 + np.exp(-logits.astype(np.float64))), x
 
     def __call__(self, depth_mm, camera, first_guess=None):
@@ -206,11 +200,11 @@ class HandDetector:
         return np.array([u, v, float(np.median(d)) + DEPTH_OFFSET_MM])
 
 
-def default_detector():
-    """The shipped detector (one per process), or None without its weights or pycaffe, or with
-    ``DEEPMODEL_NO_DETECT=1``."""
+def default_detector(backend="caffe"):
+    """The shipped detector (one per process and backend), or None without its weights or the
+    backend (pycaffe, onnxruntime), or with ``DEEPMODEL_NO_DETECT=1``."""
     return shipped_net("detector", "DEEPMODEL_NO_DETECT", (WEIGHTS, DEPLOY, REFINE_WEIGHTS),
-                       HandDetector)
+                       HandDetector, backend)
 
 
 class HandFinder:
@@ -227,13 +221,14 @@ class HandFinder:
         refine: ``"learned"`` (the refinement net when present), None, or a callable.
         track: use the previous frame's centre (a sequence); ``redetect_every``: search the
             whole frame at least this often even while tracking (0: never).
+        backend: the learned nets' backend, "caffe" or "onnx" (their ``.onnx`` files, ``make onnx``).
     """
 
     def __init__(self, camera, cube_mm, detector="learned", refine="learned", track=False,
-                 redetect_every=30):
+                 redetect_every=30, backend="caffe"):
         self.camera, self.cube = camera, float(cube_mm)
-        self.detector = default_detector() if detector == "learned" else detector
-        self.refine = learned_refiner() if refine == "learned" else refine
+        self.detector = default_detector(backend) if detector == "learned" else detector
+        self.refine = learned_refiner(backend) if refine == "learned" else refine
         self.track, self.redetect_every = track, int(redetect_every)
         self.last, self.since = None, 0
 

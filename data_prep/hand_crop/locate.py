@@ -100,7 +100,7 @@ class Localization:
     stride: int = 1
 
 
-def learned_refiner():
+def learned_refiner(backend="caffe"):
     """The learned centre refinement (`refine.py`), when its weights are present.
 
     Returns a callable ``refine(depth_mm, camera, center_uvd, cube_mm) -> center_uvd``: the
@@ -111,7 +111,7 @@ def learned_refiner():
     """
     from deepmodel.data.hand_crop.refine import default_refiner
 
-    return default_refiner()
+    return default_refiner(backend)
 
 
 def _check_camera(camera):

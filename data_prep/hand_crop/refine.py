@@ -21,6 +21,7 @@ import numpy as np
 
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.plumbing import PROJECT, InputError
+from deepmodel.runtime.nets import onnx_path, open_net
 
 DEPLOY = PROJECT / "prototxt" / "deploy_refine.prototxt"
 WEIGHTS = PROJECT / "models" / "refine" / "refine_nyu.caffemodel"
@@ -52,38 +53,30 @@ class CentreRefiner:
         model: the deploy prototxt (default :data:`DEPLOY`, input ``depth`` (1, 1, 128, 128),
             output ``offset`` (1, 3)).
         passes: how many times to crop and move (default 2).
+        backend: "caffe" or "onnx" (the ``.onnx`` beside the weights, ``make onnx``).
     Raises :class:`plumbing.InputError` for a missing file. (Tools that take a user's weights
     check them first with :func:`deepmodel.nets.net_io.load_net`; here the files are the project's own.)
     """
 
-    def __init__(self, weights=WEIGHTS, model=DEPLOY, passes=PASSES):
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        import caffe
-
-        for path in (model, weights):
+    def __init__(self, weights=WEIGHTS, model=DEPLOY, passes=PASSES, backend="caffe"):
+        for path in (model, weights) if backend == "caffe" else (onnx_path(weights),):
             if not os.path.isfile(str(path)):
-                raise InputError(f"{path}: no such file (the refinement net: `make refine-net`)")
-        caffe.set_mode_cpu()
-        self.net = caffe.Net(str(model), caffe.TEST, weights=str(weights))
+                raise InputError(f"{path}: no such file (the refinement net: `make refine-net`"
+                                 f"{'' if backend == 'caffe' else ', then `make onnx`'})")
+        self.net = open_net(backend, model, weights)
         self.passes = int(passes)
         self.weights, self.model = weights, model
-        self._in, self._out = self.net.blobs["depth"], self.net.blobs["offset"]   # the blobs
-        self._last = len(self.net.layers) - 1
-        if tuple(self._in.shape)[1:] != (1, 128, 128) or tuple(self._out.shape)[1:] != (3,):
+        shape = self.net.input_shape
+        if tuple(shape[1:]) != (1, 128, 128) or not self.net.has("offset"):
             raise ValueError(f"{model}: expected depth (N, 1, 128, 128) -> offset (N, 3), got "
-                             f"{tuple(self._in.shape)} -> {tuple(self._out.shape)}")
+                             f"input {shape}, outputs {self.net.outputs}")
 
     def offsets(self, crops):
         """Net outputs for crops ``(n, 128, 128)`` in [-1, 1] -> ``(n, 3)`` float64 (half-cubes)."""
         crops = np.asarray(crops, np.float32)
         n = len(crops)
-        if self._in.shape[0] != n:
-            self._in.reshape(n, 1, 128, 128)
-            self.net.reshape()
-        # .data on every call: it is what brings a blob to the host in GPU mode
-        self._in.data[:, 0] = crops
-        self.net._forward(0, self._last)        # = net.forward() without building its dict
-        return self._out.data.reshape(n, 3).astype(np.float64)
+        out = self.net.run(crops.reshape(n, 1, 128, 128), ["offset"])["offset"]
+        return out.reshape(n, 3).astype(np.float64)
 
     def __call__(self, depth_mm, camera, center_uvd, cube_mm):
         center = np.asarray(center_uvd, np.float64)
@@ -102,26 +95,30 @@ class CentreRefiner:
 _CACHE = {}
 
 
-def shipped_net(key, env_off, files, make):
-    """One instance per process of a net shipped with the repository: ``make()``, or None when one
-    of ``files`` or pycaffe is missing, or the environment sets ``env_off`` (to anything but "" or
-    "0"). Cached under ``key``."""
+def shipped_net(key, env_off, files, make, backend="caffe"):
+    """One instance per process and backend of a net shipped with the repository:
+    ``make(backend=backend)``, or None when one of ``files`` (for ONNX: their ``.onnx`` beside
+    each ``.caffemodel``) or the backend (pycaffe, onnxruntime) is missing, or the environment
+    sets ``env_off`` (to anything but "" or "0"). Cached under ``key`` and the backend."""
     if os.environ.get(env_off, "") not in ("", "0"):
         return None
-    if key not in _CACHE:
+    if (key, backend) not in _CACHE:
         net = None
+        if backend == "onnx":
+            files = [onnx_path(f) if str(f).endswith(".caffemodel") else f for f in files
+                     if not str(f).endswith(".prototxt")]
         if all(pathlib.Path(f).is_file() for f in files):
             try:
-                import caffe  # noqa: F401  (only to know whether pycaffe is there)
+                __import__("caffe" if backend == "caffe" else "onnxruntime")
             except ImportError:
                 pass
             else:
-                net = make()
-        _CACHE[key] = net
-    return _CACHE[key]
+                net = make(backend=backend)
+        _CACHE[(key, backend)] = net
+    return _CACHE[(key, backend)]
 
 
-def default_refiner():
-    """The shipped refiner (one per process), or ``None`` when its weights or pycaffe are missing
-    or ``DEEPMODEL_NO_REFINE=1`` is set (the centre of mass alone)."""
-    return shipped_net("refiner", "DEEPMODEL_NO_REFINE", (WEIGHTS, DEPLOY), CentreRefiner)
+def default_refiner(backend="caffe"):
+    """The shipped refiner (one per process and backend), or ``None`` when its weights or the
+    backend are missing or ``DEEPMODEL_NO_REFINE=1`` is set (the centre of mass alone)."""
+    return shipped_net("refiner", "DEEPMODEL_NO_REFINE", (WEIGHTS, DEPLOY), CentreRefiner, backend)

@@ -121,6 +121,10 @@ class HandModel:
         lower, upper: ``(26,)`` float64 limits of the free ids, compared with theta (not theta + init).
         lower_all, upper_all: ``(47,)`` the same for all ids (fixed ids carry the file's values).
         parents: tuple of 31 parent keypoint ids (-1 for the root).
+        keypoint_ops: per keypoint, its link's operations in order, each ``(op, param, length)``:
+            ``op`` one of ``Rx Ry Rz Tx Ty Tz``, ``param`` the parameter id (None for a bone) and
+            ``length`` the bone's signed length (None for a parameter); normalised units.
+        rotation_sign: dict axis -> 1.0 or -1.0, the sign applied to a rotation's angle.
         keypoint_names, param_names: tuples of str.
         mm_per_unit: mm of one normalised unit in the crop convention the model was made for
             (``mm_per_unit`` of the file; nyu31: 150, half the 300 mm cube), or None.
@@ -246,6 +250,7 @@ class HandModel:
             self._ops.append(ops)
             self.bone_of_keypoint.append(bones[-1] if bones else -1)
         self.bone_of_keypoint = tuple(self.bone_of_keypoint)
+        self.keypoint_ops = tuple(tuple(ops) for ops in self._ops)
         self.nyu_joint_of_keypoint = np.array([k.get("nyu_joint", -1) for k in kps], dtype=np.int64)
         ev = d.get("eval14", {"keypoints": [], "nyu_joints": []})
         self.eval14_keypoints = np.array(ev["keypoints"], dtype=np.int64)

@@ -276,6 +276,21 @@ def net_keypoints(net, data_blob, joints_blob, crops):
     return np.array(net.blobs[joints_blob].data.reshape(n, -1), dtype=np.float64)
 
 
+def fit_outputs(fitter, crops, outs, cube_mm, center_mm=None, theta_blob="theta", progress=False):
+    """The net's angles fitted to the crops' depth, from a forward pass's outputs ``outs`` (a dict
+    by blob name: ``theta_blob`` ``(N, 26)`` and, for a net that turns its crops, ``depth_up``
+    and ``turn``; either backend's, :mod:`deepmodel.runtime.nets`). See :func:`fit_net_pose`."""
+    n = len(crops)
+    theta = np.array(np.asarray(outs[theta_blob]).reshape(n, -1), np.float64)
+    if TURNED_CROPS in outs and TURN_ANGLES in outs:
+        posed = np.array(outs[TURNED_CROPS][:n], dtype=np.float32)
+        angles = np.array(np.asarray(outs[TURN_ANGLES]).reshape(n), dtype=np.float64)
+    else:
+        posed, angles = crops, None
+    fit = fitter.fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
+    return keypoints_of_theta(fitter.model, fit["theta"], angles), fit
+
+
 def fit_net_pose(net, theta_blob, model_path, crops, cube_mm, center_mm=None, progress=False,
                  fitter=None):
     """The net's angles (its ``theta_blob``, after a forward pass of ``crops`` ``(N, 1, H, W)``)
@@ -291,12 +306,9 @@ def fit_net_pose(net, theta_blob, model_path, crops, cube_mm, center_mm=None, pr
         from deepmodel.model.hand_model import HandModel
 
         fitter = DepthFitter(HandModel.nyu())
-    n = len(crops)
     output_blob(net, theta_blob, fitter.model.num_free, model_path, "--theta-blob")
-    theta = np.array(net.blobs[theta_blob].data.reshape(n, -1), np.float64)
-    posed, angles = theta_frame(net, crops)
-    fit = fitter.fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
-    return keypoints_of_theta(fitter.model, fit["theta"], angles), fit
+    outs = {b: net.blobs[b].data for b in (theta_blob, TURNED_CROPS, TURN_ANGLES) if b in net.blobs}
+    return fit_outputs(fitter, crops, outs, cube_mm, center_mm, theta_blob, progress)
 
 
 def fitted_keypoints(net, theta_blob, model_path, crops, cube_mm):

@@ -24,6 +24,7 @@ from deepmodel.nets.net_io import default_model
 from deepmodel.nets.weights import SHIPPED_REAL
 from deepmodel.pipeline.frames import DATASETS, FramePipeline, FramePose
 from deepmodel.plumbing import InputError
+from deepmodel.runtime.nets import check_backend, onnx_path
 
 
 @dataclass
@@ -53,21 +54,27 @@ class HandPoseEstimator:
     """The pose net and the hand finder for one camera.
 
     Args:
-        weights: a ``.caffemodel`` (default: the shipped real-depth net, ``models/real/``).
-        model: its deploy prototxt (default: the one the weights belong to).
+        weights: a ``.caffemodel`` (default: the shipped real-depth net, ``models/real/``); with
+            ``backend="onnx"`` a ``.onnx`` file (or the ``.caffemodel`` whose ``.onnx`` lies
+            beside it; default ``models/real/deepmodel.onnx``).
+        model: its deploy prototxt (default: the one the weights belong to; Caffe only).
         camera: a :class:`~deepmodel.data.datasets.camera.Camera`, or ``--camera``'s text: a
             dataset's name (``nyu``, ``icvl``, ``msra``), ``"FX,FY,CX,CY"``, a JSON file.
         depth_unit: mm per raw depth unit of the frames you pass (default: the camera's, 1).
         cube_mm: the crop cube's edge (default: 300 mm, ICVL's camera 250 mm).
         fit: fit the net's pose to each crop's depth (slower, better on real depth).
         detector: use the learned hand detector when something else is nearer than the hand.
+        backend: "caffe" (pycaffe and the project's Python layers) or "onnx" (ONNX Runtime on
+            the exported files, ``make onnx``: neither Caffe nor its layers are imported).
     Raises :class:`deepmodel.plumbing.InputError` (one line) for a bad option or file.
     """
 
     def __init__(self, weights=None, model=None, camera="nyu", depth_unit=None, cube_mm=None,
-                 fit=False, detector=True):
-        weights = str(weights or SHIPPED_REAL)
-        model = str(model or default_model(weights))
+                 fit=False, detector=True, backend="caffe"):
+        check_backend(backend)
+        weights = str(weights or (SHIPPED_REAL if backend == "caffe" else onnx_path(SHIPPED_REAL)))
+        if backend == "caffe":
+            model = str(model or default_model(weights))
         if isinstance(camera, Camera):
             cam = camera if depth_unit is None else parse_camera(
                 f"{camera.fx},{camera.fy},{camera.cx},{camera.cy}", depth_unit)
@@ -79,15 +86,14 @@ class HandPoseEstimator:
             raise InputError(f"cube_mm {cube_mm}: must be 50-1000 mm")
         self.camera, self.cube = cam, float(cube_mm)
         self.pipeline = FramePipeline(model, weights, cam, self.cube, fit=fit,
-                                      detector="learned" if detector else None)
-        net = self.pipeline.net
-        self._theta = net.blobs["theta"] if "theta" in net.blobs else None
-        self._turn = net.blobs["turn"] if "turn" in net.blobs else None
+                                      detector="learned" if detector else None, backend=backend)
+        self.backend = backend
 
     def _pose(self, found):
-        theta = (self._theta.data[0].astype(np.float64).copy() if self._theta is not None
+        outs = self.pipeline.outputs
+        theta = (np.array(outs["theta"][0], np.float64).reshape(-1) if "theta" in outs
                  else _nan(26))
-        turn = float(self._turn.data.ravel()[0]) if self._turn is not None else 0.0
+        turn = float(np.asarray(outs["turn"]).ravel()[0]) if "turn" in outs else 0.0
         return HandPose(True, found.xyz, found.uvd, theta, np.asarray(found.center_uvd, np.float64),
                         found.cube_mm, found.how, turn)
 
@@ -138,9 +144,6 @@ class HandPoseEstimator:
         if center.shape != (3,) or not np.all(np.isfinite(center)) or not center[2] > 0:
             raise InputError(f"center_mm must be a finite (3,) x, y, z in mm with z > 0, got {center_mm}")
         cube = self.cube if cube_mm is None else float(cube_mm)
-        pipe = self.pipeline
-        pipe.data[0, 0] = crop
-        pipe.net.forward()
-        xyz = pipe.net.blobs[pipe.blob].data[0].reshape(31, 3).astype(np.float64) * (cube / 2.0) + center
+        xyz = self.pipeline.run_crop(crop) * (cube / 2.0) + center
         return self._pose(FramePose(xyz, self.camera.xyz_to_uvd(xyz), self.camera.xyz_to_uvd(center),
                                     cube, "given"))

@@ -11,8 +11,10 @@ import numpy as np
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.hand_crop.detect import HandFinder
-from deepmodel.nets.net_io import fit_net_pose, input_blob, load_net, output_blob
+from deepmodel.nets.net_io import (TURN_ANGLES, TURNED_CROPS, fit_outputs, input_blob, load_net,
+                                   output_blob)
 from deepmodel.plumbing import InputError
+from deepmodel.runtime.nets import CaffeNet, OnnxNet, check_backend, onnx_path
 
 # the raw-frame cameras and their crop cubes (mm)
 DATASETS = {"nyu": (NYU_CAMERA, 300.0), "icvl": (ICVL_CAMERA, 250.0)}
@@ -43,37 +45,64 @@ class FramePipeline:
     sequence, start from the previous frame's hand (:meth:`reset` between sequences), searching
     the whole frame again at least every ``redetect_every`` frames;
     ``smooth``: 0 (off) to <1, the weight of the previous keypoints in an exponential smoothing
-    of tracked frames' keypoints.
+    of tracked frames' keypoints; ``backend``: "caffe" (``model`` and the ``.caffemodel``
+    ``weights``) or "onnx" (ONNX Runtime on ``weights`` if it is a ``.onnx`` file, else the
+    ``.onnx`` beside it; ``model`` unused; no Caffe needed; the detector's and refiners' ``.onnx``
+    files likewise).
     """
 
     def __init__(self, model, weights, camera, cube_mm, blob="joints", fit=False, theta_blob="theta",
-                 detector="learned", track=False, smooth=0.0, redetect_every=30):
-        self.net = load_net(model, weights)
-        self.input = input_blob(self.net, None, model)
-        self.blob = output_blob(self.net, blob, 93, model)
+                 detector="learned", track=False, smooth=0.0, redetect_every=30, backend="caffe"):
+        check_backend(backend)
         self.fitter = None
         if fit:
             from deepmodel.fitting.depth_fit import DepthFitter
             from deepmodel.model.hand_model import HandModel
 
             self.fitter = DepthFitter(HandModel.nyu(), chunk=1)      # the cube comes with each frame
-            self.theta_blob = output_blob(self.net, theta_blob, self.fitter.model.num_free, model,
-                                          "--theta-blob")
-        self.model_path = model
-        shape = self.net.blobs[self.input].data.shape
+        if backend == "onnx":
+            self.net = OnnxNet(onnx_path(weights))
+            model = str(self.net.path)
+            for name, width, option in [(blob, 93, "--blob")] + (
+                    [(theta_blob, self.fitter.model.num_free, "--theta-blob")] if fit else []):
+                self._check_onnx_output(name, width, option)
+        else:
+            net = load_net(model, weights)
+            self.net = CaffeNet(net, input_blob(net, None, model))
+            output_blob(net, blob, 93, model)
+            if fit:
+                output_blob(net, theta_blob, self.fitter.model.num_free, model, "--theta-blob")
+        self.blob, self.theta_blob, self.model_path = blob, theta_blob, model
+        shape = self.net.input_shape
         if tuple(shape[1:]) != (1, 128, 128):
-            raise InputError(f"{model}: input '{self.input}' has shape {tuple(shape)}, expected "
-                             "(N, 1, 128, 128)")
-        if shape[0] != 1:
-            self.net.blobs[self.input].reshape(1, 1, 128, 128)
-            self.net.reshape()
-        self.data = self.net.blobs[self.input].data
+            raise InputError(f"{model}: input '{self.net.input}' has shape {tuple(shape)}, "
+                             "expected (N, 1, 128, 128)")
+        # what a forward pass reads: the keypoints, and the angles (and a turning net's turn)
+        # for the fit and for HandPoseEstimator
+        self.names = [blob] + [b for b in (theta_blob, TURNED_CROPS, TURN_ANGLES)
+                               if self.net.has(b) and b != blob]
+        self.outputs = {}
         self.camera, self.cube = camera, float(cube_mm)
         self.finder = HandFinder(camera, self.cube, detector=detector, track=track,
-                                 redetect_every=redetect_every)
+                                 redetect_every=redetect_every, backend=backend)
         if not 0.0 <= smooth < 1.0:
             raise InputError(f"smoothing {smooth}: must be at least 0 and below 1")
         self.smooth, self.previous = float(smooth), None
+
+    def _check_onnx_output(self, name, width, option):
+        shape = dict(zip(self.net.outputs, (o.shape for o in self.net.session.get_outputs())))
+        if name not in shape:
+            raise InputError(f"{self.net.path}: has no output '{name}' (outputs: "
+                             f"{', '.join(self.net.outputs)}); choose one with {option}")
+        if len(shape[name]) != 2 or shape[name][1] != width:
+            raise InputError(f"{self.net.path}: output '{name}' has shape {shape[name]}, "
+                             f"expected (N, {width})")
+
+    def run_crop(self, crop):
+        """One ``(128, 128)`` crop through the net -> keypoints ``(31, 3)`` normalised (half-cube
+        units, about the crop centre); the pass's outputs stay in :attr:`outputs`."""
+        self.outputs = self.net.run(np.asarray(crop, np.float32).reshape(1, 1, 128, 128), self.names)
+        return np.asarray(self.outputs[self.blob][0], np.float64).reshape(31, 3)
 
     def reset(self):
         """A new sequence: forget the previous frame."""
@@ -87,13 +116,12 @@ class FramePipeline:
             self.previous = None
             raise
         cube = self.cube
-        self.data[0, 0] = crop_depth(depth, center, cube, self.camera)
-        self.net.forward()
-        kp = self.net.blobs[self.blob].data[0].reshape(31, 3).astype(np.float64)
+        crop = crop_depth(depth, center, cube, self.camera)
+        kp = self.run_crop(crop)
         com = self.camera.uvd_to_xyz(center)
         if self.fitter is not None:
-            kp = fit_net_pose(self.net, self.theta_blob, self.model_path, self.data[:1], cube,
-                              com[None], fitter=self.fitter)[0].reshape(31, 3)
+            kp = fit_outputs(self.fitter, crop.reshape(1, 1, 128, 128), self.outputs, cube,
+                             com[None], self.theta_blob)[0].reshape(31, 3)
         xyz = kp * (cube / 2.0) + com
         if self.smooth and how == "tracked" and self.previous is not None:
             xyz = self.smooth * self.previous + (1.0 - self.smooth) * xyz
