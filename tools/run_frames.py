@@ -68,6 +68,7 @@ from deepmodel.pipeline.frames import DATASETS, FramePipeline
 from deepmodel.pipeline.video import VideoOut, check_video_path
 from deepmodel.plumbing import (ArgumentParser, InputError, OutputSet, console, finite_float,
                                 int_in, run)
+from deepmodel.runtime.nets import BACKEND_HELP, BACKENDS
 
 TRACK = ("auto", "on", "off")
 
@@ -80,7 +81,10 @@ def build_parser():
                    "(Ctrl-C or --max-frames ends the run)")
     p.add_argument("--max-frames", type=int_in(1, 100_000_000), default=None,
                    help="stop after this many frames")
-    p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net")
+    p.add_argument("--weights", required=True, help=".caffemodel of the trained pose net (with "
+                   "--backend onnx: its .onnx, or the .caffemodel whose .onnx lies beside it)")
+    p.add_argument("--backend", choices=BACKENDS, default="caffe", help=BACKEND_HELP +
+                   " (default caffe)")
     p.add_argument("--model", default=None, help=MODEL_HELP)
     p.add_argument("--blob", default="joints", help="output blob with (N, 93) keypoints")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="nyu",
@@ -121,14 +125,14 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     video = check_video_path(args.video, args.inputs) if args.video else None
-    model = args.model or default_model(args.weights)
+    model = args.model or (default_model(args.weights) if args.backend == "caffe" else None)
     with open_frames(args.inputs, args.camera, args.depth_unit, args.dataset, live=args.live,
                      max_frames=args.max_frames) as source:
         track = args.track == "on" or (args.track == "auto" and source.recording is not None)
         pipeline = FramePipeline(model, args.weights, source.camera, cube, args.blob, args.fit,
                                  args.theta_blob, detector=None if args.detector == "nearest"
                                  else "learned", track=track, smooth=args.smooth,
-                                 redetect_every=args.redetect)
+                                 redetect_every=args.redetect, backend=args.backend)
         with OutputSet(out / "frames.txt") as outs:
             drawer = VideoOut(video, outs, source.camera, cube) if video else None
             try:
