@@ -101,7 +101,7 @@ detect-net: caffe ## train and score the hand detector for scenes with a body ->
 refine-net: caffe ## train the hand-centre refinement net -> models/refine/ (4-7 min, once)
 	@$(RUN) $(PY) tools/train_refine.py
 
-bench: caffe ## speed figures: model layer, training iteration, deploy net, data layers
+bench: caffe extras ## speed figures: model layer, training iteration, deploy net, raw frames, ONNX Runtime vs Caffe, data layers
 	@$(RUN) $(PY) tools/bench.py
 
 icvl-hand: caffe ## ICVL joints on the model (by fit error) and the ICVL-calibrated hand -> docs/icvl.md, models/icvl16.json

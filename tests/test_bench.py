@@ -58,6 +58,14 @@ def test_bench_cli_reports_figures_on_tiny_lmdbs(project_root, tmp_path):
     assert math.isclose(res["hand_up_net_forward_fps_b1"], 1000 / res["hand_up_net_forward_ms_b1"])
     assert _positive(res["hand_turn_layer_forward_ms_b8"])
     assert f"{res['hand_up_net_forward_fps_b1']:.0f} frames/s" in proc.stdout
+    # ONNX Runtime against Caffe, in the same loop (make test installs the onnx extra)
+    ox = res["onnx_ms"]
+    for key in ("caffe", "onnx", "caffe64", "onnx64", "up_caffe", "up_onnx", "path_caffe",
+                "path_onnx"):
+        assert _positive(ox[key]), key
+    assert (f"Caffe in the same run {ox['caffe']:.3f} ms: {ox['caffe'] / ox['onnx']:.2f} x "
+            "(goal >= 2 x)") in proc.stdout
+    assert f"{1000 / ox['path_onnx']:.0f} frames/s (goal >= 400)" in proc.stdout
     # make train's iteration with one OpenBLAS thread and with one per CPU (this Caffe: OpenBLAS)
     if (os.cpu_count() or 1) > 1:
         one, every = res["hand_up_iteration_ms_b8_1_thread"], res["hand_up_iteration_ms_b8_all_threads"]

@@ -27,12 +27,16 @@ Measured (median over repeats, after a warm-up):
   6. label-free hand localisation (deepmodel.data.hand_crop.locate.locate_hand, with its learned refinement)
      + the crop (deepmodel.data.hand_crop.crop) on the raw 640x480 NYU test frame, one frame at a time
      (frames/s), each part alone, and the whole raw-frame path: localisation, crop, the deploy
-     net with its model layer, keypoints in mm.
+     net with its model layer, keypoints in mm;
+  7. ONNX Runtime against Caffe (needs the extra '.[onnx]' and models/real/deepmodel.onnx, `make
+     onnx`), interleaved: the shipped real-depth net single frame and at batch 64, the hand-up
+     net single frame, and the raw-frame path (tools/run_frames.py's FramePipeline) on each backend.
 
 The project's speed goals (docs/benchmarks.md): layer forward+backward <= 5 ms at batch 512; the
 layer's share of an iteration < 1 %; deploy single-frame inference >= 400 frames/s; localisation
 + crop >= 300 frames/s, the whole raw-frame path >= 250 frames/s, the model layer's single-frame
-forward <= 0.1 ms. Timings depend on the load of the machine: the load average at the start is
+forward <= 0.1 ms; ONNX Runtime >= 2x Caffe's single-frame frames/s, its raw-frame path >= 400
+frames/s. Timings depend on the load of the machine: the load average at the start is
 reported with the figures.
 """
 if __name__ == "__main__" and not __package__:   # a script outside the venv: say how to enter it
@@ -54,9 +58,11 @@ from deepmodel.plumbing import ArgumentParser, positive_int  # options checked a
 from deepmodel.data.records.split import LmdbSplit
 from deepmodel.nets.net_io import import_caffe
 
+BLOCK = 25                      # ONNX Runtime vs Caffe: runs of one job in a row
 TURN_BATCH = 64                 # make train's batch (tools/train.py), for the HandTurnLayer's figure
 GOALS = {"layer_fwd_bwd_ms": 5.0, "layer_share_pct": 1.0, "deploy_fps": 400.0, "localize_crop_fps": 300.0,
-         "raw_path_fps": 250.0, "model_layer_ms_b1": 0.1}
+         "raw_path_fps": 250.0, "model_layer_ms_b1": 0.1, "onnx_vs_caffe": 2.0,
+         "onnx_raw_path_fps": 400.0}
 
 
 def timeit(fn, repeats, warmup=1):
@@ -388,6 +394,61 @@ def bench_localize(caffe, frames, folder):
     return res
 
 
+def bench_onnx(frames, folder):
+    """ONNX Runtime against Caffe (median ms per run), in blocks of :data:`BLOCK` runs of one job
+    after another, cycling through the jobs (each runs as a stream of frames would, the machine's
+    state shared by all): the shipped real-depth net
+    (``models/real/``: the paper's net + model layer) on one real crop and on a batch of 64, the
+    hand-up net (``models/default/``, exported here) on one crop, and the raw-frame path on the
+    NYU frame (:class:`deepmodel.pipeline.frames.FramePipeline`: the hand found by the
+    nearest surface and the learned detector, the refinement, the crop, the net) on each backend.
+    None when onnxruntime, onnx or the shipped .onnx files are missing."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    from deepmodel.data.datasets import nyu
+    from deepmodel.data.datasets.camera import NYU_CAMERA
+    from deepmodel.data.datasets.reference import NYU_RAW_FRAME
+    from deepmodel.data.evaluation.real_crops import real_crops
+    from deepmodel.export.caffe_net import export_net
+    from deepmodel.nets.net_io import TURNED_MODEL, load_net
+    from deepmodel.nets.weights import SHIPPED, SHIPPED_REAL
+    from deepmodel.pipeline.frames import FramePipeline
+    from deepmodel.runtime.nets import CaffeNet, OnnxNet, onnx_path
+
+    if not onnx_path(SHIPPED_REAL).is_file():
+        return None
+    crops = real_crops()["crops"]
+    batch = np.concatenate([crops] * 13)[:64]
+    up_onnx = pathlib.Path(folder) / "hand_up.onnx"
+    onnx.save(export_net(PROJECT / TURNED_MODEL, SHIPPED), str(up_onnx))
+    nets = {"caffe": CaffeNet(load_net(PROJECT / "prototxt/deploy.prototxt", SHIPPED_REAL)),
+            "onnx": OnnxNet(onnx_path(SHIPPED_REAL)),
+            "caffe64": CaffeNet(load_net(PROJECT / "prototxt/deploy.prototxt", SHIPPED_REAL)),
+            "up_caffe": CaffeNet(load_net(PROJECT / TURNED_MODEL, SHIPPED)),
+            "up_onnx": OnnxNet(up_onnx)}
+    nets["onnx64"] = nets["onnx"]
+    depth = nyu.read_depth(NYU_RAW_FRAME)
+    pipes = {b: FramePipeline(PROJECT / "prototxt/deploy.prototxt", SHIPPED_REAL, NYU_CAMERA, 300.0,
+                              backend=b) for b in ("caffe", "onnx")}
+    jobs = {k: (lambda n=n, x=(batch if k.endswith("64") else crops[:1]): n.run(x, ["joints"]))
+            for k, n in nets.items()}
+    jobs.update({f"path_{b}": (lambda p=p: p(depth)) for b, p in pipes.items()})
+    for _ in range(5):
+        for job in jobs.values():
+            job()
+    times = {k: [] for k in jobs}
+    for i in range(max(1, frames // BLOCK)):
+        for k, job in jobs.items():
+            for _ in range(max(1, BLOCK // 10) if k.endswith("64") else BLOCK):
+                t0 = time.perf_counter()    # a batch takes longer: a tenth as many
+                job()
+                times[k].append(time.perf_counter() - t0)
+    return {k: 1000 * statistics.median(v) for k, v in times.items()}
+
+
 def body_scene():
     """One synthetic scene with a person (``deepmodel.data.synthetic.scenes``, seed 3): the first
     with the hand beside the body whose nearest surface is not the hand (the localiser's centre
@@ -439,7 +500,8 @@ def main(argv=None):
     turn_b = min(TURN_BATCH, len(depth))
     with tempfile.TemporaryDirectory() as folder:
         # deploy first: after the batch-512 iteration the single-frame times were less stable
-        steps = ["deploy", "turn", "localize", "model", "layer", "iteration", "threads", "data"]
+        steps = ["deploy", "turn", "localize", "onnx", "model", "layer", "iteration", "threads",
+                 "data"]
         from tqdm import tqdm
 
         bar = tqdm(steps, desc="bench", leave=False)
@@ -496,6 +558,8 @@ def main(argv=None):
                     res[f"raw_frame_{k}_ms"] = lc[k]
                     res[f"raw_frame_{k}_fps"] = None if lc[k] is None else 1000 / lc[k]
                 res["scene_found_by"] = lc["scene_how"]
+            elif step == "onnx":
+                res["onnx_ms"] = bench_onnx(args.frames, folder)
             elif step == "data":
                 ms = bench_data(caffe, b, max(2, args.repeats // 4), folder, args.lmdb_dir)
                 res[f"data_layers_ms_per_batch_b{b}"] = ms
@@ -563,6 +627,26 @@ def main(argv=None):
         rows.append((what, "n/a" if ms is None else f"{ms:.3f} ms",
                      "no detector weights (make detect-net)" if ms is None else
                      f"{1000 / ms:.0f} frames/s (goal >= {GOALS['raw_path_fps']:g}); {note}"))
+    ox = res["onnx_ms"]
+    if ox is None:
+        rows.append(("ONNX Runtime", "n/a", "no onnxruntime or no models/real/deepmodel.onnx "
+                     "(pip install -e '.[onnx]'; make onnx)"))
+    else:
+        rows += [
+            ("ONNX Runtime: the paper's net + model layer, single frame", f"{ox['onnx']:.3f} ms",
+             f"{1000 / ox['onnx']:.0f} frames/s; Caffe in the same run {ox['caffe']:.3f} ms: "
+             f"{ox['caffe'] / ox['onnx']:.2f} x (goal >= {GOALS['onnx_vs_caffe']:g} x)"),
+            ("  the same, batch 64", f"{ox['onnx64']:.2f} ms",
+             f"{64000 / ox['onnx64']:.0f} frames/s; Caffe {ox['caffe64']:.2f} ms: "
+             f"{ox['caffe64'] / ox['onnx64']:.2f} x"),
+            ("  the hand-up net (turn + net + model layer), single frame", f"{ox['up_onnx']:.3f} ms",
+             f"{1000 / ox['up_onnx']:.0f} frames/s; Caffe {ox['up_caffe']:.3f} ms: "
+             f"{ox['up_caffe'] / ox['up_onnx']:.2f} x"),
+            ("  raw-frame path, --backend onnx", f"{ox['path_onnx']:.3f} ms",
+             f"{1000 / ox['path_onnx']:.0f} frames/s (goal >= {GOALS['onnx_raw_path_fps']:g}); "
+             f"--backend caffe in the same run {ox['path_caffe']:.3f} ms "
+             f"({1000 / ox['path_caffe']:.0f} frames/s); NYU frame, detector on"),
+        ]
     ms = res[f"data_layers_ms_per_batch_b{b}"]
     rows.append((f"Data layers (depth + joint LMDB), batch {b}",
                  "n/a" if ms is None else f"{ms:.0f} ms",

@@ -47,7 +47,9 @@ def import_onnxruntime():
 
 class OnnxNet:
     """An exported net in ONNX Runtime (CPU). ``threads``: intra-op threads (default: the
-    environment's ``DEEPMODEL_ORT_THREADS``, else ONNX Runtime's choice, one per core)."""
+    environment's ``DEEPMODEL_ORT_THREADS``, else 1: a single frame's net is too small to gain
+    from a second thread, which costs a wake-up per operator; 0 is ONNX Runtime's choice, one
+    per core, for large batches)."""
 
     backend = "onnx"
 
@@ -58,10 +60,18 @@ class OnnxNet:
             raise InputError(f"{path}: no such ONNX file (export one: tools/export_onnx.py "
                              "--weights W.caffemodel)")
         options = ort.SessionOptions()
-        threads = threads if threads is not None else int(os.environ.get("DEEPMODEL_ORT_THREADS", 0))
+        if threads is None:
+            text = os.environ.get("DEEPMODEL_ORT_THREADS", "1")
+            if not text.isdigit():
+                raise InputError(f"DEEPMODEL_ORT_THREADS={text!r}: expected a number of threads "
+                                 "(0: one per core)")
+            threads = int(text)
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # no busy-waiting pool threads between runs: on a few cores they starve the rest of the
+        # pipeline (and any other net), which runs between the nets' calls
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
