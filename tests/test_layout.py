@@ -12,8 +12,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # the packages of deepmodel in the order of docs/architecture.md: a module imports only from its
 # own package or from packages of a lower rank (equal ranks: not each other)
-RANKS = {"deepmodel.plumbing": 0, "deepmodel.model": 1, "deepmodel.layers": 2, "deepmodel.data": 2,
-         "deepmodel.fitting": 3, "deepmodel.nets": 4, "deepmodel.pipeline": 5, "deepmodel.tools": 6}
+RANKS = {"deepmodel.plumbing": 0, "deepmodel.model": 1, "deepmodel.runtime": 1,
+         "deepmodel.layers": 2, "deepmodel.data": 2, "deepmodel.fitting": 3, "deepmodel.nets": 4,
+         "deepmodel.pipeline": 5, "deepmodel.export": 5, "deepmodel.tools": 6}
 NO_CAFFE = ("deepmodel.plumbing", "deepmodel.model", "deepmodel.fitting")   # NumPy only
 
 
