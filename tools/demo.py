@@ -61,6 +61,7 @@ from deepmodel.data.datasets.reference import NYU_TEST_CROPS
 from deepmodel.nets.net_io import MODEL_HELP
 from deepmodel.nets.weights import SHIPPED_REAL, default_weights
 from deepmodel.pipeline.drawing import FINGER_COLOURS, draw_skeleton, frame_image
+from deepmodel.runtime.nets import BACKEND_HELP, BACKENDS
 
 DEFAULT_CROPS = NYU_TEST_CROPS
 FOUND_BY = {"nearest": "the nearest surface", "detected": "the learned detector, not the nearest "
@@ -116,9 +117,10 @@ def read_png(path):
     return img
 
 
-def load_input(path, crop_hw, args, camera):
+def load_input(path, crop_hw, args, camera, finder):
     """One input -> dict with ``crop`` (H, W) float32 in [-1, 1] and, for raw frames, ``depth``
-    (mm), ``center`` (3,) uvd, ``com`` (3,) xyz mm."""
+    (mm), ``center`` (3,) uvd (given, or found by ``finder``, a :class:`HandFinder`), ``com``
+    (3,) xyz mm."""
     img = read_png(path)
     h, w = img.shape[:2]
     if (h, w) == tuple(crop_hw):
@@ -158,10 +160,9 @@ def load_input(path, crop_hw, args, camera):
     from deepmodel.data.hand_crop.crop import crop_depth
 
     if args.center is None:
-        from deepmodel.data.hand_crop.detect import HandFinder
-
         try:
-            center, how = HandFinder(camera, args.cube)(depth)
+            finder.reset()
+            center, how = finder(depth)
         except ValueError as err:        # HandNotFound is a ValueError
             raise InputError(f"{path}: {kind} depth frame ({w}x{h}), no --center given and no "
                              f"hand found: {err}") from None
@@ -313,6 +314,7 @@ def build_parser():
                    "depth) for the default --model)")
     p.add_argument("--model", default=None, help=MODEL_HELP + "; input: the depth crop, output "
                    "blob --blob of shape (N, 93)")
+    p.add_argument("--backend", choices=BACKENDS, default="caffe", help=BACKEND_HELP)
     p.add_argument("--blob", default="joints", help="output blob with the 31 keypoints (N, 93)")
     p.add_argument("--theta-blob", default="theta", help="blob with the predicted parameters, "
                    "(N, 26) or the released (N, 47); optional")
@@ -345,9 +347,9 @@ def main(argv=None):
         if not (0 < cx <= 10000 and 0 < cy <= 10000):
             raise InputError(f"--intrinsics: the principal point {cx:g}, {cy:g} must be inside "
                              "an image of at most 20000 pixels (positive)")
+        camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, depth_unit_mm=camera.depth_unit_mm)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out}: is a file, not a folder")
-        camera = Camera(fx=fx, fy=fy, cx=cx, cy=cy, depth_unit_mm=camera.depth_unit_mm)
     files = find_inputs(args.inputs) if args.inputs else default_inputs()
     if args.weights:
         weights = pathlib.Path(args.weights)
@@ -356,32 +358,25 @@ def main(argv=None):
                                         shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
 
-    from deepmodel.model.hand_model import HandModel
-
     from deepmodel.data.evaluation import metrics
-    from deepmodel.nets.net_io import (default_model, input_blob, keypoints_of_theta, load_net,
-                                       output_blob, theta_frame)
+    from deepmodel.fitting.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
+    from deepmodel.model.hand_model import HandModel
+    from deepmodel.nets.net_io import default_model, fit_outputs
+    from deepmodel.pipeline.frames import FramePipeline
 
-    args.model = args.model or default_model(weights)
-    net = load_net(args.model, weights)
-    data = input_blob(net, None, args.model)
-    in_shape = tuple(net.blobs[data].data.shape[1:])
-    if len(in_shape) != 3 or in_shape[0] != 1:
-        raise InputError(f"{args.model}: input '{data}' has shape {in_shape}, expected "
-                         "(1, H, W) per frame")
-    output_blob(net, args.blob, 93, args.model, "--blob")
-    items = [load_input(f, in_shape[1:], args, camera) for f in files]
-
+    if args.backend == "caffe":
+        args.model = args.model or default_model(str(weights))
+    pipe = FramePipeline(args.model, weights, camera, args.cube, args.blob, fit=args.fit,
+                         theta_blob=args.theta_blob, backend=args.backend)
+    args.model = pipe.model_path
+    items = [load_input(f, (128, 128), args, camera, pipe.finder) for f in files]
     batch = np.stack([it["crop"] for it in items])[:, None]
-    net.blobs[data].reshape(len(items), *in_shape)
-    net.reshape()
-    net.blobs[data].data[...] = batch
-    net.forward()
-    joints = net.blobs[args.blob].data.reshape(len(items), -1).astype(np.float64)
-    posed, turn = theta_frame(net, batch)    # a net that turns its crops: those and the angles
+    outs = pipe.run_crops(batch)
+    joints = outs[args.blob].reshape(len(items), -1).astype(np.float64)
+    turn = outs["turn"].reshape(-1).astype(np.float64) if "turn" in outs else None
     theta = None
-    if args.theta_blob in net.blobs and args.theta_blob != args.blob:
-        theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
+    if args.theta_blob in outs and args.theta_blob != args.blob:
+        theta = outs[args.theta_blob].reshape(len(items), -1).astype(np.float64)
 
     for what, values in (("joints", joints), ("angles", theta)):
         bad = np.zeros(0, bool) if values is None else ~np.all(np.isfinite(values), axis=1)
@@ -393,12 +388,10 @@ def main(argv=None):
     model = HandModel.nyu()
     net_joints = None
     if args.fit:
-        output_blob(net, args.theta_blob, model.num_free, args.model, "--theta-blob")
-        theta = net.blobs[args.theta_blob].data.reshape(len(items), -1).astype(np.float64)
-        from deepmodel.fitting.depth_fit import NOMINAL_DEPTH_MM, DepthFitter
         center = np.array([it["com"] if "com" in it else (0.0, 0.0, NOMINAL_DEPTH_MM) for it in items])
-        theta = DepthFitter(model, cube_mm=args.cube).fit(posed[:, 0], theta, center)["theta"]
-        net_joints, joints = joints, keypoints_of_theta(model, theta, turn)
+        keypoints, fit = fit_outputs(DepthFitter(model, cube_mm=args.cube), batch, outs, args.cube,
+                                     center, args.theta_blob)
+        net_joints, joints, theta = joints, keypoints, fit["theta"]
     free_ids = np.asarray(model.free_ids)
     outside = None
     if theta is not None and theta.shape[1] in (len(free_ids), 47):
@@ -409,7 +402,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     with OutputSet(out / "demo.json") as outs:       # demo.json last, beside its files
         written = write_outputs(args, outs, out, files, items, joints, theta, outside, weights,
-                                camera, in_shape[1], model, net_joints, turn)
+                                camera, 128, model, net_joints, turn)
     print(f"weights {weights}; wrote {len(written) + 2} files to {out}")
     return 0
 

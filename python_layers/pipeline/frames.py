@@ -98,6 +98,13 @@ class FramePipeline:
             raise InputError(f"{self.net.path}: output '{name}' has shape {shape[name]}, "
                              f"expected (N, {width})")
 
+    def run_crops(self, crops):
+        """Crops ``(N, 128, 128)`` (the project's crop) through the net in one batch -> the pass's
+        outputs by blob name (copies): the keypoints ``(N, 93)`` (``blob``), and when the net
+        has them its angles ``theta_blob``, a hand-up net's turned crops and turn angles."""
+        crops = np.asarray(crops, np.float32).reshape(-1, 1, 128, 128)
+        return {k: np.array(v) for k, v in self.net.run(crops, self.names).items()}
+
     def run_crop(self, crop):
         """One ``(128, 128)`` crop through the net -> keypoints ``(31, 3)`` normalised (half-cube
         units, about the crop centre); the pass's outputs stay in :attr:`outputs`."""
