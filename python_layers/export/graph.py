@@ -47,7 +47,7 @@ class Graph:
         if array.dtype not in _ELEM:
             raise TypeError(f"constant {hint}: dtype {array.dtype} is not exported")
         name = self.name(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(self.numpy_helper.from_array(array.copy(order="C"), name))  # 0-d kept
         return name
 
     def ints(self, values, hint="shape"):

@@ -10,7 +10,7 @@ Forward kinematics from the model file (:class:`deepmodel.model.hand_model.HandM
 each a 4x4 homogeneous matrix. All links are padded to the longest list with identities and laid
 out as ``S = K * M`` slots; one product ``theta @ A + b`` gives every slot's value (a rotation's
 signed angle ``sign * (theta + init)``, a free translation's ``theta + init``, a bone's length, a
-fixed parameter's ``init``), and every slot's matrix is ``A0 + [cos v, sin v, v] @ B`` with
+fixed parameter's ``init``), and every slot's matrix is ``A0 + cos v Bc + sin v Bs + v Bt`` with
 constant 0/1/-1 tables (a rotation takes cos and sin, a translation v). A link's matrix is the
 product of its slots; the keypoints' frames are then built level by level down the keypoint tree
 (a level's frames = its parents' frames times its links), and a keypoint is its frame's origin.
@@ -75,13 +75,14 @@ def hand_model(g, theta, model, width):
     x = g.cast(g.op("Flatten", [theta], "fk/theta", axis=1), np.float64, "fk/theta64")
     v = g.op("Add", [g.op("MatMul", [x, g.const(a, "fk/A")], "fk/slots"), g.const(b, "fk/b")],
              "fk/values")                                                       # (N, S)
-    coeffs = g.op("Concat", [g.op("Cos", [v], "fk/cos"), g.op("Sin", [v], "fk/sin"), v],
-                  "fk/coeffs", axis=1)                                          # (N, 3S)
-    coeffs = g.op("Reshape", [g.op("Transpose", [g.op("Reshape", [coeffs, g.ints([0, 3, s])],
-                                                      "fk/c3s")], "fk/cs3", perm=[0, 2, 1]),
-                              g.ints([0, s, 1, 3])], "fk/coeff_rows")           # (N, S, 1, 3)
-    mats = g.op("Add", [g.op("MatMul", [coeffs, g.const(big, "fk/B")], "fk/mix"),
-                        g.const(a0, "fk/A0")], "fk/slot_mats")                  # (N, S, 1, 16)
+    v3 = g.op("Unsqueeze", [v, g.ints([2])], "fk/values3")                     # (N, S, 1)
+    mats = g.const(a0.reshape(s, 16), "fk/A0")
+    for i, (name, value) in enumerate((("cos", g.op("Cos", [v3], "fk/cos")),
+                                       ("sin", g.op("Sin", [v3], "fk/sin")), ("length", v3))):
+        # one of the three tables is non-zero at each entry: the sum is exact
+        mats = g.op("Add", [mats, g.op("Mul", [value, g.const(np.ascontiguousarray(big[:, i]),
+                                                             f"fk/B_{name}")],
+                                          f"fk/{name}_part")], "fk/slot_mats")  # (N, S, 16)
     mats = g.op("Reshape", [mats, g.ints([0, k, m, 4, 4])], "fk/slot_4x4")
     parts = g.op("Split", [mats], "fk/slot", outputs=m, axis=2) if m > 1 else [mats]
     link = parts[0]
