@@ -103,7 +103,7 @@ def final_name(path):
 def describe_os_error(err):
     """One line for an OSError: the file (its final name, not a temporary one) and the reason."""
     names = [n for n in (final_name(err.filename), final_name(err.filename2)) if n]
-    reason = err.strerror or _one_line(err) or type(err).__name__
+    reason = err.strerror or (_one_line(err.args[0]) if err.args else "") or type(err).__name__
     if err.errno == errno.EFBIG:
         reason += " (the file size limit was reached)"
     return f"{' -> '.join(names)}: {reason}" if names else reason
@@ -255,6 +255,87 @@ def check_center(center, option="--center"):
     return u, v, d
 
 
+REFERENCE = PROJECT / "data" / "reference"      # the repository's reference data: read only
+
+
+def _resolved(path):
+    try:
+        return pathlib.Path(os.path.abspath(os.path.realpath(os.fspath(path))))
+    except (OSError, ValueError):
+        return pathlib.Path(os.path.abspath(os.fspath(path)))
+
+
+def same_path(a, b):
+    """Whether two paths name the same file or folder (links and ``..`` resolved)."""
+    return _resolved(a) == _resolved(b)
+
+
+_TRACKED = {}
+
+
+def tracked_files():
+    """The files git tracks in the repository (resolved paths), or an empty set without git or a
+    checkout. Read once per process."""
+    if "files" not in _TRACKED:
+        files = set()
+        if (PROJECT / ".git").exists():
+            import subprocess
+
+            try:
+                out = subprocess.run(["git", "-C", str(PROJECT), "ls-files", "-z"],
+                                     capture_output=True, timeout=30, check=True).stdout
+                files = {_resolved(PROJECT / os.fsdecode(f)) for f in out.split(b"\0") if f}
+            except (OSError, subprocess.SubprocessError):
+                files = set()
+        _TRACKED["files"] = files
+    return _TRACKED["files"]
+
+
+def check_outputs(outputs, inputs=(), generated=()):
+    """Before any work: no output of a run may destroy one of its inputs or the repository's files.
+
+    ``outputs``: ``(label, path)`` pairs, the files and folders the run writes (a folder that
+    the run replaces as a whole: label ending in ``/``); ``inputs``: ``(label, path)`` pairs it
+    reads (files or folders; None entries skipped); ``generated``: the repository files this
+    command exists to regenerate (its default outputs), which it may replace.
+
+    Refused, in one line naming both: an output that is an input (also through a link); an
+    output inside an input folder (an LMDB, a dataset, a recording's folder); a replaced output
+    folder that holds an input; an output that is a file of the repository tracked by git or
+    lies in ``data/reference/`` (unless in ``generated``).
+    """
+    ins = [(label, _resolved(p)) for label, p in inputs if p is not None]
+    allowed = {_resolved(p) for p in generated}
+    tracked = None
+    for label, path in outputs:
+        if path is None:
+            continue
+        folder = label.endswith("/")
+        label = label.rstrip("/")
+        out = _resolved(path)
+        for what, inp in ins:
+            if out == inp:
+                raise InputError(f"{label} {path}: is {what}, an input of this run; give another "
+                                 "name (nothing was written)")
+            if inp in out.parents:
+                raise InputError(f"{label} {path}: lies inside {what} {inp}, an input of this "
+                                 "run; write elsewhere (nothing was written)")
+            if folder and out in inp.parents:
+                raise InputError(f"{label} {path}: holds {what} {inp}, an input of this run, and "
+                                 "would be replaced; write elsewhere (nothing was written)")
+        if out in allowed:
+            continue
+        if out == REFERENCE or REFERENCE in out.parents:
+            raise InputError(f"{label} {path}: lies in the repository's reference data "
+                             "(data/reference/); write elsewhere (nothing was written)")
+        tracked = tracked_files() if tracked is None else tracked
+        hit = out in tracked or (folder and any(out in t.parents for t in tracked))
+        if hit:
+            raise InputError(f"{label} {path}: {'holds files' if folder and out not in tracked else 'is a file'} "
+                             "of the repository (tracked by git); write elsewhere (nothing was "
+                             "written)")
+
+
 def check_output_file(path, option="--out"):
     """Before any work: ``path`` can become a file: InputError when it is an existing folder or its
     parent is an existing file."""
@@ -285,6 +366,37 @@ def tmp_owner(path):
     """The process id in a temporary name made by :func:`tmp_name`, or -1."""
     m = re.match(r"\d+", pathlib.Path(path).name.rsplit(TMP_TAG, 1)[-1])
     return int(m.group()) if m else -1
+
+
+def pid_alive(pid):
+    """Whether a process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(final_path):
+    """Remove the leftovers of killed runs that wrote ``final_path``: its siblings named by
+    :func:`tmp_name` (also a temporary name of a temporary name) whose writers have all ended.
+    Those of a running process (this one included) and anything else are never touched."""
+    final_path = pathlib.Path(final_path)
+    folder = final_path.parent
+    try:
+        names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and TMP_TAG in e.name]
+    except OSError:
+        return
+    for name in names:
+        if final_name(folder / name) != str(final_path):
+            continue
+        pids = [int(p) for p in re.findall(re.escape(TMP_TAG) + r"(\d+)", name)]
+        if pids and not any(p == os.getpid() or pid_alive(p) for p in pids):
+            remove_path(folder / name)
 
 
 def replace_atomically(tmp_path, final_path):
@@ -327,13 +439,16 @@ def atomic_path(path):
     folder is created."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = tmp_name(path)
     remove_path(tmp)
     try:
         yield tmp
         replace_atomically(tmp, path)
-    except BaseException:
+    except BaseException as err:
         remove_path(tmp)
+        if isinstance(err, OSError) and not err.filename:
+            err.filename = str(path)     # "No space left on device" says which file
         raise
 
 
@@ -360,6 +475,7 @@ class OutputSet:
         """The temporary name to write ``final`` to (its folder is created)."""
         final = pathlib.Path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(final)
         tmp = tmp_name(final)
         remove_path(tmp)
         self.staged[final] = tmp
@@ -426,9 +542,24 @@ def write_npz(path, compressed=False, **arrays):
         save(fh, **arrays)
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps",
+                  "gif")
+
+
+def check_figure_name(path, option="--out"):
+    """Before any work: a figure file name whose suffix (if any) is a format the figures are
+    written in (:data:`FIGURE_FORMATS`; no suffix: PNG)."""
+    if path is None:
+        return
+    suffix = pathlib.Path(path).suffix.lower().lstrip(".")
+    if suffix and suffix not in FIGURE_FORMATS:
+        raise InputError(f"{option} {path}: .{suffix} is not a figure format written here "
+                         f"(use one of: {', '.join(FIGURE_FORMATS)})")
+
+
 def save_figure(fig, path, **savefig_kwargs):
     """``fig.savefig`` to ``path`` atomically; the format is the file's suffix (default png)."""
     path = pathlib.Path(path)
-    savefig_kwargs.setdefault("format", path.suffix.lstrip(".") or "png")
+    savefig_kwargs.setdefault("format", path.suffix.lstrip(".").lower() or "png")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, **savefig_kwargs)

@@ -4,12 +4,9 @@ import pathlib
 from deepmodel.plumbing import InputError, write_text
 
 
-def replace_block(path, begin, end, text):
-    """Put ``text`` between the lines ``begin`` and ``end`` of the Markdown file ``path``.
-
-    The file must hold each marker once, ``begin`` first (an InputError otherwise). Returns True
-    when the file changed (written atomically), False when it already held ``text``.
-    """
+def check_block(path, begin, end):
+    """The text of the Markdown file ``path`` when it holds one ``begin`` marker line followed by
+    one ``end`` line, else an InputError (so a page writer can refuse before any work)."""
     path = pathlib.Path(path)
     try:
         doc = path.read_text()
@@ -19,6 +16,17 @@ def replace_block(path, begin, end, text):
         raise InputError(f"{path}: cannot read ({err.strerror})") from None
     if doc.count(begin) != 1 or doc.count(end) != 1 or doc.index(begin) > doc.index(end):
         raise InputError(f"{path}: needs one '{begin}' line followed by one '{end}' line")
+    return doc
+
+
+def replace_block(path, begin, end, text):
+    """Put ``text`` between the lines ``begin`` and ``end`` of the Markdown file ``path``.
+
+    The file must hold each marker once, ``begin`` first (an InputError otherwise). Returns True
+    when the file changed (written atomically), False when it already held ``text``.
+    """
+    path = pathlib.Path(path)
+    doc = check_block(path, begin, end)
     head, rest = doc.split(begin)
     _, tail = rest.split(end)
     new = head + begin + "\n\n" + text + "\n" + end + tail

@@ -50,6 +50,7 @@ class Case:
     fault: str = None             # "enospc:<folder>" or "erofs:<folder>" (sitecustomize)
     codes: tuple = (0,)           # exit codes accepted for "ok"/"warn"
     check: object = None          # extra check(ws, proc)
+    setup: object = None          # setup(ws) run just before the case
 
     @property
     def id(self):
@@ -168,10 +169,32 @@ def build_workspace(ws):
     (victim / "eval.json").mkdir()
     (victim / "eval.json" / "keep.txt").write_text("precious\n")
     (victim / "plain.txt").write_text("precious\n")
+    # round 2: inputs that a run's outputs must never replace (docs/robustness.md)
+    shutil.copy(ws / "pred.txt", victim / "pred.txt")
+    shutil.copy(ws / "logs" / "a" / "train.log", victim / "train.log")
+    shutil.copy(ws / "random.caffemodel", victim / "w.caffemodel")
+    shutil.copy(ws / "frame.png", victim / "frame.png")
+    (victim / "frames").mkdir()
+    shutil.copy(ws / "frame.png", victim / "frames" / "f1.png")
+    shutil.copy(ws / "crops" / "x" / "1.png", victim / "overview.png")   # a crop named as an output
+    shutil.copytree(ws / "lmdb", victim / "lmdb")
+    np.savez(victim / "fits.npz", theta=np.zeros((3, 26)), error_mm=np.ones(3))
+    (victim / "page.md").write_text("# My notes\n\nno generated block here\n")
+    # damaged data: a data.mdb cut to half its size, a label of 1e30, a test loss of inf
+    truncated = ws / "lmdb_truncated"
+    shutil.copytree(ws / "lmdb", truncated)
+    mdb = truncated / "nyu_test_depth" / "data.mdb"
+    os.truncate(mdb, mdb.stat().st_size // 2)
+    _nan_label_set(ws / "lmdb_huge", value=1e30)
+    (ws / "logs" / "inf_test.log").write_text("".join(
+        log.format(i=i, v=1 / (i + 1)).replace(f"jl = {1 / (i + 1)} (* 1 = {1 / (i + 1)} loss)",
+                                               "jl = inf (* 1 = inf loss)" if i == 20 else
+                                               f"jl = {1 / (i + 1)} (* 1 = {1 / (i + 1)} loss)")
+        for i in range(0, 50, 10)))
     return ws
 
 
-def _nan_label_set(folder):
+def _nan_label_set(folder, value=np.nan):
     from deepmodel.data.records import datum
     from deepmodel.data.records.split import LmdbSplit
 
@@ -180,7 +203,7 @@ def _nan_label_set(folder):
     split = LmdbSplit.of(folder, "nyu", "test")
     depth = datum.encode_rows(np.zeros((n, 128 * 128)), (1, 128, 128))
     joints = np.zeros((n, 93))
-    joints[5, 7] = np.nan
+    joints[5, 7] = value
     joint = datum.encode_rows(joints, (93, 1, 1))
     with split.writer(["depth", "joint"], map_size=1 << 26) as out:
         for i in range(n):
@@ -200,6 +223,18 @@ def _empty_set(folder):
 
 # ---------------------------------------------------------------------------------------------
 # the cases
+
+def _stale_temporaries(ws):
+    """Leftovers of a killed run in the output folder: temporary names of a process that has
+    ended (one a temporary name of a temporary name); the next run there removes them (the
+    case's rule: no temporary file left)."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    folder = ws / "out" / "stale"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f".eval.json{TMP_TAG}{gone.pid}.json").write_text("{")
+    (folder / f"..threshold.png{TMP_TAG}{gone.pid}.png{TMP_TAG}{gone.pid}.png").write_bytes(b"x")
+
 
 def _ok_eval(ws, proc):
     """test_net's output folder: a strict eval.json naming files that exist."""
@@ -572,6 +607,69 @@ def cases():
                                          "{ws}/out/f_icvl.npz"), "error", ("lab.txt", "48")))
     add(Case(F, "model_bogus", ("{ws}/lab.txt", "--model", "nope", "--out", "{ws}/out/f_m.npz"),
              "error", ("nope",)))
+    # ----------------------------------------------------------------- round 2 (docs/robustness.md)
+    # an output that is one of the run's inputs, lies inside an input folder, or is a file of
+    # the repository: refused before any work (the inputs live in victim/, hashed by every case)
+    V = "{ws}/victim"
+    NET = ("--weights", f"{V}/w.caffemodel")
+    for tool, name, argv, needles in (
+            (T, "json_is_the_predictions", ("--predictions", f"{V}/pred.txt", "--labels",
+                                            "{ws}/lab.txt", "--json", f"{V}/pred.txt"), ("pred.txt", "input")),
+            (T, "json_is_the_lmdb_meta", NET + ("--lmdb", f"{V}/lmdb/nyu_test", "--json",
+                                                f"{V}/lmdb/nyu_test_meta.npz"), ("nyu_test_meta.npz", "input")),
+            (T, "json_is_the_weights", NET + ("--lmdb", "{ws}/lmdb/nyu_test", "--json",
+                                              f"{V}/w.caffemodel"), ("w.caffemodel", "input")),
+            (P, "out_is_the_log", (f"{V}/train.log", "--out", f"{V}/train.log"), ("train.log", "input")),
+            (P, "json_is_the_log", (f"{V}/train.log", "--json", f"{V}/train.log"), ("train.log", "input")),
+            (S, "out_is_the_frame", ("--frame", f"{V}/frame.png", "--center", "300", "200", "800",
+                                     "--out", f"{V}/frame.png"), ("frame.png", "input")),
+            (S, "out_inside_the_lmdb", ("--lmdb", f"{V}/lmdb", "--out", f"{V}/lmdb/s.png"),
+             ("s.png", "inside")),
+            (D, "input_named_as_an_output", (f"{V}/overview.png", *NET, "--out", V),
+             ("overview.png", "input")),
+            (RF, "out_inside_the_frames", (f"{V}/frames", *NET, "--out", f"{V}/frames/out"),
+             ("frames", "inside")),
+            (PP, "out_is_the_fits", (f"{V}/fits.npz", "--out", f"{V}/fits.npz"), ("fits.npz", "input")),
+            (SR, "json_is_the_weights", NET + ("--json", f"{V}/w.caffemodel"), ("w.caffemodel", "input")),
+            (FD, "json_inside_the_lmdb", NET + ("--lmdb", f"{V}/lmdb/nyu_test", "--frames", "2",
+                                                "--json", f"{V}/lmdb/nyu_test_depth/x.json"),
+             ("x.json", "inside")),
+            (M, "out_inside_the_root", ("nyu", "--root", V, "--out", f"{V}/lmdb_new"),
+             ("lmdb_new", "inside")),
+            (B, "json_inside_the_lmdb_dir", ("--lmdb-dir", f"{V}/lmdb", "--json", f"{V}/lmdb/b.json"),
+             ("b.json", "inside")),
+            (L, "results_inside_the_lmdb_dir", ("--results", f"{V}/lmdb", "--lmdb-dir", f"{V}/lmdb",
+                                                "--iters", "1", "--no-eval"), ("inside",)),
+            (CC, "out_is_a_reference_crop", ("--out", "data/reference/nyu/test_crops/772.png"),
+             ("772.png", "input")),
+            (MN, "out_in_the_reference_data", ("--out", "data/reference"), ("reference",)),
+            (SY, "out_holds_repository_files", ("--train", "1", "--test", "1", "--out", "docs"),
+             ("docs", "repository")),
+            (T1, "doc_is_not_its_page", ("--table-only", "--doc", f"{V}/page.md", "--results",
+                                         "{ws}/out/t1"), ("page.md", "tools/table1.py")),
+            (R, "markdown_without_block_first", ("--out", f"{V}/rest.png", "--markdown",
+                                                  f"{V}/page.md"), ("page.md",)),
+            (IH, "markdown_without_block_first", ("--markdown", f"{V}/page.md"), ("page.md",)),
+            # damaged files and values that are numbers but not data
+            (T, "lmdb_truncated", ("--weights", "{ws}/random.caffemodel", "--lmdb",
+                                   "{ws}/lmdb_truncated/nyu_test", "--out", "{ws}/out/t"),
+             ("data.mdb", "truncated")),
+            (S, "lmdb_truncated", ("--lmdb", "{ws}/lmdb_truncated", "--out", "{ws}/out/s.png"),
+             ("data.mdb", "truncated")),
+            (T, "label_1e30", ("--weights", "{ws}/random.caffemodel", "--lmdb", "{ws}/lmdb_huge/nyu_test",
+                               "--out", "{ws}/out/t"), ("nyu_test_joint", "record 5", "1e+30")),
+            (S, "label_1e30", ("--lmdb", "{ws}/lmdb_huge", "--index", "5", "--out", "{ws}/out/s.png"),
+             ("record 5", "1e+30")),
+            (F, "restarts_unbounded", ("{ws}/lab.txt", "--restarts", "100000000", "--out",
+                                       "{ws}/out/f.npz"), ("--restarts",)),
+            (IH, "restarts_unbounded", ("--restarts", "100000000"), ("--restarts",)),
+            (S, "out_unknown_format", ("--frame", "{ws}/frame.png", "--center", "300", "200", "800",
+                                       "--out", "{ws}/out/s.bmp"), (".bmp",))):
+        add(Case(tool, name, argv, "error", needles))
+    add(Case(P, "test_loss_inf", ("{ws}/logs/inf_test.log", "--out", "{ws}/out/inf.png", "--json",
+                                  "{ws}/out/inf.json"), "warn", ("inf", "iteration 20")))
+    add(Case(T, "stale_temporaries_removed", pred("pred.txt", "--out", "{ws}/out/stale"), "ok",
+             setup=_stale_temporaries, check=lambda ws, proc: (ws / "out/stale/eval.json").is_file()))
     # ----------------------------------------------------------------- outside the venv
     for tool in (T, P, D, F, S, L, B, T1, R, SR, FD, MN, IH, CC, RF, TR):
         add(Case(tool, "outside_venv", ("--help",), "error", ("venv", "activate")))
@@ -620,6 +718,8 @@ def run_case(case, ws, timeout=600):
         kind, folder = fmt(case.fault).split(":", 1)
         env["HOSTILE_FAULT"] = f"{kind}:{folder}"
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "fault_inject"), env.get("PYTHONPATH", "")])
+    if case.setup is not None:
+        case.setup(ws)
     before = _tree_state(ws / "victim")
     proc = subprocess.run(interpreter + case.tool.split() + argv, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout,

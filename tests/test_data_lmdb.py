@@ -355,3 +355,37 @@ def test_show_sample_from_lmdb_and_raw_frame(built, synth, reference_data, proje
                       "--center", "205.5", "288", "784.2", "--out", tmp_path / "no.png")
     assert_one_line_error(proc, "frame.npy", "is the depth unit right?")
     assert not (tmp_path / "no.png").exists()
+
+
+def test_truncated_and_damaged_lmdbs_are_one_line_errors_not_a_crash(tmp_path):
+    """A data.mdb cut short would fault (SIGBUS) when mapped: refused before it is opened, in
+    this process and in a tool's; a label of 1e30 is refused where labels are read."""
+    import os
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from deepmodel.data.records.lmdb_io import DatumLMDB, check_data_file, count_records
+    from deepmodel.data.records.split import LmdbSplit, checked_labels
+    from deepmodel.plumbing import InputError
+    from tiny_lmdb import write_tiny_lmdbs
+
+    good = write_tiny_lmdbs(tmp_path / "good", n_train=4, n_test=4)
+    cut = tmp_path / "cut"
+    shutil.copytree(good, cut)
+    mdb = cut / "nyu_test_depth" / "data.mdb"
+    full = mdb.stat().st_size
+    check_data_file(good / "nyu_test_depth")                  # intact: nothing said
+    for size in (full - 4096, full // 2, 5000, 100):
+        os.truncate(mdb, size)
+        with pytest.raises(InputError, match="truncated LMDB"):
+            DatumLMDB(cut / "nyu_test_depth")
+        assert count_records(cut / "nyu_test_depth") == -1
+    labels = np.zeros((3, 93))
+    labels[1, 4] = -1e30
+    with pytest.raises(InputError, match="record 1 has the label value -1e"):
+        checked_labels("x_joint", labels)
+    assert checked_labels("x_joint", labels[[0, 2]]) is not None
+    _, rows = LmdbSplit.of(good, "nyu", "test").read_labels("joint")
+    assert rows.shape == (4, 93)

@@ -116,3 +116,59 @@ def test_worker_results_in_order_and_no_worker_left_after_an_early_stop():
         assert sorted(it) == [0, 1, 4, 9, 16]
     with worker_results(_square, abs, (0,), range(5), workers=1) as it:   # here, no pool
         assert list(it) == [0, 1, 4, 9, 16]
+
+
+def test_check_outputs_refuses_inputs_their_folders_and_the_repository(tmp_path):
+    from deepmodel.plumbing import PROJECT, check_outputs
+
+    data = tmp_path / "in.txt"
+    data.write_text("x")
+    lmdb = tmp_path / "lmdb"
+    (lmdb / "nyu_test_depth").mkdir(parents=True)
+    link = tmp_path / "link.txt"
+    link.symlink_to(data)
+    for outputs, needle in (([("--json", data)], "is the labels"),
+                            ([("--json", link)], "is the labels"),                 # through a link
+                            ([("--out", tmp_path / "x" / ".." / "in.txt")], "is the labels"),
+                            ([("--out", lmdb / "nyu_test_depth" / "a.png")], "lies inside"),
+                            ([("--out/", tmp_path)], "holds"),
+                            ([("--out", PROJECT / "README.md")], "tracked by git"),
+                            ([("--out", PROJECT / "data/reference/new.png")], "reference data"),
+                            ([("--out/", PROJECT / "docs")], "holds files of the repository")):
+        with pytest.raises(InputError, match=needle):
+            check_outputs(outputs, [("the labels", data), ("--lmdb", lmdb), ("--none", None)])
+    # allowed: a new file beside the inputs, a replaced folder that holds none, what a command
+    # regenerates, no output at all
+    check_outputs([("--out", tmp_path / "out.txt"), ("--out/", tmp_path / "new"), ("--x", None)],
+                  [("the labels", data), ("--lmdb", lmdb)])
+    check_outputs([("--out", PROJECT / "README.md")], generated=[PROJECT / "README.md"])
+
+
+def test_stale_temporaries_of_ended_runs_are_removed_and_nothing_else(tmp_path):
+    from deepmodel.plumbing import TMP_TAG, atomic_path
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    dead, alive = ended.pid, os.getppid()
+    stale = [f".out.json{TMP_TAG}{dead}.json", f"..out.json{TMP_TAG}{dead}.json{TMP_TAG}{dead}.json"]
+    kept = [f".out.json{TMP_TAG}{alive}.json",                 # a run still going
+            f".other.json{TMP_TAG}{dead}.json",                # another output's
+            "out.json.tmp-x", "notes.txt"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("old")
+    (tmp_path / f".out.json{TMP_TAG}{dead}.dir").mkdir()
+    stale.append(f".out.json{TMP_TAG}{dead}.dir")              # a folder too
+    with atomic_path(tmp_path / "out.json") as tmp:
+        tmp.write_text("{}")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(kept + ["out.json"]), left
+
+
+def test_a_failed_write_names_its_file(tmp_path):
+    from deepmodel.plumbing import atomic_path, describe_os_error
+
+    for err in (OSError(28, "No space left on device"), OSError("2600 requested and 1008 written")):
+        with pytest.raises(OSError) as caught:
+            with atomic_path(tmp_path / "big.npz"):
+                raise err
+        assert describe_os_error(caught.value).startswith(f"{tmp_path / 'big.npz'}: ")

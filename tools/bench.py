@@ -53,7 +53,8 @@ import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 
-from deepmodel.plumbing import PROJECT, InputError, blas_core, openblas, run, write_json
+from deepmodel.plumbing import (PROJECT, InputError, blas_core, check_output_file, check_outputs,
+                                openblas, run, write_json)
 from deepmodel.plumbing import ArgumentParser, positive_int  # options checked as parsed
 from deepmodel.data.records.split import LmdbSplit
 from deepmodel.nets.net_io import import_caffe
@@ -487,6 +488,8 @@ def main(argv=None):
             raise InputError(f"--{opt} {getattr(args, opt)}: must be at least 1")
     if args.json and not args.json.parent.is_dir():
         raise InputError(f"{args.json.parent}: no such folder for --json")
+    check_output_file(args.json, "--json")
+    check_outputs([("--json", args.json)], [("--lmdb-dir", args.lmdb_dir)])
 
     caffe = import_caffe()
     rng = np.random.default_rng(0)

@@ -17,8 +17,8 @@ from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, nonneg_int,
-                                run, save_figure)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file,
+                                check_outputs, nonneg_int, run, save_figure)
 
 DEFAULT_OUT = PROJECT / "docs" / "img" / "real_vs_synthetic.png"
 
@@ -75,6 +75,8 @@ def main(argv=None):
     p.add_argument("--seed", type=nonneg_int, default=7, help="seed of the synthetic frames")
     args = p.parse_args(argv)
     check_output_file(args.out)
+    check_outputs([("--out", args.out)], [("the real crops", NYU_TEST_CROPS)],
+                  generated=[DEFAULT_OUT])
     if args.out.suffix.lower() != ".png":
         raise InputError(f"--out {args.out}: expected a .png file name")
     from deepmodel.model.hand_model import HandModel

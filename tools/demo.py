@@ -54,8 +54,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, Camera, parse_camera
 from deepmodel.plumbing import (MAX_PLAUSIBLE, ArgumentParser, InputError, OutputSet,
-                                atomic_path, check_center, console, finite_float, run, save_figure,
-                                write_json)
+                                atomic_path, check_center, check_outputs, console, finite_float, run,
+                                save_figure, write_json)
 from deepmodel.data.datasets.frames import png_files
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
 from deepmodel.nets.net_io import MODEL_HELP
@@ -357,6 +357,13 @@ def main(argv=None):
         weights, where = default_weights(pathlib.Path(args.out).parent, args.model,
                                         shipped=SHIPPED_REAL)
         print(f"weights: {where}: {weights}")
+    out = pathlib.Path(args.out)
+    written = [out / "overview.png", out / "demo.json"] + [
+        out / f"{name}{kind}" for name in unique_names(files)
+        for kind in ("_overlay.png", "_3d.png", "_frame.png")]
+    check_outputs([("--out", p) for p in written],
+                  [(f"the input {f}", f) for f in files]
+                  + [("--weights", weights), ("--model", args.model)])
 
     from deepmodel.data.evaluation import metrics
     from deepmodel.fitting.depth_fit import NOMINAL_DEPTH_MM, DepthFitter

@@ -18,7 +18,7 @@ import sys
 
 
 
-from deepmodel.plumbing import PROJECT, InputError, run, save_figure, write_text
+from deepmodel.plumbing import PROJECT, InputError, check_outputs, run, save_figure
 from deepmodel.plumbing import ArgumentParser  # options checked as parsed
 from deepmodel.model.hand_model import HandModel, ModelDefinitionError
 
@@ -170,6 +170,13 @@ def main(argv=None):
         raise InputError(str(err)) from None
     if not (args.out or args.markdown or args.print_tables):
         args.out = str(PROJECT / "docs" / "img" / "rest_pose.png")
+    if args.markdown:               # refused before the figure is drawn: both or neither
+        from deepmodel.plumbing.docblock import check_block
+
+        check_block(args.markdown, BEGIN, END)
+    check_outputs([("--out", args.out), ("--markdown", args.markdown)],
+                  generated=[PROJECT / "docs" / "img" / "rest_pose.png"]
+                  + ([args.markdown] if args.markdown else []))
     if args.out:
         out = pathlib.Path(args.out)
         if out.suffix.lower() != ".png":

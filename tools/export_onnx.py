@@ -32,7 +32,7 @@ import numpy as np
 from deepmodel.nets.net_io import MODEL_HELP, default_model, load_net
 from deepmodel.nets.weights import SHIPPED_REAL
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path,
-                                check_output_file, int_in, run)
+                                check_output_file, check_outputs, int_in, run)
 
 TOLERANCE = 1e-4            # largest difference of any output, ONNX Runtime vs Caffe
 SHIPPED = [                 # (deploy prototxt, weights): what the raw-frame pipeline runs
@@ -142,9 +142,8 @@ def main(argv=None):
         if out.suffix != ".onnx":
             raise InputError(f"--out {out}: give a file name ending in .onnx")
         check_output_file(out)
-        for given in (weights, model):
-            if out.resolve() == given.resolve():
-                raise InputError(f"--out {out}: is an input of the export; give another name")
+        check_outputs([("--out", out)], [("--weights", weights), ("--model", model)],
+                      generated=[(PROJECT / w).with_suffix(".onnx") for _, w in SHIPPED])
         jobs = [(model, weights, out)]
     for model, weights, out in jobs:
         export_one(model, weights, out, args.check_crops, args.quiet)

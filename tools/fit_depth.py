@@ -24,8 +24,9 @@ import numpy as np
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 from deepmodel.data.datasets.labels import NYU14_KEYPOINTS
-from deepmodel.data.records.split import LmdbSplit
-from deepmodel.plumbing import PROJECT, ArgumentParser, InputError, positive_int, run, write_json
+from deepmodel.data.records.split import LmdbSplit, checked_labels
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file,
+                                check_outputs, positive_int, run, write_json)
 from deepmodel.data.evaluation.metrics import joint_errors
 from deepmodel.data.evaluation.real_crops import centred_error
 from deepmodel.nets.net_io import net_keypoints
@@ -65,6 +66,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_output_file(args.json, "--json")
+    check_outputs([("--json", args.json)], [("--weights", args.weights), ("--model", args.model)]
+                  + (LmdbSplit(args.lmdb).inputs("--lmdb") if args.lmdb else []))
     from deepmodel.model.hand_model import HandModel
     from deepmodel.nets.net_io import default_model, fit_net_pose, input_blob, load_net, output_blob
 
@@ -85,7 +89,7 @@ def main(argv=None):
         n = min(args.frames, len(depth))
         crops = next(iter(depth.iter_batches(n, None)))[1]
         _, true = joint.read_all()
-    true = np.asarray(true[:n], np.float64)
+    true = np.asarray(checked_labels(joint.path, true)[:n], np.float64)
     if len(true) < n:
         raise InputError(f"{args.lmdb}: the joint LMDB has {len(true)} records, the depth LMDB {n}")
     bad = ~np.all(np.isfinite(true), axis=1)

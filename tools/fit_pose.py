@@ -35,8 +35,9 @@ import time
 import numpy as np
 
 
-from deepmodel.plumbing import InputError, console, open_text, run, save_figure, write_npz
-from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
+from deepmodel.plumbing import (InputError, check_outputs, console, open_text, run, save_figure,
+                                write_npz)
+from deepmodel.plumbing import ArgumentParser, finite_float, int_in, nonneg_int  # checked as parsed
 from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets import nyu
 from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
@@ -240,13 +241,14 @@ def parse_args(argv):
     p.add_argument("--prior", type=finite_float(0), default=0.3, metavar="MM_PER_RAD",
                    help="weight of the pull of the 20 finger angles towards the rest pose, in mm of "
                         "joint error per radian (default 0.3; 0 disables it)")
-    p.add_argument("--restarts", type=nonneg_int, default=4,
+    p.add_argument("--restarts", type=int_in(0, 1000), default=4,
                    help="random perturbation starts per poorly fitted frame (default 4)")
     p.add_argument("--restart-above", type=finite_float(0), default=4.0, metavar="MM",
                    help="perturbation starts only for frames whose error exceeds this (default 4)")
-    p.add_argument("--neighbour-passes", type=nonneg_int, default=1,
+    p.add_argument("--neighbour-passes", type=int_in(0, 100), default=1,
                    help="passes starting from the previous and next frame's solution (default 1)")
-    p.add_argument("--max-iter", type=positive_int, default=60, help="LM iterations per start (default 60)")
+    p.add_argument("--max-iter", type=int_in(1, 100_000), default=60,
+                   help="LM iterations per start (default 60)")
     p.add_argument("--frames", default=None, metavar="A:B",
                    help="fit only input frames A..B-1 (0-based), e.g. 0:200")
     p.add_argument("--skip-bad-rows", action="store_true",
@@ -303,6 +305,8 @@ def main(argv=None):
         raise InputError(f"--out {out}: is a folder")
     if not os.path.exists(args.labels):
         raise InputError(f"{args.labels}: no such file")
+    check_outputs([("--out", out), ("--out", out.with_name(f"{out.stem}_error.png"))],
+                  [("the labels", args.labels)])
 
     from deepmodel.model.hand_model import ModelDefinitionError
     try:

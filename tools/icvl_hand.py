@@ -36,8 +36,8 @@ from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets.camera import ICVL_CAMERA
 from deepmodel.data.datasets.labels import load_uvd_file
 from deepmodel.data.datasets.reference import ICVL_LABELS
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file, int_in,
-                                nonneg_int, run, write_text)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_output_file,
+                                check_outputs, int_in, run, write_text)
 
 BEGIN = "<!-- BEGIN GENERATED TABLES (tools/icvl_hand.py --markdown) -->"
 END = "<!-- END GENERATED TABLES -->"
@@ -193,7 +193,7 @@ def build_parser():
                    "labels)")
     p.add_argument("--rounds", type=int_in(1, 100), default=10,
                    help="calibration rounds (poses <-> bones), 1-100")
-    p.add_argument("--restarts", type=nonneg_int, default=2, help="random restarts per poor frame")
+    p.add_argument("--restarts", type=int_in(0, 1000), default=2, help="random restarts per poor frame")
     p.add_argument("--markdown", default=None, help="replace the generated block of this page")
     p.add_argument("--write-model", action="store_true",
                    help=f"write the calibrated model file {MODEL_OUT.relative_to(PROJECT)}")
@@ -204,6 +204,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_output_file(args.markdown, "--markdown")
+    check_outputs([("--markdown", args.markdown)], [("--labels", args.labels)],
+                  generated=[args.markdown] if args.markdown else ())   # pages with a generated block
+    if args.markdown:                # a page without the block is refused before the work
+        from deepmodel.plumbing.docblock import check_block
+
+        check_block(args.markdown, BEGIN, END)
     from deepmodel.model.hand_model import HandModel
 
     t0 = time.perf_counter()

@@ -22,8 +22,8 @@ import time
 import numpy as np
 
 from deepmodel.data.records import build
-from deepmodel.plumbing import PROJECT, run
-from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # options checked as parsed
+from deepmodel.plumbing import PROJECT, check_outputs, run
+from deepmodel.plumbing import ArgumentParser, finite_float, nonneg_int, positive_int  # checked as parsed
 
 DEFAULT_OUT = PROJECT / "data" / "lmdb"
 DEFAULT_SYNTHETIC = PROJECT / "data" / "synthetic"
@@ -86,6 +86,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    check_outputs([("--out/", args.out)], [("--root", args.root)])
     if not 0 <= args.max_bad <= 1:
         p.error("--max-bad must be a fraction between 0 and 1")
     if args.cube is not None and not args.cube > 0:
@@ -185,7 +186,9 @@ def _detected(table, fp, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    for split, table, fp in _tables(args):
+    # every split's frame table read and checked before any split is written: a test split
+    # that is refused leaves no newly written train split behind
+    for split, table, fp in list(_tables(args)):
         if args.centers == "detected":
             detected, fp = _detected(table, fp, args)
             if detected is None:

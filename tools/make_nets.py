@@ -9,7 +9,7 @@ import pathlib
 import sys
 
 from deepmodel.nets.netspec import PROTOTXT_DIR, VARIANTS, generate
-from deepmodel.plumbing import ArgumentParser, PROJECT, run, write_text
+from deepmodel.plumbing import PROJECT, ArgumentParser, check_outputs, run, write_text
 
 
 def main(argv=None):
@@ -24,6 +24,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     files = generate()
+    if not args.check:
+        check_outputs([("--out", args.out / name) for name in files],
+                      generated=[PROTOTXT_DIR / name for name in files])
     if args.check:
         stale = []
         for name, text in files.items():

@@ -7,7 +7,7 @@ import pathlib
 
 from deepmodel.data.records.merge import Source, copy_test_split, merge
 from deepmodel.data.records.split import LmdbSplit
-from deepmodel.plumbing import ArgumentParser, InputError, nonneg_int, run
+from deepmodel.plumbing import ArgumentParser, InputError, check_outputs, nonneg_int, run
 
 
 def parse_args(argv):
@@ -42,6 +42,8 @@ def main(argv=None):
     test_from = args.test if args.test is not None else sources[0].folder
     if pathlib.Path(test_from).resolve() == out:
         raise InputError(f"--test {test_from}: is the output folder; give another --out")
+    check_outputs([("--out/", args.out)], [(f"--train {s.text}", s.folder) for s in sources]
+                  + [("--test", test_from)])
     LmdbSplit.of(test_from, args.dataset, "test").read_meta()    # checked before anything is written
     n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
     n_test = copy_test_split(test_from, args.out, args.dataset, args.force)

@@ -25,8 +25,8 @@ import pathlib
 import re
 
 
-from deepmodel.plumbing import (ArgumentParser, InputError, check_output_file, run, save_figure,
-                                write_json)
+from deepmodel.plumbing import (ArgumentParser, InputError, OutputSet, check_output_file,
+                                check_outputs, run, same_path, save_figure, write_json)
 
 _NUM = r"([-+]?(?:nan|inf|[0-9.]+(?:e[-+]?[0-9]+)?))"
 RE_LOSS = re.compile(r"\bIteration (\d+)(?: \([^)]*\))?, loss = " + _NUM, re.I)
@@ -91,7 +91,9 @@ def read_log(path):
 
 
 def _xy(series):
-    its = sorted(series)
+    """Iterations and values of a series, its NaN and infinite values left out (not drawable;
+    main() warns about them)."""
+    its = [i for i in sorted(series) if math.isfinite(series[i])]
     return its, [series[i] for i in its]
 
 
@@ -159,6 +161,17 @@ def plot_logs(parsed_logs, labels, path, title=None):
     plt.close(fig)
 
 
+def write_series_json(path, parsed, labels):
+    """The parsed series as JSON (strict: a NaN or infinite value of the log is null)."""
+    def ser(s):
+        return {str(k): (v if math.isfinite(v) else None) for k, v in sorted(s.items())}
+
+    write_json(path, {label: {"loss": ser(p["loss"]), "lr": ser(p["lr"]),
+                              "train": {k: ser(v) for k, v in p["train"].items()},
+                              "test": {k: ser(v) for k, v in p["test"].items()}}
+                      for label, p in zip(labels, parsed)})
+
+
 def default_labels(logs):
     """Legend names: the log file stems, with as many parent folders as make them distinct
     (``a/train.log``, ``b/train.log`` -> ``a/train``, ``b/train``)."""
@@ -190,24 +203,28 @@ def main(argv=None):
     labels = args.labels or default_labels(args.logs)
     check_output_file(args.out, "--out")
     check_output_file(args.json, "--json")
+    first = pathlib.Path(args.logs[0])
+    out = pathlib.Path(args.out) if args.out else first.with_name(f"{first.stem}_loss.png")
+    if args.json is not None and same_path(args.json, out):
+        raise InputError(f"--json {args.json}: is also the figure (--out); give another name")
+    check_outputs([("--out", out), ("--json", args.json)],
+                  [(f"the log {p}", p) for p in args.logs])
     parsed = [read_log(p) for p in args.logs]
     for label, p in zip(labels, parsed):
         bad = sorted(i for i, v in p["loss"].items() if not math.isfinite(v))
         if bad:
             print(f"warning: {label}: the training loss is {p['loss'][bad[0]]} from iteration "
                   f"{bad[0]} on (diverged); those points are not drawn", file=sys.stderr)
-    first = pathlib.Path(args.logs[0])
-    out = pathlib.Path(args.out) if args.out else first.with_name(f"{first.stem}_loss.png")
-    plot_logs(parsed, labels, out, args.title)
-    if args.json:
-        def ser(s):       # strict JSON: a NaN or infinite value of the log is null
-            return {str(k): (v if math.isfinite(v) else None) for k, v in sorted(s.items())}
-
-        data = {label: {"loss": ser(p["loss"]), "lr": ser(p["lr"]),
-                        "train": {k: ser(v) for k, v in p["train"].items()},
-                        "test": {k: ser(v) for k, v in p["test"].items()}}
-                for label, p in zip(labels, parsed)}
-        write_json(args.json, data)
+        for kind in ("train", "test"):
+            for name, series in p[kind].items():
+                bad = sorted(i for i, v in series.items() if not math.isfinite(v))
+                if bad:
+                    print(f"warning: {label}: {kind} output {name} is {series[bad[0]]} at "
+                          f"iteration {bad[0]} ({len(bad)} point(s)); not drawn", file=sys.stderr)
+    with OutputSet(out) as outs:       # the figure and its JSON appear together or not at all
+        plot_logs(parsed, labels, outs.stage(out), args.title)
+        if args.json:
+            write_series_json(outs.stage(pathlib.Path(args.json)), parsed, labels)
     for label, p in zip(labels, parsed):
         last = max(p["loss"]) if p["loss"] else None
         tests = ", ".join(f"{k} {v[max(v)]:.4g}" for k, v in p["test"].items())

@@ -7,8 +7,8 @@ import numpy as np
 import pathlib
 
 from deepmodel.data.synthetic.pose_prior import DEFAULT_PRIOR
-from deepmodel.plumbing import (ArgumentParser, InputError, check_output_file, finite_float, run,
-                                write_npz)
+from deepmodel.plumbing import (ArgumentParser, InputError, check_output_file, check_outputs,
+                                finite_float, run, write_npz)
 
 
 def main(argv=None):
@@ -23,6 +23,7 @@ def main(argv=None):
                    help="leave out frames fitted worse than this (mm)")
     args = p.parse_args(argv)
     check_output_file(args.out)
+    check_outputs([("--out", args.out)], [("the fits", args.fits)], generated=[DEFAULT_PRIOR])
     if not args.fits.is_file():
         raise InputError(f"{args.fits}: no such file (a tools/fit_pose.py result)")
     try:

@@ -66,11 +66,13 @@ from deepmodel.data.datasets.sources import SOURCES_HELP, open_frames
 from deepmodel.nets.net_io import MODEL_HELP, default_model
 from deepmodel.pipeline.frames import DATASETS, FramePipeline
 from deepmodel.pipeline.video import VideoOut, check_video_path
-from deepmodel.plumbing import (ArgumentParser, InputError, OutputSet, console, finite_float,
-                                int_in, run)
+from deepmodel.plumbing import (ArgumentParser, InputError, OutputSet, check_outputs, console,
+                                finite_float, int_in, run)
 from deepmodel.runtime.nets import BACKEND_HELP, BACKENDS
 
 TRACK = ("auto", "on", "off")
+OUTPUT_NAMES = ("frames.txt", "frames.jsonl", "keypoints_mm.txt", "keypoints_uvd.txt",
+                "predictions_nyu14_uvd.txt", "centers.txt", "failures.txt")
 
 
 def build_parser():
@@ -125,6 +127,9 @@ def main(argv=None):
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     video = check_video_path(args.video, args.inputs) if args.video else None
+    check_outputs([("--out", out / name) for name in OUTPUT_NAMES],
+                  [(f"the input {i}", i) for i in args.inputs]
+                  + [("--weights", args.weights), ("--model", args.model)])
     model = args.model or (default_model(args.weights) if args.backend == "caffe" else None)
     with open_frames(args.inputs, args.camera, args.depth_unit, args.dataset, live=args.live,
                      max_frames=args.max_frames) as source:

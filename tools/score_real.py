@@ -37,7 +37,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 from deepmodel.data.datasets.reference import NYU_TEST_CROPS
 from deepmodel.data.evaluation.real_crops import half_cube_mm, real_crops, score
 from deepmodel.nets.net_io import MODEL_HELP, fitted_keypoints, net_keypoints
-from deepmodel.plumbing import PROJECT, InputError, run, write_json
+from deepmodel.plumbing import (PROJECT, InputError, check_output_file, check_outputs, run,
+                                write_json)
 from deepmodel.plumbing import ArgumentParser  # options checked as parsed
 from deepmodel.nets.weights import SHIPPED_REAL, default_weights
 
@@ -76,6 +77,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_output_file(args.json, "--json")
+    check_outputs([("--json", args.json)], [(f"--weights {w}", w) for w in args.weights or ()]
+                  + [("--model", args.model), ("--crops", args.crops)])
     from deepmodel.nets.net_io import default_model, input_blob, load_net, output_blob
 
     if args.weights:

@@ -21,8 +21,9 @@ import numpy as np
 from argparse import RawDescriptionHelpFormatter
 
 from deepmodel.data.datasets.camera import CAMERA_HELP, DEPTH_UNIT_HELP, parse_camera
-from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_output_file,
-                                finite_float, nonneg_int, run, save_figure)
+from deepmodel.plumbing import (ArgumentParser, InputError, check_center, check_figure_name,
+                                check_output_file, check_outputs, finite_float, nonneg_int, run,
+                                save_figure)
 
 
 def parse_args(argv):
@@ -47,11 +48,16 @@ def parse_args(argv):
     if args.center is not None:
         check_center(args.center)
     check_output_file(args.out, "--out")
+    check_figure_name(args.out)
+    check_outputs([("--out", args.out)], [("--lmdb", args.lmdb), ("--frame", args.frame)])
     return args
 
 
 def _read_record(split, kind, index):
     """Record ``index`` of ``split``'s ``kind`` LMDB -> ``(C, H, W)`` float32."""
+    from deepmodel.data.records.lmdb_io import check_data_file
+
+    check_data_file(split.lmdb(kind))          # a truncated data.mdb: one line, not SIGBUS
     if split.count(kind) < 0:
         raise InputError(f"{split.lmdb(kind)}: not an LMDB (build it with python tools/make_lmdb.py)")
     if split.count(kind) == 0:
@@ -65,11 +71,13 @@ def _read_record(split, kind, index):
 def from_lmdb(args):
     from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
     from deepmodel.data.hand_crop.crop import crop_pixel_of_uvd
-    from deepmodel.data.records.split import LmdbSplit, to_mm
+    from deepmodel.data.records.split import LmdbSplit, checked_labels, to_mm
 
     split = LmdbSplit.of(args.lmdb, args.dataset, args.split)
     crop = _read_record(split, "depth", args.index)[0]
-    joints = _read_record(split, "joint", args.index).reshape(-1, 3)
+    joints = checked_labels(split.lmdb("joint"),
+                            _read_record(split, "joint", args.index).reshape(1, -1),
+                            first=args.index).reshape(-1, 3)
     size = crop.shape[0]
     info = f"{split.name} record {args.index}"
     if split.meta_path.is_file():

@@ -11,8 +11,8 @@ import time
 
 from deepmodel.data.synthetic.nyu import (DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN,
                                           POSES, PROFILES, generate, is_complete, set_params)
-from deepmodel.plumbing import (ArgumentParser, InputError, finite_float, nonneg_int, positive_int,
-                                run)
+from deepmodel.plumbing import (ArgumentParser, InputError, check_outputs, finite_float, nonneg_int,
+                                positive_int, run)
 
 
 def parse_args(argv):
@@ -56,6 +56,7 @@ def parse_args(argv):
         p.error("--train and --test must be >= 0 and not both 0")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    check_outputs([("--out/", args.out)])
     return args
 
 

@@ -8,7 +8,7 @@ import pathlib
 
 from deepmodel.data.synthetic.icvl import (DEFAULT_OUT, DEFAULT_SEED, DEFAULT_TEST, DEFAULT_TRAIN,
                                            generate)
-from deepmodel.plumbing import ArgumentParser, InputError, int_in, nonneg_int, run
+from deepmodel.plumbing import ArgumentParser, InputError, check_outputs, int_in, nonneg_int, run
 
 
 def parse_args(argv):
@@ -31,6 +31,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.out.exists() and not args.out.is_dir():
         raise InputError(f"--out {args.out}: exists and is not a folder")
+    check_outputs([("--out/", args.out)])
     return args
 
 

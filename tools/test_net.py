@@ -51,10 +51,10 @@ from deepmodel.data.datasets.camera import ICVL_CAMERA, NYU_CAMERA
 from deepmodel.data.datasets.labels import (NYU14_KEYPOINTS, load_uvd_file, nyu14_order_warning,
                                             write_uvd_file)
 from deepmodel.data.datasets.reference import ICVL_LABELS, NYU_LABELS
-from deepmodel.data.records.split import LmdbSplit, to_mm
+from deepmodel.data.records.split import LmdbSplit, checked_labels, to_mm
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, OutputSet, check_output_file,
-                                console, open_text, positive_int, run, save_figure, write_json,
-                                write_npz)
+                                check_outputs, console, open_text, positive_int, run, save_figure,
+                                write_json, write_npz)
 from deepmodel.data.evaluation import metrics
 from deepmodel.nets.net_io import MODEL_HELP
 from deepmodel.nets.weights import default_weights
@@ -289,10 +289,7 @@ def run_net_on_lmdb(net, data_blob, split, joints_blob, theta_blob, batch_size,
         raise InputError(f"{depth.path} has {len(depth)} records but {joint.path} has "
                          f"{len(joint)}")
     joint_keys, true = joint.read_all()
-    bad = ~np.all(np.isfinite(true), axis=1)
-    if bad.any():
-        raise InputError(f"{joint.path}: record {int(np.flatnonzero(bad)[0])} has a NaN or infinite "
-                         f"label ({int(bad.sum())} such records)")
+    true = checked_labels(joint.path, true)
     width = int(np.prod(net.blobs[joints_blob].data.shape[1:]))
     if true.shape[1] != width:
         raise InputError(f"{joint.path}: records hold {true.shape[1]} values, but the net's "
@@ -585,6 +582,13 @@ def main(argv=None):
     check_output_file(args.json, "--json")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"--out {args.out}: is a file, not a folder")
+    out = pathlib.Path(args.out)
+    names = ["threshold.png", "per_joint.png", "predictions.npz"] + [
+        f"predictions_{d}{b.num_joints}_uvd.txt" for d, b in sorted(kit.DATASETS.items())]
+    check_outputs([("--json", args.json or out / "eval.json")] + [("--out", out / n) for n in names],
+                  [(f"the predictions {f}", f) for f in args.predictions or ()]
+                  + [("--labels", args.labels), ("--weights", args.weights), ("--model", args.model)]
+                  + ([] if args.predictions else LmdbSplit(args.lmdb).inputs("--lmdb")))
     if args.predictions is not None:
         return run_predictions(args)
     if args.batch_size < 1:

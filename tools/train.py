@@ -65,8 +65,8 @@ from argparse import RawDescriptionHelpFormatter
 from deepmodel.nets import netspec as mn
 from deepmodel.nets.training import (BUDGET_BATCH, BUDGET_ITERS, DEFAULT_LMDB_DIR,
                                      DEFAULT_MAX_MINUTES, describe_eval, train_variant)
-from deepmodel.plumbing import (ArgumentParser, InputError, PROJECT, console, finite_float,
-                                nonneg_int, positive_int, run)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_outputs, console,
+                                finite_float, nonneg_int, positive_int, run)
 
 
 def main(argv=None):
@@ -122,6 +122,14 @@ def main(argv=None):
         raise InputError(f"--iters {args.iters}: must be at least 1")
     if args.batch is not None and args.batch < 1:
         raise InputError(f"--batch {args.batch}: must be at least 1")
+    from deepmodel.nets.training import weight_name
+
+    name = weight_name(args.variant, args.dataset)
+    results = pathlib.Path(args.results)
+    check_outputs([("--results", results / f"{name}.caffemodel"), ("--results", results / "train.log"),
+                   ("--results", results / "train.json"), ("--results/", results / "snapshots")],
+                  [("--weights", args.weights), ("--solver", args.solver),
+                   ("--lmdb-dir", args.lmdb_dir)])
 
     summary = train_variant(args.variant, args.results, iters=args.iters, batch=args.batch,
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,

@@ -42,8 +42,8 @@ from deepmodel.data.hand_crop.locate import HandNotFound, learned_refiner
 from deepmodel.data.synthetic.scenes import KIND_SHARE, KINDS, make_scenes
 from deepmodel.nets import netspec as mn
 from deepmodel.nets.training import refine_rms_mm, train_in_memory, train_refine_net
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
-                                nonneg_int, run, worker_results, write_json)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, check_outputs,
+                                int_in, nonneg_int, run, worker_results, write_json)
 
 CUBE_MM = 300.0
 FOUND_MM = 30.0            # the goal: crop centre within this of the palm centre
@@ -172,6 +172,9 @@ def parse_args(argv):
         raise InputError(f"{args.out}: the weights file must end in .caffemodel")
     if args.out.exists() and not args.out.is_file():
         raise InputError(f"{args.out}: exists and is not a file")
+    check_outputs([("--out", args.out), ("--out", args.out.with_suffix(".json"))]
+                  + ([("--out", refiner_path(args.out))] if args.refine_iters else []),
+                  generated=[WEIGHTS, WEIGHTS.with_suffix(".json"), refiner_path(WEIGHTS)])
     return args
 
 

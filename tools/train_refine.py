@@ -41,8 +41,8 @@ from deepmodel.data.datasets.camera import NYU_CAMERA
 from deepmodel.data.hand_crop.crop import crop_depth
 from deepmodel.data.hand_crop.locate import HandNotFound, locate
 from deepmodel.data.hand_crop.refine import WEIGHTS, CentreRefiner, offset_target
-from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, int_in,
-                                nonneg_int, run, write_json)
+from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, atomic_path, check_outputs,
+                                int_in, nonneg_int, run, write_json)
 from deepmodel.nets import netspec as mn
 from deepmodel.nets.training import refine_rms_mm, train_refine_net
 
@@ -140,6 +140,8 @@ def parse_args(argv):
         raise InputError(f"{args.out}: the weights file must end in .caffemodel")
     if args.out.exists() and not args.out.is_file():
         raise InputError(f"{args.out}: exists and is not a file")
+    check_outputs([("--out", args.out), ("--out", args.out.with_suffix(".json"))],
+                  generated=[WEIGHTS, WEIGHTS.with_suffix(".json")])
     return args
 
 

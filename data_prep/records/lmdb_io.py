@@ -22,7 +22,8 @@ import lmdb
 import numpy as np
 
 from deepmodel.data.records import datum
-from deepmodel.plumbing import TMP_TAG, InputError, replace_atomically, tmp_name, tmp_owner
+from deepmodel.plumbing import (TMP_TAG, InputError, pid_alive, replace_atomically, tmp_name,
+                                tmp_owner)
 
 
 BUILD_ID_FILE = "build_id"
@@ -37,6 +38,37 @@ def read_build_id(path):
         return None
 
 
+_MAGIC = 0xBEEFC0DE
+
+
+def check_data_file(path):
+    """Refuse an LMDB folder whose ``data.mdb`` is shorter than its own meta pages say (a truncated
+    copy or download): LMDB maps the file and would fault (SIGBUS) when it reads past the end,
+    ending the process without a message. An InputError names the file; a file that is not an
+    LMDB at all is left to ``lmdb.open`` to refuse."""
+    data = pathlib.Path(path) / "data.mdb"
+    import struct
+
+    try:
+        size = data.stat().st_size
+        with open(data, "rb") as fh:
+            head = fh.read(2 * 65536)
+    except OSError:
+        return
+    if len(head) < 44 or struct.unpack_from("<I", head, 16)[0] != _MAGIC:
+        return                                        # too short to tell, or not an LMDB
+    page = struct.unpack_from("<I", head, 40)[0]      # the free DB's md_pad: the page size
+    if not 512 <= page <= 65536 or len(head) < page + 160:
+        raise InputError(f"{data}: truncated LMDB ({size} bytes, not even its two meta pages); "
+                         "copy or build it again")
+    metas = [struct.unpack_from("<QQ", head, off + 136) for off in (0, page)]
+    last_page = max(metas, key=lambda m: m[1])[0]     # the meta of the newest transaction
+    need = (last_page + 1) * page
+    if size < need:
+        raise InputError(f"{data}: truncated LMDB ({size} bytes, its pages need {need}); copy "
+                         "or build it again")
+
+
 def key(i):
     """The key of record ``i``: ``b'%08d' % i``."""
     return b"%08d" % i
@@ -46,6 +78,10 @@ def count_records(path):
     """Number of records of an LMDB folder, or -1 if it is not a readable LMDB."""
     path = pathlib.Path(path)
     if not (path / "data.mdb").is_file():
+        return -1
+    try:
+        check_data_file(path)
+    except InputError:
         return -1
     try:
         env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, subdir=True)
@@ -64,22 +100,12 @@ def remove_stale(out_dir, prefix):
         return
     for p in out_dir.glob(f".{prefix}*{TMP_TAG}*"):
         pid = tmp_owner(p)
-        if pid > 0 and pid != os.getpid() and _alive(pid):
+        if pid > 0 and pid != os.getpid() and pid_alive(pid):
             continue
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class LmdbSet:
@@ -174,6 +200,7 @@ class DatumLMDB:
             raise InputError(f"{self.path}: no such LMDB (a folder with data.mdb)")
         if not os.path.isfile(os.path.join(self.path, "data.mdb")):
             raise InputError(f"{self.path}: not an LMDB (no data.mdb inside)")
+        check_data_file(self.path)
         try:
             self.env = lmdb.open(self.path, readonly=True, lock=False, readahead=False,
                                  subdir=True)

@@ -56,8 +56,7 @@ def facing(split):
     from deepmodel.model.hand_model import HandModel
 
     model = HandModel.nyu()
-    with split.open("joint") as joint:
-        _, rows = joint.read_all()
+    _, rows = split.read_labels("joint")
     if rows.shape[1] != 3 * model.num_keypoints:
         raise InputError(f"{split.lmdb('joint')}: records hold {rows.shape[1]} values, not the "
                          f"{model.num_keypoints} keypoints x 3 a face is read from")

@@ -29,6 +29,27 @@ from deepmodel.plumbing import InputError, write_npz
 KINDS = ("depth", "joint", "theta")
 
 
+LABEL_LIMIT = 1000.0     # a label beyond this (normalised units, radians) is not a label
+
+
+def checked_labels(path, values, first=0):
+    """``values`` ``(N, W)`` of the label LMDB ``path``, or an InputError naming the first record
+    with a NaN, an infinite value or one beyond +-:data:`LABEL_LIMIT` (normalised keypoints are
+    about +-1, angles within +-pi: such a number is damage, not data). ``first``: the record
+    number of the first row."""
+    values = np.asarray(values)
+    bad = ~np.all(np.isfinite(values) & (np.abs(values) <= LABEL_LIMIT), axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        row = values[i]
+        j = int(np.flatnonzero(~(np.isfinite(row) & (np.abs(row) <= LABEL_LIMIT)))[0])
+        what = f"beyond +-{LABEL_LIMIT:g}" if np.isfinite(row[j]) else "a NaN or infinite value"
+        raise InputError(f"{path}: record {first + i} has the label value {row[j]:.6g} ({what}, "
+                         f"not a label; value {j}, {int(bad.sum())} such records): build the LMDB "
+                         "again")
+    return values
+
+
 def to_normalised(xyz, com, cube, clip=True):
     """Points ``(N, K, 3)`` mm -> ``(N, K, 3)`` network units ``(xyz - com) / (cube / 2)``.
 
@@ -104,6 +125,11 @@ class LmdbSplit:
     def bad_path(self):
         return pathlib.Path(f"{self.prefix}_bad.txt")
 
+    def inputs(self, label="the split"):
+        """``(label, path)`` of every file of the split, for ``plumbing.check_outputs``."""
+        return [(f"{label}'s {p.name}", p) for p in
+                (self.lmdb("depth"), self.lmdb("joint"), self.lmdb("theta"), self.meta_path)]
+
     def __repr__(self):
         return f"LmdbSplit({str(self.prefix)!r})"
 
@@ -143,9 +169,11 @@ class LmdbSplit:
                              "an interrupted or mixed build): build them again (make lmdb-nyu)")
 
     def read_labels(self, kind="joint"):
-        """All records of a small LMDB: ``(keys, (N, C*H*W) float32)``."""
+        """All records of a small LMDB: ``(keys, (N, C*H*W) float32)``, checked by
+        :func:`checked_labels`."""
         with self.open(kind) as db:
-            return db.read_all()
+            keys, values = db.read_all()
+        return keys, checked_labels(self.lmdb(kind), values)
 
     def read_meta(self, n=None):
         """The meta file as a :class:`Meta`, checked: InputError naming the file when it is

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from deepmodel.data.records.lmdb_io import read_build_id
+from deepmodel.data.records.lmdb_io import check_data_file, read_build_id
 from deepmodel.data.records.split import LmdbSplit
 from deepmodel.nets import netspec as mn
 from deepmodel.plumbing import PROJECT, InputError, atomic_path, blas_core, write_json
@@ -60,6 +60,7 @@ def rel(path):
 def lmdb_entries(split, kind, dataset="nyu"):
     """Number of records of ``split``'s ``kind`` LMDB; InputError when missing or empty."""
     path = split.lmdb(kind)
+    check_data_file(path)        # a truncated data.mdb would end caffe train with SIGBUS
     entries = split.count(kind)
     if entries < 0:
         raise InputError(f"{rel(path)}: LMDB is missing: run `make lmdb-{dataset}` first")
