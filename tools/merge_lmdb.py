@@ -5,8 +5,7 @@ if __name__ == "__main__" and not __package__:   # a script outside the venv: sa
     import _venv_check  # noqa: F401
 import pathlib
 
-from deepmodel.data.records.merge import Source, copy_test_split, merge
-from deepmodel.data.records.split import LmdbSplit
+from deepmodel.data.records.merge import Source, check_test_split, copy_test_split, merge
 from deepmodel.plumbing import ArgumentParser, InputError, check_outputs, nonneg_int, run
 
 
@@ -44,7 +43,7 @@ def main(argv=None):
         raise InputError(f"--test {test_from}: is the output folder; give another --out")
     check_outputs([("--out/", args.out)], [(f"--train {s.text}", s.folder) for s in sources]
                   + [("--test", test_from)])
-    LmdbSplit.of(test_from, args.dataset, "test").read_meta()    # checked before anything is written
+    check_test_split(test_from, args.dataset)      # whole, checked before anything is written
     n, written = merge(sources, args.out, args.dataset, args.seed, args.force, not args.quiet)
     n_test = copy_test_split(test_from, args.out, args.dataset, args.force)
     parts = " + ".join(f"{len(s.eligible) if s.count is None else s.count} of {s.folder}"

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from deepmodel.data.records import datum
-from deepmodel.data.records.lmdb_io import BUILD_ID_FILE, key, read_build_id
+from deepmodel.data.records.lmdb_io import BUILD_ID_FILE, check_data_file, key, read_build_id
 from deepmodel.data.records.split import KINDS, LmdbSplit
 from deepmodel.plumbing import InputError, replace_atomically, tmp_name
 
@@ -118,6 +118,18 @@ def plan(sources, seed):
         rows.append(np.stack([np.full(len(pick), s), pick], 1))
     rows = np.concatenate(rows)
     return rows[rng.permutation(len(rows))]
+
+
+def check_test_split(folder, dataset):
+    """Before anything is written: ``folder``'s test split is whole (meta, LMDBs not truncated,
+    labels finite and in range), as :func:`copy_test_split` copies it without reading it."""
+    src = LmdbSplit.of(folder, dataset, "test")
+    src.read_meta()
+    for kind in KINDS:
+        if src.lmdb(kind).is_dir():
+            check_data_file(src.lmdb(kind))
+            if kind != "depth":
+                src.read_labels(kind)
 
 
 def copy_test_split(folder, out, dataset, force=False):
