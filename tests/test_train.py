@@ -480,3 +480,40 @@ def test_caffe_train_runs_one_blas_thread_unless_told(project_root, tiny, tmp_pa
         weights[name] = (res / "deepmodel.caffemodel").read_bytes()
     assert weights["unset"] == weights["one"]
     assert weights["two"] != weights["one"]     # the control: the thread count does change the bits
+
+
+@pytest.mark.slow
+def test_epochs_schedule_paper_estimate_and_snapshots_by_time(project_root, tiny, tmp_path):
+    """--epochs sets max_iter from the training split's size; --schedule paper is the released
+    solver's settings with no time cap; the measured seconds per iteration and the estimate are
+    printed after 20 iterations; --snapshot-minutes snapshots by time (SIGHUP) besides Caffe."""
+    res = tmp_path / "epochs"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--epochs", 2.5, "--batch", 4,
+                  "--variant", "direct_joints", "--no-eval", "--snapshot-minutes", 0.005,
+                  "--max-minutes", 0)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["max_iter"] == 40 and summary["iterations"] == 40        # ceil(2.5 x 64 / 4)
+    assert summary["epochs"] == 2.5 and "(2.50 epochs)" in proc.stdout
+    m = re.search(r"measured (\d+\.\d+) s per iteration over (\d+) \(batch 4\): the (\d+) "
+                  r"iterations left \((\d+\.\d) epochs\) take about", proc.stderr)
+    assert m, proc.stderr
+    assert int(m.group(2)) >= 20 and 0 < int(m.group(3)) <= 40 - int(m.group(2))
+    assert float(m.group(4)) == pytest.approx(int(m.group(3)) * 4 / 64, abs=0.051)
+    # snapshots at iterations that are not the solver's interval: written on SIGHUP
+    iters = sorted(int(p.stem.rsplit("_", 1)[1]) for p in (res / "snapshots").glob("*.caffemodel"))
+    assert len(iters) >= 2 and any(i not in (40,) and i % 25600 for i in iters[:-1]), iters
+    # the paper's schedule: batch 512 and no time cap, 100 epochs unless told
+    res = tmp_path / "paper"
+    proc = _train(project_root, "--results", res, "--lmdb-dir", tiny, "--schedule", "paper",
+                  "--epochs", 8, "--no-eval")                 # ceil(8 x 64 / 512) = 1 iteration
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((res / "train.json").read_text())
+    assert summary["batch"] == 512 and summary["max_iter"] == 1 and not summary["stopped_early"]
+    solver = (res / "solver.prototxt").read_text()
+    assert "base_lr: 0.003\n" in solver and "momentum: 0.9\n" in solver and "clip_gradients: 100\n" in solver
+    for bad, needle in ((("--epochs", 1, "--iters", 5), "not both"),
+                        (("--schedule", "paper", "--paper-batch"), "--paper-batch"),
+                        (("--epochs", 0), "--epochs")):
+        proc = _train(project_root, "--results", tmp_path / "x", "--lmdb-dir", tiny, *bad)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr

@@ -54,6 +54,12 @@ kernel for the CPU: models/default/README.md). On this 2-core machine one thread
 hand_up`` 55-56 s against 66-70 s with OpenBLAS's default of two threads (docs/benchmarks.md).
 The count used is in RESULTS/train.json (``blas_threads``), and OpenBLAS's kernel
 (``blas_core``).
+Long runs (real NYU, docs/usage.md "The real NYU dataset"): ``--schedule paper`` trains with the
+released solver's settings (batch 512, lr 0.003 fixed, momentum 0.9; the project's gradient clip
+kept) for ``--epochs`` passes over the training split (default 100), with no time cap, and writes
+a snapshot every ``--snapshot-minutes`` (30) besides Caffe's own, so ``--resume`` after an
+interruption loses at most that much. After 20 iterations every run prints the measured seconds
+per iteration and the time the rest will take. ``--epochs E`` works with any schedule.
 ``--weights W`` starts from W instead of the fillers (fine-tuning: Caffe's ``-weights``, layers
 matched by name; W is checked against the variant's deploy net first).
 """
@@ -64,7 +70,10 @@ import pathlib
 from argparse import RawDescriptionHelpFormatter
 from deepmodel.nets import netspec as mn
 from deepmodel.nets.training import (BUDGET_BATCH, BUDGET_ITERS, DEFAULT_LMDB_DIR,
-                                     DEFAULT_MAX_MINUTES, describe_eval, train_variant)
+                                     DEFAULT_MAX_MINUTES, PAPER_EPOCHS, SNAPSHOT_MINUTES,
+                                     describe_eval, train_variant)
+
+SCHEDULES = ("budget", "paper")
 from deepmodel.plumbing import (PROJECT, ArgumentParser, InputError, check_outputs, console,
                                 finite_float, nonneg_int, positive_int, run)
 
@@ -89,9 +98,26 @@ def main(argv=None):
     parser.add_argument("--paper-batch", action="store_true",
                         help=f"the solver and net as committed: batch {mn.TRAIN_BATCH}, "
                              f"{mn.MAX_ITER} iterations, unless --batch / --iters are given")
-    parser.add_argument("--max-minutes", type=finite_float(0), default=DEFAULT_MAX_MINUTES,
+    parser.add_argument("--schedule", choices=SCHEDULES, default="budget",
+                        help="budget (default): batch "
+                             f"{BUDGET_BATCH}, {BUDGET_ITERS} iterations, a {DEFAULT_MAX_MINUTES:g}-"
+                             "minute cap, for the embedded synthetic set on a CPU; paper: the "
+                             f"released solver's settings, batch {mn.TRAIN_BATCH}, lr "
+                             f"{mn.BASE_LR:g} fixed, momentum 0.9 (the project's gradient clip "
+                             f"at {mn.CLIP_GRADIENTS:g} kept), {PAPER_EPOCHS} epochs unless "
+                             "--epochs/--iters say otherwise, no time cap, a snapshot every "
+                             f"{SNAPSHOT_MINUTES:g} minutes")
+    parser.add_argument("--epochs", type=finite_float(0, lo_open=True), default=None,
+                        help="passes over the training split: the iteration count is epochs x "
+                             "training frames / batch (instead of --iters)")
+    parser.add_argument("--max-minutes", type=finite_float(0), default=None,
                         help=f"stop training after this many minutes, snapshotting (default "
-                             f"{DEFAULT_MAX_MINUTES:g}; 0 = no limit)")
+                             f"{DEFAULT_MAX_MINUTES:g} for --schedule budget, none for paper; 0 = "
+                             "no limit)")
+    parser.add_argument("--snapshot-minutes", type=finite_float(0), default=None,
+                        help="also snapshot every this many minutes (Caffe's SIGHUP action; "
+                             f"default {SNAPSHOT_MINUTES:g} when there is no time cap, else 0: "
+                             "off), so that --resume loses at most that much of a long run")
     parser.add_argument("--test-interval", type=positive_int, help="iterations between test passes")
     parser.add_argument("--lmdb-dir", type=pathlib.Path, default=DEFAULT_LMDB_DIR,
                         help="folder of the nyu_{train,test}_{depth,joint,theta} LMDBs "
@@ -115,9 +141,24 @@ def main(argv=None):
                              "keep a finished run of the same solver, net, data and initial "
                              "weights as it is")
     args = parser.parse_args(argv)
-    if not args.paper_batch:
+    if args.epochs is not None and args.iters is not None:
+        raise InputError("give --epochs or --iters, not both")
+    if args.schedule == "paper":
+        if args.paper_batch:
+            raise InputError("--paper-batch is the committed solver as is; --schedule paper "
+                             "already trains at its batch: give one of them")
+        args.batch = mn.TRAIN_BATCH if args.batch is None else args.batch
+        if args.iters is None and args.epochs is None:
+            args.epochs = PAPER_EPOCHS
+        args.max_minutes = 0.0 if args.max_minutes is None else args.max_minutes
+    elif not args.paper_batch:
         args.batch = BUDGET_BATCH if args.batch is None else args.batch
-        args.iters = BUDGET_ITERS if args.iters is None else args.iters
+        if args.epochs is None:
+            args.iters = BUDGET_ITERS if args.iters is None else args.iters
+    if args.max_minutes is None:
+        args.max_minutes = DEFAULT_MAX_MINUTES
+    if args.snapshot_minutes is None:
+        args.snapshot_minutes = 0.0 if args.max_minutes else SNAPSHOT_MINUTES
     if args.iters is not None and args.iters < 1:
         raise InputError(f"--iters {args.iters}: must be at least 1")
     if args.batch is not None and args.batch < 1:
@@ -135,12 +176,14 @@ def main(argv=None):
                             lmdb_dir=args.lmdb_dir, max_minutes=args.max_minutes or None,
                             solver_path=args.solver, test_interval=args.test_interval,
                             do_eval=not args.no_eval, dataset=args.dataset, resume=args.resume,
-                            seed=args.seed, init_weights=args.weights, base_lr=args.base_lr)
+                            seed=args.seed, init_weights=args.weights, base_lr=args.base_lr,
+                            epochs=args.epochs, snapshot_minutes=args.snapshot_minutes or None)
     note = " (stopped early by --max-minutes)" if summary["stopped_early"] else ""
     note += " (kept from the finished run)" if summary.get("kept") else ""
     print(f"trained {summary['variant']}"
           f"{'' if args.dataset == 'nyu' else ' (' + args.dataset.upper() + ')'}: "
-          f"{summary['iterations']} iterations in "
+          f"{summary['iterations']} iterations"
+          f"{'' if summary.get('epochs') is None else ' (%.2f epochs)' % summary['epochs']} in "
           f"{summary['seconds'] / 60:.1f} min{note}; weights {summary['weights']}, "
           f"log {summary['log']}")
     if summary.get("loss_plot"):

@@ -29,6 +29,9 @@ DEFAULT_LMDB_DIR = PROJECT / "data" / "lmdb"
 BUDGET_BATCH = 64
 BUDGET_ITERS = 4800
 DEFAULT_MAX_MINUTES = 16.0
+PAPER_EPOCHS = 100          # --schedule paper's default length (passes over the training split)
+SNAPSHOT_MINUTES = 30.0     # runs without a time cap snapshot this often (SIGHUP), besides Caffe's
+ESTIMATE_AFTER = 20         # the time estimate is printed after this many iterations
 # OpenBLAS threads of `caffe train` unless OPENBLAS_NUM_THREADS is set (tools/train.py's docstring, "BLAS
 # threads"): one trains faster here, and the same weights whatever the core count.
 BLAS_THREADS = 1
@@ -138,13 +141,15 @@ def read_proto(path, message):
 
 
 def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR, solver_path=None,
-            test_interval=None, dataset="nyu", resume=False, seed=None, base_lr=None):
+            test_interval=None, dataset="nyu", resume=False, seed=None, base_lr=None, epochs=None):
     """Write RESULTS/solver.prototxt (and RESULTS/train_val.prototxt when the net is changed).
 
     Returns a dict with the solver path, max_iter, snapshot prefix, data sizes and ``resume``: the
     ``.solverstate`` to continue from (with ``resume``: the newest one of this snapshot prefix
     when the solver and net are unchanged since it was saved and it is short of max_iter), or None.
     ``seed``: the solver's ``random_seed`` (weight initialisation, dropout); None: the solver's.
+    ``epochs``: passes over the training split: max_iter is ``ceil(epochs x frames / batch)``
+    (instead of ``iters``).
     """
     from caffe.proto import caffe_pb2
 
@@ -184,7 +189,11 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     if changed:
         used_net.write_text(net_text)
         s.net = str(used_net)
-    if iters is not None:
+    train_batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
+                        and caffe_pb2.TRAIN in {r.phase for r in l.include}), None)
+    if epochs is not None:
+        s.max_iter = max(1, math.ceil(epochs * n_train / train_batch))
+    elif iters is not None:
         s.max_iter = iters
     if seed is not None:
         s.random_seed = seed
@@ -213,10 +222,8 @@ def prepare(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
     sources = sorted({l.data_param.source for l in net.layer if l.type == "Data"})
     run_key = {"solver": _sha256(solver_text.encode()), "net": _sha256(net_text.encode()),
                "data": {rel(PROJECT / src): read_build_id(PROJECT / src) for src in sources}}
-    batch = next((l.data_param.batch_size for l in net.layer if l.type == "Data"
-                  and caffe_pb2.TRAIN in {r.phase for r in l.include}), None)
     return {"solver": used_solver, "max_iter": s.max_iter, "n_train": n_train, "n_test": n_test,
-            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": batch, "resume": state,
+            "net": s.net, "snapshot_prefix": s.snapshot_prefix, "batch": train_batch, "resume": state,
             "seed": s.random_seed, "run_key": run_key}
 
 
@@ -314,8 +321,13 @@ def blas_threads():
     return os.environ.get("OPENBLAS_NUM_THREADS") or str(BLAS_THREADS)
 
 
-def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
+def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0, snapshot_minutes=None):
     """Run `caffe train`, streaming its log to ``log_path`` with a tqdm bar.
+
+    After :data:`ESTIMATE_AFTER` iterations it prints the measured seconds per iteration and the
+    estimated time of the whole run. ``snapshot_minutes``: every so many minutes Caffe is sent
+    SIGHUP, on which it writes a snapshot (``caffe train``'s ``-sighup_effect``, ``snapshot`` by
+    default), so an interrupted multi-hour run loses at most that much (``--resume``).
 
     Returns a dict: iterations reached, seconds, last snapshot path, stopped_early flag.
     """
@@ -331,6 +343,8 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
     elif plan.get("weights"):
         cmd.append(f"-weights={plan['weights']}")      # fine-tuning: layers matched by name
     start = time.monotonic()
+    last_hup = start
+    first_it, estimated = None, False
     snapshot, it, stopped_early, interrupted = None, 0, False, False
     train_loss = test_loss = None
     test_loss_name, test_at = None, None
@@ -359,6 +373,14 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                             log.write(line)
                         break
                     bar.update(it - bar.n)
+                    if first_it is None:
+                        first_it, first_t = it, time.monotonic()
+                    elif not estimated and it - first_it >= ESTIMATE_AFTER:
+                        estimated = True
+                        per_it = (time.monotonic() - first_t) / (it - first_it)
+                        bar.write(describe_estimate(per_it, it - first_it, plan["max_iter"] - it,
+                                                    plan["batch"], plan["n_train"], max_minutes),
+                                  file=sys.stderr)
                     bar.set_postfix(loss=f"{train_loss:.4g}",
                                     **({"test": f"{test_loss:.4g}"} if test_loss is not None else {}))
                 m = TEST_RE.search(line)
@@ -377,6 +399,9 @@ def run_caffe(plan, log_path, max_minutes=None, desc="train", position=0):
                         and time.monotonic() - start > 60 * max_minutes):
                     stopped_early = True        # Caffe stops, snapshots and exits on SIGINT
                     proc.send_signal(signal.SIGINT)
+                if snapshot_minutes and time.monotonic() - last_hup > 60 * snapshot_minutes:
+                    last_hup = time.monotonic()
+                    proc.send_signal(signal.SIGHUP)     # Caffe snapshots and goes on
         except KeyboardInterrupt:
             interrupted = True
             proc.send_signal(signal.SIGINT)
@@ -489,10 +514,22 @@ def plot(log_path, png):
     return png
 
 
+def describe_estimate(per_it, measured, left, batch, n_train, max_minutes=None):
+    """One line: the measured seconds per iteration and what the rest of the run will take."""
+    total = per_it * left
+    hours, minutes = divmod(round(total / 60), 60)
+    epochs = left * batch / n_train if batch and n_train else None
+    cap = (f"; --max-minutes {max_minutes:g} stops it before" if max_minutes
+           and total > 60 * max_minutes else "")
+    return (f"measured {per_it:.2f} s per iteration over {measured} (batch {batch}): the "
+            f"{left} iterations left{f' ({epochs:.1f} epochs)' if epochs else ''} take about "
+            f"{f'{hours} h ' if hours else ''}{minutes} min{cap}")
+
+
 def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMDB_DIR,
                   max_minutes=None, solver_path=None, test_interval=None, position=0,
                   eval_lmdb=None, do_eval=True, do_plot=True, dataset="nyu", resume=False,
-                  seed=None, init_weights=None, base_lr=None):
+                  seed=None, init_weights=None, base_lr=None, epochs=None, snapshot_minutes=None):
     """Train one variant into ``results``; evaluate and plot. Returns a summary dict.
     ``init_weights``: a .caffemodel to start from (checked against the variant's deploy net)."""
     deploy = f"prototxt/{mn.variant_files(variant, dataset)['deploy']}"
@@ -503,7 +540,7 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
     results = pathlib.Path(results).resolve()
     plan = prepare(variant, results, iters=iters, batch=batch, lmdb_dir=lmdb_dir,
                    solver_path=solver_path, test_interval=test_interval, dataset=dataset,
-                   resume=resume, seed=seed, base_lr=base_lr)
+                   resume=resume, seed=seed, base_lr=base_lr, epochs=epochs)
     plan["weights"] = None if init_weights is None else pathlib.Path(init_weights).resolve()
     plan["run_key"]["initial_weights"] = (None if init_weights is None
                                           else file_sha256(plan["weights"]))
@@ -520,12 +557,15 @@ def train_variant(variant, results, iters=None, batch=None, lmdb_dir=DEFAULT_LMD
     elif resume:
         print("--resume: no solver state of this run to continue from: training from the start",
               file=sys.stderr)
-    out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position)
+    out = run_caffe(plan, log_path, max_minutes=max_minutes, desc=variant, position=position,
+                    snapshot_minutes=snapshot_minutes)
     with atomic_path(weights) as tmp:
         shutil.copyfile(out["snapshot"], tmp)
     summary = {"variant": variant, "dataset": dataset, "weights": rel(weights), "log": rel(log_path),
                "solver": rel(plan["solver"]), "net": plan["net"], "batch": plan["batch"],
                "max_iter": plan["max_iter"], "seed": plan["seed"],
+               "epochs": round(out["iterations"] * plan["batch"] / plan["n_train"], 3)
+               if plan["batch"] and plan["n_train"] else None,
                "iterations": out["iterations"], "stopped_early": out["stopped_early"],
                "seconds": round(out["seconds"], 1), "train_frames": plan["n_train"],
                "test_frames": plan["n_test"], "final_train_loss": out["final_train_loss"],
