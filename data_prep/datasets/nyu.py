@@ -160,28 +160,44 @@ def load_joint_data(path):
     return JointData(uvd, xyz, names)
 
 
+def _mat_double_array(fh, name, arrays, cameras):
+    """Write one MAT v5 double matrix ``name`` of dims ``(cameras, N, J, 3)`` whose camera slots
+    all hold ``arrays`` ``(N, J, 3)`` (an array or a memory map), one ``(joint, axis)`` column
+    at a time in MATLAB's column-major order: memory stays that of one column, whatever N."""
+    n, joints, axes = arrays.shape
+    dims = (cameras, n, joints, axes)
+    nbytes = 8 * cameras * n * joints * axes
+    raw = name.encode()
+    head = (struct.pack("<IIII", 6, 8, 6, 0)                          # flags: double, real
+            + struct.pack("<II", 5, 4 * len(dims)) + struct.pack("<4i", *dims)
+            + struct.pack("<II", 1, len(raw)) + raw + b"\0" * (-len(raw) % 8)
+            + struct.pack("<II", 9, nbytes))
+    fh.write(struct.pack("<II", 14, len(head) + nbytes) + head)
+    for axis in range(axes):
+        for joint in range(joints):
+            column = np.asarray(arrays[:, joint, axis], "<f8")
+            fh.write(np.repeat(column, cameras).tobytes())
+
+
 def save_joint_data(path, uvd, xyz, names=JOINT_NAMES, cameras=3):
     """Write ``joint_data.mat`` like the distributed one: ``(cameras, N, 36, 3)`` arrays.
 
-    ``uvd``, ``xyz``: ``(N, 36, 3)`` for camera 0 (the only view here); the other cameras' slots
-    repeat camera 0 so the arrays have the distributed shape.
+    ``uvd``, ``xyz``: ``(N, 36, 3)`` for camera 0 (the only view here; arrays or memory maps);
+    the other cameras' slots repeat camera 0 so the arrays have the distributed shape. The file
+    is written column by column (memory flat in N), byte for byte what ``scipy.io.savemat``
+    writes for these arrays, with a fixed text header (the file is a function of its arrays).
     """
-    uvd = np.asarray(uvd, np.float64)
-    xyz = np.asarray(xyz, np.float64)
     cells = np.empty((1, len(names)), dtype=object)
     for i, n in enumerate(names):
         cells[0, i] = n
     buf = io.BytesIO()
-    scipy.io.savemat(buf, {
-        "joint_names": cells,
-        "joint_uvd": np.repeat(uvd[None], cameras, axis=0),
-        "joint_xyz": np.repeat(xyz[None], cameras, axis=0),
-    }, do_compression=False)
-    # the 116-byte text header carries the time of writing: a fixed text keeps the file a
-    # function of its arrays (the synthetic set is byte-identical for one seed)
-    data = bytearray(buf.getvalue())
-    data[:116] = MAT_HEADER
-    pathlib.Path(path).write_bytes(bytes(data))
+    scipy.io.savemat(buf, {"joint_names": cells}, do_compression=False)
+    names_element = buf.getvalue()[128:]
+    with open(path, "wb") as fh:
+        fh.write(MAT_HEADER + b"\0" * 8 + struct.pack("<H", 0x0100) + b"IM")
+        fh.write(names_element)
+        _mat_double_array(fh, "joint_uvd", uvd, cameras)
+        _mat_double_array(fh, "joint_xyz", xyz, cameras)
 
 
 def cube_sizes(n, split, subject2=True, cube_mm=CUBE_MM):

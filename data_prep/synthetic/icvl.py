@@ -30,7 +30,7 @@ import numpy as np
 
 from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets.camera import ICVL_CAMERA
-from deepmodel.data.synthetic.nyu import BATCH, render_chunks, render_depth
+from deepmodel.data.synthetic.nyu import BATCH, LabelFiles, render_chunks, render_depth
 from deepmodel.data.synthetic.poses import PoseSampler
 from deepmodel.plumbing import PROJECT, InputError, atomic_path
 
@@ -101,9 +101,10 @@ def image_name(sequence, i):
     return f"{sub}/image_{i:07d}.png"
 
 
-def label_lines(sequence, uvd):
-    """``(N, 16, 3)`` uvd -> the label file's text: ``<relative path> u v d ...`` per line."""
-    return "".join(image_name(sequence, i) + " " + " ".join(f"{v:.4f}" for v in row) + "\n"
+def label_lines(sequence, uvd, first=0):
+    """``(N, 16, 3)`` uvd of frames ``first, first + 1, ...`` -> the label file's text:
+    ``<relative path> u v d ...`` per line."""
+    return "".join(image_name(sequence, first + i) + " " + " ".join(f"{v:.4f}" for v in row) + "\n"
                    for i, row in enumerate(uvd.reshape(len(uvd), -1)))
 
 
@@ -133,29 +134,43 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     workers = workers or os.cpu_count() or 1
     sequences = (("train", "Training", n_train), ("test_seq_1", "Testing", n_test[0]),
                  ("test_seq_2", "Testing", n_test[1]))
-    results = {name: [] for name, _, _ in sequences}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
-        tasks = []
+        tasks, labels = [], {}
         for name, folder, n in sequences:
             sub = tmp / folder / "Depth" / pathlib.Path(image_name(name, 0)).parent
             sub.mkdir(parents=True, exist_ok=True)
             tasks += [(tmp / folder / "Depth", name, s, min(chunk, n - s), seed)
                       for s in range(0, n, chunk)]
+            labels[name] = LabelFiles(tmp / folder, n)
+        # labels go to scratch files on disk as the chunks come: memory flat in the frame count
         for name, start, uvd, theta in render_chunks(
                 _make_chunk, _worker_init, (background,), tasks, workers, n_train + sum(n_test),
                 "synthetic ICVL frames", progress):
-            results[name].append((start, uvd, theta))
-        thetas = {"Training": [], "Testing": []}
-        for name, folder, _ in sequences:
-            parts = sorted(results[name], key=lambda r: r[0])
-            uvd = np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, 16, 3))
-            theta = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 26))
-            label_file = "labels.txt" if name == "train" else f"{name}.txt"
-            (tmp / folder / label_file).write_text(label_lines(name, uvd))
-            thetas[folder].append(theta)
-        for folder, parts in thetas.items():
-            np.save(tmp / folder / "theta.npy", np.concatenate(parts))
+            labels[name].put(f"_{name}_uvd", start, uvd)
+            labels[name].put(f"_{name}_theta", start, theta)
+        theta_rows = {"Training": 0, "Testing": 0}
+        for name, folder, n in sequences:
+            theta_rows[folder] += n
+        dtypes = [f.maps[k].dtype for f in labels.values() for k in f.maps if k.endswith("theta")]
+        theta_out = {folder: np.lib.format.open_memmap(tmp / folder / "theta.npy", mode="w+",
+                                                       dtype=dtypes[0] if dtypes else np.float64,
+                                                       shape=(rows, 26))
+                     for folder, rows in theta_rows.items()}
+        row = {"Training": 0, "Testing": 0}
+        for name, folder, n in sequences:
+            label_file = tmp / folder / ("labels.txt" if name == "train" else f"{name}.txt")
+            files = labels[name]
+            with open(label_file, "w") as fh:
+                for a in range(0, n, 4096):           # a block of lines at a time
+                    fh.write(label_lines(name, files.array(f"_{name}_uvd")[a:a + 4096], a))
+            if n:
+                theta_out[folder][row[folder]:row[folder] + n] = files.array(f"_{name}_theta")
+            row[folder] += n
+            files.close(f"_{name}_uvd", f"_{name}_theta")
+        for m in theta_out.values():
+            m.flush()
+        del theta_out
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
     return params

@@ -303,15 +303,43 @@ def _make_chunk(task):
 def render_chunks(make_chunk, worker_init, init_args, tasks, workers, total, desc, progress):
     """``make_chunk(task)`` for every task, in ``workers`` forked processes (each set up by
     ``worker_init(*init_args)``) or in this one; a progress bar of ``total`` frames, advanced by
-    each result's frames (its third item, ``(k, ...)``). Returns the results in completion order;
-    the pool is ended whatever happens."""
-    out = []
+    each result's frames (its third item, ``(k, ...)``). Yields the results in completion order
+    (the caller stores each and lets it go: memory flat in the frame count); the pool is ended
+    whatever happens."""
     with worker_results(make_chunk, worker_init, init_args, tasks, workers, ordered=False) as it, \
             tqdm(total=total, desc=desc, unit="frame", disable=not progress, smoothing=0.05) as bar:
         for result in it:
-            out.append(result)
             bar.update(len(result[2]))
-    return out
+            yield result
+
+
+class LabelFiles:
+    """Per-frame arrays of a split gathered on disk as chunks arrive (in any order), not in
+    memory: ``put(name, start, array)`` writes rows ``[start, start + len)`` of the ``.npy``
+    file ``folder/<name>.npy`` of ``n`` rows (created at the first chunk, its row shape and dtype
+    the chunk's); ``array(name)`` is that file as a memory map. ``temporary`` names are removed
+    by :meth:`discard` (scratch files the split does not keep)."""
+
+    def __init__(self, folder, n):
+        self.folder, self.n, self.maps = pathlib.Path(folder), int(n), {}
+
+    def put(self, name, start, array):
+        array = np.asarray(array)
+        if name not in self.maps:
+            self.maps[name] = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+",
+                                                        dtype=array.dtype,
+                                                        shape=(self.n,) + array.shape[1:])
+        self.maps[name][start:start + len(array)] = array
+
+    def array(self, name):
+        return self.maps[name]
+
+    def close(self, *temporary):
+        for name, m in self.maps.items():
+            m.flush()
+        self.maps = {}
+        for name in temporary:
+            (self.folder / f"{name}.npy").unlink(missing_ok=True)
 
 
 def is_complete(root):
@@ -404,26 +432,25 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
     workers = workers or os.cpu_count() or 1
     init = (tuple(rot_deg), background, compression, profile, bool(clutter), bool(wrist),
             bool(relief), bool(vary_body), poses)
-    results = {"train": [], "test": []}
     t0 = time.perf_counter()
     with atomic_path(out) as tmp:
-        tasks = []
+        tasks, labels = [], {}
         for split, n in (("train", n_train), ("test", n_test)):
             (tmp / split).mkdir(parents=True)
             tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
+            labels[split] = LabelFiles(tmp / split, n)
+        # labels go to disk as the chunks come (theta.npy directly, uvd and xyz into scratch
+        # files that joint_data.mat is then written from): memory flat in the frame count
         for split, start, uvd, xyz, theta in render_chunks(
                 _make_chunk, _worker_init, init, tasks, workers, n_train + n_test,
                 "synthetic NYU frames", progress):
-            results[split].append((start, uvd, xyz, theta))
-        for split in ("train", "test"):
-            parts = sorted(results[split], key=lambda r: r[0])
-            if not parts:
-                continue
-            uvd = np.concatenate([p[1] for p in parts])
-            xyz = np.concatenate([p[2] for p in parts])
-            theta = np.concatenate([p[3] for p in parts])
-            nyu.save_joint_data(tmp / split / "joint_data.mat", uvd, xyz)
-            np.save(tmp / split / "theta.npy", theta)
+            for name, array in (("_uvd", uvd), ("_xyz", xyz), ("theta", theta)):
+                labels[split].put(name, start, array)
+        for split, files in labels.items():
+            if files.maps:
+                nyu.save_joint_data(tmp / split / "joint_data.mat", files.array("_uvd"),
+                                    files.array("_xyz"))
+                files.close("_uvd", "_xyz")
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
     return params
