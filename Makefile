@@ -56,7 +56,8 @@ lmdb-icvl: caffe ## ICVL LMDBs from ICVL_ROOT, else from the synthetic ICVL-form
 nets: caffe ## regenerate prototxt/ from tools/make_nets.py
 	@$(RUN) $(PY) tools/make_nets.py
 
-# make train's training set: DATASET=icvl or NYU_ROOT given: that dataset's LMDBs as they are;
+# make train's training set: DATASET=icvl or NYU_ROOT given: that dataset's LMDBs as they are (NYU_ROOT:
+# the released solver's schedule, 100 epochs, no time cap: hours on a CPU, docs/usage.md);
 # otherwise the embedded synthetic set mixed 5:1 with the prior-pose world, then 1200 iterations
 # at a tenth of the learning rate on the 1:1 mix, from those weights (docs/experiments/realism.md)
 ifeq ($(DATASET),icvl)
@@ -64,7 +65,7 @@ TRAIN_DATA := lmdb-icvl
 TRAIN_ARGS := --dataset icvl --results $(RESULTS)/icvl
 else ifneq ($(NYU_ROOT),)
 TRAIN_DATA := lmdb-nyu
-TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up
+TRAIN_ARGS := --dataset nyu --results $(RESULTS) --variant hand_up --schedule paper
 else
 TRAIN_DATA := lmdb-default-mix lmdb-mix
 TRAIN_ARGS := --dataset nyu --results $(RESULTS)/base --variant hand_up --lmdb-dir data/lmdb_mix51 --no-eval

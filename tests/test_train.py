@@ -441,7 +441,7 @@ def test_make_train_runs_the_recipe_models_default_records(project_root):
     assert not any("merge_lmdb" in line or "synthetic" in line for line in nyu)
     assert "--root /some/nyu" in nyu[0] or '--root "/some/nyu"' in nyu[0]
     assert nyu[-1].endswith("tools/train.py --dataset nyu --results results --variant hand_up "
-                            "--resume")
+                            "--schedule paper --resume")     # real NYU: the released schedule
     icvl = _make_dry_run(project_root, "train", "NYU_ROOT=", "DATASET=icvl")
     assert "tools/make_lmdb.py icvl" in icvl[0]
     assert icvl[-1].endswith("tools/train.py --dataset icvl --results results/icvl --resume")

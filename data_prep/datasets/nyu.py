@@ -162,9 +162,17 @@ def load_joint_data(path):
 
 def _mat_double_array(fh, name, arrays, cameras):
     """Write one MAT v5 double matrix ``name`` of dims ``(cameras, N, J, 3)`` whose camera slots
-    all hold ``arrays`` ``(N, J, 3)`` (an array or a memory map), one ``(joint, axis)`` column
-    at a time in MATLAB's column-major order: memory stays that of one column, whatever N."""
-    n, joints, axes = arrays.shape
+    all hold ``arrays`` ``(N, J, 3)``, one ``(joint, axis)`` column at a time in MATLAB's
+    column-major order: memory stays that of one column, whatever N. ``arrays``: an array, or a
+    store with ``n``, ``row_shape`` and ``column(c)`` (column ``c = joint * 3 + axis``, as
+    ``deepmodel.data.synthetic.nyu.ColumnFile``)."""
+    if hasattr(arrays, "column"):
+        (n, (joints, axes)), column = (arrays.n, arrays.row_shape), arrays.column
+    else:
+        n, joints, axes = arrays.shape
+
+        def column(c):
+            return arrays[:, c // axes, c % axes]
     dims = (cameras, n, joints, axes)
     nbytes = 8 * cameras * n * joints * axes
     raw = name.encode()
@@ -175,14 +183,15 @@ def _mat_double_array(fh, name, arrays, cameras):
     fh.write(struct.pack("<II", 14, len(head) + nbytes) + head)
     for axis in range(axes):
         for joint in range(joints):
-            column = np.asarray(arrays[:, joint, axis], "<f8")
-            fh.write(np.repeat(column, cameras).tobytes())
+            values = np.asarray(column(joint * axes + axis), "<f8")
+            fh.write(np.repeat(values, cameras).tobytes())
 
 
 def save_joint_data(path, uvd, xyz, names=JOINT_NAMES, cameras=3):
     """Write ``joint_data.mat`` like the distributed one: ``(cameras, N, 36, 3)`` arrays.
 
-    ``uvd``, ``xyz``: ``(N, 36, 3)`` for camera 0 (the only view here; arrays or memory maps);
+    ``uvd``, ``xyz``: ``(N, 36, 3)`` for camera 0 (the only view here; arrays, or column stores
+    read a column at a time, :func:`_mat_double_array`);
     the other cameras' slots repeat camera 0 so the arrays have the distributed shape. The file
     is written column by column (memory flat in N), byte for byte what ``scipy.io.savemat``
     writes for these arrays, with a fixed text header (the file is a function of its arrays).

@@ -30,7 +30,7 @@ import numpy as np
 
 from deepmodel.data.datasets import icvl
 from deepmodel.data.datasets.camera import ICVL_CAMERA
-from deepmodel.data.synthetic.nyu import BATCH, LabelFiles, render_chunks, render_depth
+from deepmodel.data.synthetic.nyu import BATCH, ColumnFile, RowFile, render_chunks, render_depth
 from deepmodel.data.synthetic.poses import PoseSampler
 from deepmodel.plumbing import PROJECT, InputError, atomic_path
 
@@ -142,35 +142,38 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
             sub.mkdir(parents=True, exist_ok=True)
             tasks += [(tmp / folder / "Depth", name, s, min(chunk, n - s), seed)
                       for s in range(0, n, chunk)]
-            labels[name] = LabelFiles(tmp / folder, n)
-        # labels go to scratch files on disk as the chunks come: memory flat in the frame count
+        # labels go to scratch column files as the chunks come: memory flat in the frame count
+        sizes = {name: n for name, _, n in sequences}
+        folders = {name: folder for name, folder, _ in sequences}
+        theta_dtype = np.dtype(np.float64)
         for name, start, uvd, theta in render_chunks(
                 _make_chunk, _worker_init, (background,), tasks, workers, n_train + sum(n_test),
                 "synthetic ICVL frames", progress):
-            labels[name].put(f"_{name}_uvd", start, uvd)
-            labels[name].put(f"_{name}_theta", start, theta)
-        theta_rows = {"Training": 0, "Testing": 0}
+            if name not in labels:
+                scratch = tmp / folders[name]
+                labels[name] = (ColumnFile(scratch / f".{name}_uvd.scratch", sizes[name], uvd.shape[1:]),
+                                ColumnFile(scratch / f".{name}_theta.scratch", sizes[name],
+                                           theta.shape[1:]))
+                theta_dtype = theta.dtype
+            labels[name][0].put(start, uvd)
+            labels[name][1].put(start, theta)
+        rows = {"Training": 0, "Testing": 0}
         for name, folder, n in sequences:
-            theta_rows[folder] += n
-        dtypes = [f.maps[k].dtype for f in labels.values() for k in f.maps if k.endswith("theta")]
-        theta_out = {folder: np.lib.format.open_memmap(tmp / folder / "theta.npy", mode="w+",
-                                                       dtype=dtypes[0] if dtypes else np.float64,
-                                                       shape=(rows, 26))
-                     for folder, rows in theta_rows.items()}
+            rows[folder] += n
+        theta_files = {folder: RowFile(tmp / folder / "theta.npy", r, (26,), theta_dtype)
+                       for folder, r in rows.items()}
         row = {"Training": 0, "Testing": 0}
         for name, folder, n in sequences:
             label_file = tmp / folder / ("labels.txt" if name == "train" else f"{name}.txt")
-            files = labels[name]
             with open(label_file, "w") as fh:
                 for a in range(0, n, 4096):           # a block of lines at a time
-                    fh.write(label_lines(name, files.array(f"_{name}_uvd")[a:a + 4096], a))
-            if n:
-                theta_out[folder][row[folder]:row[folder] + n] = files.array(f"_{name}_theta")
+                    fh.write(label_lines(name, labels[name][0].rows(a, a + 4096), a))
+                    theta_files[folder].put(row[folder] + a, labels[name][1].rows(a, a + 4096))
             row[folder] += n
-            files.close(f"_{name}_uvd", f"_{name}_theta")
-        for m in theta_out.values():
-            m.flush()
-        del theta_out
+            for store in labels.get(name, ()):
+                store.close()
+        for f in theta_files.values():
+            f.close()
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
     return params

@@ -313,33 +313,59 @@ def render_chunks(make_chunk, worker_init, init_args, tasks, workers, total, des
             yield result
 
 
-class LabelFiles:
-    """Per-frame arrays of a split gathered on disk as chunks arrive (in any order), not in
-    memory: ``put(name, start, array)`` writes rows ``[start, start + len)`` of the ``.npy``
-    file ``folder/<name>.npy`` of ``n`` rows (created at the first chunk, its row shape and dtype
-    the chunk's); ``array(name)`` is that file as a memory map. ``temporary`` names are removed
-    by :meth:`discard` (scratch files the split does not keep)."""
+class RowFile:
+    """A ``.npy`` file of ``n`` rows (``row_shape``, ``dtype``) filled as chunks of rows arrive in
+    any order, by plain writes at their offsets (no memory map: nothing of it stays resident)."""
 
-    def __init__(self, folder, n):
-        self.folder, self.n, self.maps = pathlib.Path(folder), int(n), {}
+    def __init__(self, path, n, row_shape, dtype):
+        self.path, self.n, self.dtype = pathlib.Path(path), int(n), np.dtype(dtype)
+        self.fh = open(self.path, "w+b")
+        np.lib.format.write_array_header_1_0(self.fh, {"descr": np.lib.format.dtype_to_descr(
+            self.dtype), "fortran_order": False, "shape": (self.n,) + tuple(row_shape)})
+        self.offset = self.fh.tell()
+        self.row_bytes = self.dtype.itemsize * int(np.prod(row_shape, dtype=np.int64))
+        self.fh.truncate(self.offset + self.n * self.row_bytes)
 
-    def put(self, name, start, array):
-        array = np.asarray(array)
-        if name not in self.maps:
-            self.maps[name] = np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+",
-                                                        dtype=array.dtype,
-                                                        shape=(self.n,) + array.shape[1:])
-        self.maps[name][start:start + len(array)] = array
+    def put(self, start, rows):
+        self.fh.seek(self.offset + start * self.row_bytes)
+        self.fh.write(np.ascontiguousarray(rows, self.dtype).tobytes())
 
-    def array(self, name):
-        return self.maps[name]
+    def close(self):
+        self.fh.close()
 
-    def close(self, *temporary):
-        for name, m in self.maps.items():
-            m.flush()
-        self.maps = {}
-        for name in temporary:
-            (self.folder / f"{name}.npy").unlink(missing_ok=True)
+
+class ColumnFile:
+    """Scratch store of ``n`` rows of ``row_shape`` float64 kept column by column on disk (one
+    value of the row across all frames is contiguous), filled as chunks of rows arrive in any
+    order: ``column(c, a, b)`` reads frames ``a..b`` of column ``c``, ``rows(a, b)`` a block of
+    rows. Memory stays that of a chunk or a column whatever ``n``; the file is removed by
+    :meth:`close`."""
+
+    def __init__(self, path, n, row_shape):
+        self.path, self.n, self.row_shape = pathlib.Path(path), int(n), tuple(row_shape)
+        self.width = int(np.prod(row_shape, dtype=np.int64))
+        self.fh = open(self.path, "w+b")
+        self.fh.truncate(8 * self.n * self.width)
+
+    def put(self, start, rows):
+        rows = np.asarray(rows, np.float64).reshape(len(rows), self.width)
+        for c in range(self.width):
+            self.fh.seek(8 * (c * self.n + start))
+            self.fh.write(rows[:, c].tobytes())
+
+    def column(self, c, a=0, b=None):
+        b = self.n if b is None else min(b, self.n)
+        self.fh.seek(8 * (c * self.n + a))
+        return np.fromfile(self.fh, np.float64, b - a)
+
+    def rows(self, a, b):
+        b = min(b, self.n)
+        return np.stack([self.column(c, a, b) for c in range(self.width)], axis=1).reshape(
+            (b - a,) + self.row_shape)
+
+    def close(self):
+        self.fh.close()
+        self.path.unlink(missing_ok=True)
 
 
 def is_complete(root):
@@ -438,19 +464,27 @@ def generate(out, n_train=DEFAULT_TRAIN, n_test=DEFAULT_TEST, seed=DEFAULT_SEED,
         for split, n in (("train", n_train), ("test", n_test)):
             (tmp / split).mkdir(parents=True)
             tasks += [(tmp / split, split, s, min(chunk, n - s), seed) for s in range(0, n, chunk)]
-            labels[split] = LabelFiles(tmp / split, n)
+            labels[split] = {}
         # labels go to disk as the chunks come (theta.npy directly, uvd and xyz into scratch
-        # files that joint_data.mat is then written from): memory flat in the frame count
+        # column files that joint_data.mat is then written from): memory flat in the frame count
+        sizes = {"train": n_train, "test": n_test}
         for split, start, uvd, xyz, theta in render_chunks(
                 _make_chunk, _worker_init, init, tasks, workers, n_train + n_test,
                 "synthetic NYU frames", progress):
-            for name, array in (("_uvd", uvd), ("_xyz", xyz), ("theta", theta)):
-                labels[split].put(name, start, array)
+            files = labels[split]
+            if not files:
+                n = sizes[split]
+                files.update(uvd=ColumnFile(tmp / split / ".uvd.scratch", n, uvd.shape[1:]),
+                             xyz=ColumnFile(tmp / split / ".xyz.scratch", n, xyz.shape[1:]),
+                             theta=RowFile(tmp / split / "theta.npy", n, theta.shape[1:],
+                                           theta.dtype))
+            for name, rows in (("uvd", uvd), ("xyz", xyz), ("theta", theta)):
+                files[name].put(start, rows)
         for split, files in labels.items():
-            if files.maps:
-                nyu.save_joint_data(tmp / split / "joint_data.mat", files.array("_uvd"),
-                                    files.array("_xyz"))
-                files.close("_uvd", "_xyz")
+            if files:
+                nyu.save_joint_data(tmp / split / "joint_data.mat", files["uvd"], files["xyz"])
+                for f in files.values():
+                    f.close()
         params["seconds"] = round(time.perf_counter() - t0, 1)
         (tmp / "synthetic.json").write_text(json.dumps(params, indent=1) + "\n")
     return params
