@@ -180,6 +180,9 @@ def build_workspace(ws):
     shutil.copytree(ws / "lmdb", victim / "lmdb")
     np.savez(victim / "fits.npz", theta=np.zeros((3, 26)), error_mm=np.ones(3))
     (victim / "page.md").write_text("# My notes\n\nno generated block here\n")
+    from deepmodel.data.synthetic import nyu as synthetic_nyu     # a small NYU-format root
+    synthetic_nyu.generate(ws / "nyu_small", n_train=60, n_test=10, seed=2, workers=1,
+                           progress=False)
     # damaged data: a data.mdb cut to half its size, a label of 1e30, a test loss of inf
     truncated = ws / "lmdb_truncated"
     shutil.copytree(ws / "lmdb", truncated)
@@ -705,6 +708,10 @@ def cases():
             (T1, "figure_not_png", ("--table-only", "--figure", "{ws}/out/t.gif", "--results",
                                     "{ws}/out/t1"), (".png",))):
         add(Case(tool, name, argv, "error", needles))
+    add(Case(M, "disk_full_during_build", ("nyu", "--root", "{ws}/nyu_small", "--out",
+                                            "{ws}/out/m_full", "--quiet"), "error",
+             ("nyu_train_depth", "disk full"), fsize=200000,
+             check=lambda ws, proc: not any((ws / "out" / "m_full").glob("nyu_*"))))
     add(Case(P, "test_loss_inf", ("{ws}/logs/inf_test.log", "--out", "{ws}/out/inf.png", "--json",
                                   "{ws}/out/inf.json"), "warn", ("inf", "iteration 20")))
     add(Case(T, "stale_temporaries_removed", pred("pred.txt", "--out", "{ws}/out/stale"), "ok",

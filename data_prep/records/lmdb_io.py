@@ -148,9 +148,20 @@ class LmdbSet:
     def flush(self):
         for n, items in self.pending.items():
             if items:
-                with self.envs[n].begin(write=True) as txn:
-                    txn.cursor().putmulti(items, append=True)
+                try:
+                    with self.envs[n].begin(write=True) as txn:
+                        txn.cursor().putmulti(items, append=True)
+                except lmdb.Error as err:
+                    raise self._write_error(n, err) from None
                 items.clear()
+
+    def _write_error(self, name, err):
+        """A failed write as one line naming the LMDB (its final name) and, for an I/O error or a
+        full map, the likely cause."""
+        text = " ".join(str(err).split())
+        full = any(k in text for k in ("Input/output error", "No space", "MAP_FULL"))
+        return InputError(f"{self.final[name]}: writing the LMDB failed ({text})"
+                          + (" (is the disk full? `df -h` shows the free space)" if full else ""))
 
     def close(self):
         for env in self.envs.values():
@@ -164,8 +175,11 @@ class LmdbSet:
         (e.g. to remove a stale meta file that describes the old LMDBs).
         """
         self.flush()
-        for env in self.envs.values():
-            env.sync(True)
+        for n, env in self.envs.items():
+            try:
+                env.sync(True)
+            except lmdb.Error as err:
+                raise self._write_error(n, err) from None
         self.close()
         for t in self.tmp.values():
             (t / BUILD_ID_FILE).write_text(self.build_id + "\n")
