@@ -381,22 +381,32 @@ def pid_alive(pid):
     return True
 
 
-def remove_stale_temporaries(final_path):
-    """Remove the leftovers of killed runs that wrote ``final_path``: its siblings named by
-    :func:`tmp_name` (also a temporary name of a temporary name) whose writers have all ended.
-    Those of a running process (this one included) and anything else are never touched."""
-    final_path = pathlib.Path(final_path)
-    folder = final_path.parent
+def stale_temporaries(folder):
+    """The leftovers of killed runs in ``folder``, found in one scan: ``{final name: [paths]}``
+    of the names made by :func:`tmp_name` (also a temporary name of a temporary name) whose
+    writers have all ended. Those of a running process (this one included) are not listed."""
+    folder = pathlib.Path(folder)
     try:
         names = [e.name for e in os.scandir(folder) if e.name.startswith(".") and TMP_TAG in e.name]
     except OSError:
-        return
+        return {}
+    stale = {}
     for name in names:
-        if final_name(folder / name) != str(final_path):
-            continue
         pids = [int(p) for p in re.findall(re.escape(TMP_TAG) + r"(\d+)", name)]
         if pids and not any(p == os.getpid() or pid_alive(p) for p in pids):
-            remove_path(folder / name)
+            stale.setdefault(final_name(folder / name), []).append(folder / name)
+    return stale
+
+
+def remove_stale_temporaries(final_path, stale=None):
+    """Remove the leftovers of killed runs that wrote ``final_path`` (:func:`stale_temporaries`
+    of its folder, or ``stale``, that scan made once for many outputs of one folder; the entries
+    removed are taken out of it). Anything else is never touched."""
+    final_path = pathlib.Path(final_path)
+    if stale is None:
+        stale = stale_temporaries(final_path.parent)
+    for path in stale.pop(str(final_path), ()):
+        remove_path(path)
 
 
 def replace_atomically(tmp_path, final_path):
@@ -439,7 +449,8 @@ def atomic_path(path):
     folder is created."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
+    if final_name(path) == str(path):     # a staged name's leftovers went with its output set's
+        remove_stale_temporaries(path)
     tmp = tmp_name(path)
     remove_path(tmp)
     try:
@@ -470,12 +481,15 @@ class OutputSet:
     def __init__(self, index):
         self.index = pathlib.Path(index)
         self.staged = {}
+        self._stale = {}          # folder -> its killed runs' temporaries, scanned once per set
 
     def stage(self, final):
         """The temporary name to write ``final`` to (its folder is created)."""
         final = pathlib.Path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(final)
+        if final.parent not in self._stale:
+            self._stale[final.parent] = stale_temporaries(final.parent)
+        remove_stale_temporaries(final, self._stale[final.parent])
         tmp = tmp_name(final)
         remove_path(tmp)
         self.staged[final] = tmp

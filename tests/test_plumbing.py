@@ -172,3 +172,19 @@ def test_a_failed_write_names_its_file(tmp_path):
             with atomic_path(tmp_path / "big.npz"):
                 raise err
         assert describe_os_error(caught.value).startswith(f"{tmp_path / 'big.npz'}: ")
+
+
+def test_an_output_set_scans_its_folder_for_leftovers_once(tmp_path, monkeypatch):
+    """Staging many outputs of one folder scans it once, not once per file (each write of a
+    staged file in turn must not rescan: thousands of files would cost minutes)."""
+    from deepmodel.plumbing import OutputSet, write_text
+
+    scans = []
+    real = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": scans.append(path) or real(path))
+    with OutputSet(tmp_path / "index.json") as outs:
+        for i in range(20):
+            write_text(outs.stage(tmp_path / f"f{i}.txt"), "x")
+        write_text(outs.stage(tmp_path / "index.json"), "{}")
+    assert len(scans) == 1, scans
+    assert len(list(tmp_path.iterdir())) == 21
