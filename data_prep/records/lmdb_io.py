@@ -22,8 +22,8 @@ import lmdb
 import numpy as np
 
 from deepmodel.data.records import datum
-from deepmodel.plumbing import (TMP_TAG, InputError, pid_alive, replace_atomically, tmp_name,
-                                tmp_owner)
+from deepmodel.plumbing import (InputError, remove_path, replace_atomically, stale_temporaries,
+                                tmp_name)
 
 
 BUILD_ID_FILE = "build_id"
@@ -94,18 +94,12 @@ def count_records(path):
 
 
 def remove_stale(out_dir, prefix):
-    """Remove temporary folders/files ``.<prefix>*.tmp-<pid>`` of builds that are no longer running."""
-    out_dir = pathlib.Path(out_dir)
-    if not out_dir.is_dir():
-        return
-    for p in out_dir.glob(f".{prefix}*{TMP_TAG}*"):
-        pid = tmp_owner(p)
-        if pid > 0 and pid != os.getpid() and pid_alive(pid):
-            continue
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+    """Remove the temporary folders and files of builds of ``<prefix>*`` (its LMDBs, meta and bad
+    log) whose processes have ended (``plumbing.stale_temporaries``)."""
+    for final, paths in stale_temporaries(out_dir).items():
+        if pathlib.Path(final).name.startswith(prefix):
+            for path in paths:
+                remove_path(path)
 
 
 class LmdbSet:
