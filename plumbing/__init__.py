@@ -362,12 +362,6 @@ def tmp_name(final_path):
     return final_path.parent / f".{final_path.name}{TMP_TAG}{os.getpid()}{final_path.suffix}"
 
 
-def tmp_owner(path):
-    """The process id in a temporary name made by :func:`tmp_name`, or -1."""
-    m = re.match(r"\d+", pathlib.Path(path).name.rsplit(TMP_TAG, 1)[-1])
-    return int(m.group()) if m else -1
-
-
 def pid_alive(pid):
     """Whether a process ``pid`` exists (one of another user counts as alive)."""
     try:
