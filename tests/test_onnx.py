@@ -24,7 +24,7 @@ from deepmodel.export.graph import OPSET, Graph  # noqa: E402
 from deepmodel.model.hand_model import HandModel  # noqa: E402
 from deepmodel.nets.net_io import load_net  # noqa: E402
 from deepmodel.plumbing import PROJECT  # noqa: E402
-from deepmodel.runtime.nets import OnnxNet  # noqa: E402
+from deepmodel.runtime.nets import CaffeNet, OnnxNet  # noqa: E402
 
 TOL = 1e-4          # the bound on keypoints (normalised units)
 POSE_VARIANTS = ["deploy", "deploy_hand_up", "deploy_icvl", "deploy_nolimit", "deploy_icvl_nolimit",
@@ -60,11 +60,7 @@ def _random_weights(model, path, seed=3):
 
 
 def _caffe_outputs(net, x, names):
-    net.blobs["depth"].reshape(*x.shape)
-    net.reshape()
-    net.blobs["depth"].data[...] = x
-    net.forward()
-    return {n: np.array(net.blobs[n].data) for n in names}
+    return {n: np.array(v) for n, v in CaffeNet(net).run(x, names).items()}
 
 
 def _standard_ops_only(proto):

@@ -84,20 +84,17 @@ def check_crops(shape, n, seed=0):
 def compare(path, model, weights, crops):
     """The largest difference, over every output of the ONNX file, between ONNX Runtime and
     Caffe on ``crops``: ``{output: difference}``."""
-    from deepmodel.runtime.nets import OnnxNet
+    from deepmodel.runtime.nets import CaffeNet, OnnxNet
 
     onnx_net = OnnxNet(path)
-    net = load_net(model, weights)
+    net = CaffeNet(load_net(model, weights))
     diffs = {}
     for start in range(0, len(crops), 64):
         x = crops[start:start + 64]
-        net.blobs["depth"].reshape(*x.shape)
-        net.reshape()
-        net.blobs["depth"].data[...] = x
-        net.forward()
         got = onnx_net.run(x, onnx_net.outputs)
+        want = net.run(x, onnx_net.outputs)
         for name, value in got.items():
-            d = float(np.max(np.abs(value - net.blobs[name].data.reshape(value.shape))))
+            d = float(np.max(np.abs(value - want[name].reshape(value.shape))))
             diffs[name] = max(diffs.get(name, 0.0), d)
     return diffs
 
