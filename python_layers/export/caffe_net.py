@@ -42,18 +42,21 @@ def _spatial(p, name, default):
     return (int(v), int(v)) if v or default == 0 else (default, default)
 
 
+def _window(p):
+    """``(kernel, stride, pad, dilation)``, each ``(h, w)``, of a convolution or pooling parameter."""
+    dil = list(getattr(p, "dilation", ())) or [1]
+    return (_spatial(p, "kernel_size", 0), _spatial(p, "stride", 1), _spatial(p, "pad", 0),
+            (int(dil[0]), int(dil[-1])))
+
+
 def _conv(g, layer, x, params, where):
     p = layer.convolution_param
-    kh, kw = _spatial(p, "kernel_size", 0)
-    sh, sw = _spatial(p, "stride", 1)
-    ph, pw = _spatial(p, "pad", 0)
-    dil = list(p.dilation) or [1]
+    k, s, (ph, pw), d = _window(p)
     inputs = [x, g.const(params[0], f"{layer.name}/weight")]
     if p.bias_term:
         inputs.append(g.const(params[1].reshape(-1), f"{layer.name}/bias"))
-    return g.op("Conv", inputs, layer.name, kernel_shape=[kh, kw], strides=[sh, sw],
-                pads=[ph, pw, ph, pw], dilations=[int(dil[0]), int(dil[-1])],
-                group=int(p.group))
+    return g.op("Conv", inputs, layer.name, kernel_shape=list(k), strides=list(s),
+                pads=[ph, pw, ph, pw], dilations=list(d), group=int(p.group))
 
 
 def _caffe_pooled(size, k, s, pad):
@@ -69,15 +72,13 @@ def _pool(g, layer, x, shape, where):
     if p.global_pooling:
         op = "GlobalMaxPool" if p.pool == 0 else "GlobalAveragePool"
         return g.op(op, [x], layer.name)
-    kh, kw = _spatial(p, "kernel_size", 0)
-    sh, sw = _spatial(p, "stride", 1)
-    ph, pw = _spatial(p, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw), _ = _window(p)
     if shape is None:
         raise InputError(f"{where}: pooling needs a fixed input size to be exported")
     h, w = shape[2:]
     ceil_h, ceil_w = (int(np.ceil((n + 2 * q - k) / s)) + 1
                       for n, q, k, s in ((h, ph, kh, sh), (w, pw, kw, sw)))
-    if (ceil_h, ceil_w) != (_caffe_pooled(h, kh, sh, ph), _caffe_pooled(w, kw, sw, pw)):
+    if (ceil_h, ceil_w) != _pooled_shape(layer, shape)[2:]:
         raise InputError(f"{where}: Caffe's pooled size differs from ONNX's here (padding "
                          "past the image); cannot export")
     if p.pool == 0:
@@ -94,21 +95,14 @@ def _pooled_shape(layer, shape):
     n, c, h, w = shape
     if p.global_pooling:
         return (n, c, 1, 1)
-    kh, kw = _spatial(p, "kernel_size", 0)
-    sh, sw = _spatial(p, "stride", 1)
-    ph, pw = _spatial(p, "pad", 0)
+    (kh, kw), (sh, sw), (ph, pw), _ = _window(p)
     return (n, c, _caffe_pooled(h, kh, sh, ph), _caffe_pooled(w, kw, sw, pw))
 
 
 def _conv_shape(layer, shape, channels):
     if shape is None:
         return None
-    p = layer.convolution_param
-    kh, kw = _spatial(p, "kernel_size", 0)
-    sh, sw = _spatial(p, "stride", 1)
-    ph, pw = _spatial(p, "pad", 0)
-    dil = list(p.dilation) or [1]
-    dh, dw = int(dil[0]), int(dil[-1])
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _window(layer.convolution_param)
     return (shape[0], channels, (shape[2] + 2 * ph - dh * (kh - 1) - 1) // sh + 1,
             (shape[3] + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
 
