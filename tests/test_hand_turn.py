@@ -234,12 +234,12 @@ def test_hand_up_deploy_net_turns_keypoints_back(make_net, real, project_root):
     k = m.forward(theta).reshape(5, 31, 3)
     want = np.stack([c * k[..., 0] - s * k[..., 1], s * k[..., 0] + c * k[..., 1], k[..., 2]], -1)
     np.testing.assert_allclose(net.blobs["joints"].data, want.reshape(5, 93), atol=2e-5)
-    posed, angles = theta_frame(net, real[:, None])
+    posed, angles = theta_frame({k: b.data for k, b in net.blobs.items()}, real[:, None])
     np.testing.assert_array_equal(posed, net.blobs["depth_up"].data)
     np.testing.assert_allclose(keypoints_of_theta(m, theta, angles), want.reshape(5, 93), atol=1e-12)
     # a net without the turn: the crops themselves, no angles
     plain = make_net((project_root / "prototxt" / "deploy.prototxt").read_text())
-    same, none = theta_frame(plain, real[:, None])
+    same, none = theta_frame({k: b.data for k, b in plain.blobs.items()}, real[:, None])
     assert same is not None and none is None
 
 

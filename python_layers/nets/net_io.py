@@ -243,17 +243,18 @@ def output_blob(net, name, width, model="the model", option="--blob"):
 TURNED_CROPS, TURN_ANGLES = "depth_up", "turn"
 
 
-def theta_frame(net, crops):
-    """After a forward pass of ``crops`` ``(N, 1, H, W)``: ``(crops, angles)``, the crops the net's
-    ``theta`` blob poses the hand in and the angles (``(N,)`` radians, counter-clockwise, y up)
-    that turned them: for a net that turns its input (blobs ``depth_up`` and ``turn``), its turned
-    crops and their angles; for any other net, ``crops`` and None. A depth fit of theta
-    (deepmodel.fitting.depth_fit) runs on these crops; :func:`keypoints_of_theta` turns its keypoints
-    back."""
-    if TURNED_CROPS in net.blobs and TURN_ANGLES in net.blobs:
+def theta_frame(outs, crops):
+    """After a forward pass of ``crops`` ``(N, 1, H, W)``, from its outputs ``outs`` (arrays by
+    blob name, either backend's): ``(crops, angles)``, the crops the net's ``theta`` poses the
+    hand in and the angles (``(N,)`` radians, counter-clockwise, y up) that turned them: for a
+    net that turns its input (outputs ``depth_up`` and ``turn``), its turned crops and their
+    angles; for any other net, ``crops`` and None. A depth fit of theta
+    (deepmodel.fitting.depth_fit) runs on these crops; :func:`keypoints_of_theta` turns its
+    keypoints back."""
+    if TURNED_CROPS in outs and TURN_ANGLES in outs:
         n = len(crops)
-        turned = np.array(net.blobs[TURNED_CROPS].data[:n], dtype=np.float32)
-        return turned, np.array(net.blobs[TURN_ANGLES].data.reshape(n), dtype=np.float64)
+        turned = np.array(outs[TURNED_CROPS][:n], dtype=np.float32)
+        return turned, np.array(np.asarray(outs[TURN_ANGLES]).reshape(n), dtype=np.float64)
     return crops, None
 
 
@@ -282,11 +283,7 @@ def fit_outputs(fitter, crops, outs, cube_mm, center_mm=None, theta_blob="theta"
     and ``turn``; either backend's, :mod:`deepmodel.runtime.nets`). See :func:`fit_net_pose`."""
     n = len(crops)
     theta = np.array(np.asarray(outs[theta_blob]).reshape(n, -1), np.float64)
-    if TURNED_CROPS in outs and TURN_ANGLES in outs:
-        posed = np.array(outs[TURNED_CROPS][:n], dtype=np.float32)
-        angles = np.array(np.asarray(outs[TURN_ANGLES]).reshape(n), dtype=np.float64)
-    else:
-        posed, angles = crops, None
+    posed, angles = theta_frame(outs, crops)
     fit = fitter.fit(posed[:, 0], theta, center_mm, cube_mm, progress=progress)
     return keypoints_of_theta(fitter.model, fit["theta"], angles), fit
 
