@@ -249,6 +249,11 @@ def test_run_frames_backend_onnx_writes_what_caffe_writes(project_root, referenc
     proc = run_module(project_root, "tools/run_frames.py", frame, "--weights", missing,
                       "--backend", "onnx", "--out", tmp_path / "x")
     assert_one_line_error(proc, "lonely.onnx", "export_onnx")
+    for blob, needle in (("theta", "expected (N, 93)"), ("nope", "has no output 'nope'")):
+        proc = run_module(project_root, "tools/run_frames.py", frame, "--weights",
+                          "models/real/deepmodel.onnx", "--backend", "onnx", "--blob", blob,
+                          "--out", tmp_path / "y")
+        assert_one_line_error(proc, "deepmodel.onnx", needle)
 
 
 def teardown_module(module):

@@ -65,7 +65,7 @@ class FramePipeline:
             model = str(self.net.path)
             for name, width, option in [(blob, 93, "--blob")] + (
                     [(theta_blob, self.fitter.model.num_free, "--theta-blob")] if fit else []):
-                self._check_onnx_output(name, width, option)
+                self.net.check_output(name, width, option)
         else:
             net = load_net(model, weights)
             self.net = CaffeNet(net, input_blob(net, None, model))
@@ -88,15 +88,6 @@ class FramePipeline:
         if not 0.0 <= smooth < 1.0:
             raise InputError(f"smoothing {smooth}: must be at least 0 and below 1")
         self.smooth, self.previous = float(smooth), None
-
-    def _check_onnx_output(self, name, width, option):
-        shape = dict(zip(self.net.outputs, (o.shape for o in self.net.session.get_outputs())))
-        if name not in shape:
-            raise InputError(f"{self.net.path}: has no output '{name}' (outputs: "
-                             f"{', '.join(self.net.outputs)}); choose one with {option}")
-        if len(shape[name]) != 2 or shape[name][1] != width:
-            raise InputError(f"{self.net.path}: output '{name}' has shape {shape[name]}, "
-                             f"expected (N, {width})")
 
     def run_crops(self, crops):
         """Crops ``(N, 128, 128)`` (the project's crop) through the net in one batch -> the pass's

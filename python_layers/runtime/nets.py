@@ -88,6 +88,18 @@ class OnnxNet:
     def has(self, name):
         return name in self.outputs
 
+    def check_output(self, name, width, option="--blob"):
+        """An output ``name`` of shape ``(N, width)``, or an InputError naming the file (as
+        ``deepmodel.nets.net_io.output_blob`` checks a Caffe net's blob)."""
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        if name not in shapes:
+            raise InputError(f"{self.path}: has no output '{name}' (outputs: "
+                             f"{', '.join(self.outputs)}); choose one with {option}")
+        if len(shapes[name]) != 2 or shapes[name][1] != width:
+            raise InputError(f"{self.path}: output '{name}' has shape {shapes[name]}, "
+                             f"expected (N, {width})")
+        return name
+
     def run(self, x, names):
         names = list(names)
         values = self.session.run(names, {self.input: np.ascontiguousarray(x, np.float32)})
